@@ -1,0 +1,230 @@
+/*
+ * vae_dist: one binary, subcommands (the contract is in docs/usage.md).
+ * Parses flags, builds the config and calls into libvae; owns no logic of
+ * its own beyond argument handling.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm/comm.h"
+#include "core/config.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "data/ckpt.h"
+#include "data/dataset.h"
+#include "data/idx.h"
+#include "train/train.h"
+
+static const char usage_main[] =
+    "usage: vae_dist [COMMAND] [OPTIONS]\n"
+    "\n"
+    "Distributed data-parallel training of Variational Autoencoders (run under mpirun).\n"
+    "\n"
+    "commands:\n"
+    "  train    train a VAE (the default command)\n"
+    "  prep     convert IDX files (MNIST / Fashion-MNIST layout) to the HDF5 dataset format\n"
+    "  info     print a checkpoint's header\n"
+    "  config   print the configuration reference (every key, default, allowed values)\n"
+    "\n"
+    "  vae_dist COMMAND --help   shows the options of a command; --version prints the version.\n";
+
+static const char usage_train[] =
+    "usage: vae_dist train [--config FILE] [--set section.key=value ...] [--resume auto|none|PATH]\n"
+    "\n"
+    "  --config FILE     INI file with sections [data] [model] [optim] [train] [ckpt] [comm] [run]\n"
+    "  --set S.K=V       override one key (repeatable), e.g. --set optim.lr=3e-4\n"
+    "  --resume MODE     auto (default): newest valid checkpoint in run.dir/ckpt, if any;\n"
+    "                    none: start fresh; PATH: that checkpoint or fail\n"
+    "\n"
+    "exit codes: 0 done, 1 error, 2 usage, 3 internal/MPI error, 42 stopped by a signal after a\n"
+    "checkpoint (requeue and run again with --resume auto).\n";
+
+static const char usage_prep[] =
+    "usage: vae_dist prep --train-images F [--train-labels F] [--test-images F] [--test-labels F]\n"
+    "                     --out data.h5\n"
+    "\n"
+    "Reads IDX files (gzip or plain) and writes the vae_dist HDF5 dataset (docs/formats.md).\n";
+
+static const char usage_info[] = "usage: vae_dist info --checkpoint PATH\n";
+
+/* Value of flag argv[*i] (advancing *i), or NULL with a usage error. */
+static const char *flag_value(int argc, char **argv, int *i)
+{
+    if (*i + 1 >= argc) {
+        log_error("option %s needs a value", argv[*i]);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+static int cmd_prep(int argc, char **argv)
+{
+    const char *ti = NULL, *tl = NULL, *vi = NULL, *vl = NULL, *out = NULL;
+    for (int i = 0; i < argc; i++) {
+        const char **dst = !strcmp(argv[i], "--train-images")  ? &ti
+                           : !strcmp(argv[i], "--train-labels") ? &tl
+                           : !strcmp(argv[i], "--test-images")  ? &vi
+                           : !strcmp(argv[i], "--test-labels")  ? &vl
+                           : !strcmp(argv[i], "--out")          ? &out
+                                                                : NULL;
+        if (!strcmp(argv[i], "--help")) {
+            fputs(usage_prep, stdout);
+            return VAE_EXIT_OK;
+        }
+        if (!dst) {
+            log_error("prep: unknown option '%s'\n%s", argv[i], usage_prep);
+            return VAE_EXIT_USAGE;
+        }
+        if (!(*dst = flag_value(argc, argv, &i)))
+            return VAE_EXIT_USAGE;
+    }
+    if (!ti || !out || (vl && !vi)) {
+        log_error("prep: --train-images and --out are required (and --test-labels needs "
+                  "--test-images)\n%s",
+                  usage_prep);
+        return VAE_EXIT_USAGE;
+    }
+    struct idx x[2] = {{0}}, y[2] = {{0}};
+    int rc = VAE_EXIT_ERROR;
+    if (idx_read(&x[0], ti, 1) || (tl && idx_read(&y[0], tl, 0)) || (vi && idx_read(&x[1], vi, 1)) ||
+        (vl && idx_read(&y[1], vl, 0)))
+        goto out_free;
+    for (int s = 0; s < 2; s++) {
+        if (y[s].data && y[s].n != x[s].n) {
+            log_error("%s: %zu labels for %zu images in %s", s ? vl : tl, y[s].n, x[s].n, s ? vi : ti);
+            goto out_free;
+        }
+    }
+    if (x[1].data && (x[1].rows != x[0].rows || x[1].cols != x[0].cols)) {
+        log_error("%s: images are %zux%zu but the training images are %zux%zu", vi, x[1].rows,
+                  x[1].cols, x[0].rows, x[0].cols);
+        goto out_free;
+    }
+    if ((tl == NULL) != (vi && vl == NULL) && vi) {
+        log_error("prep: give labels for both splits or for neither");
+        goto out_free;
+    }
+    struct dataset_info info = {
+        .n_train = x[0].n,
+        .n_test = x[1].n,
+        .n_dim = x[0].rows * x[0].cols,
+        .is_u8 = 1,
+        .has_labels = tl != NULL,
+        .image_rows = (long)x[0].rows,
+        .image_cols = (long)x[0].cols,
+    };
+    if (dataset_write(out, &info, x[0].data, y[0].data, x[1].data, y[1].data) == 0) {
+        log_info("wrote %s: train %zu x %zu%s, test %zu", out, info.n_train, info.n_dim,
+                 info.has_labels ? " with labels" : "", info.n_test);
+        rc = VAE_EXIT_OK;
+    }
+out_free:
+    for (int s = 0; s < 2; s++) {
+        idx_free(&x[s]);
+        idx_free(&y[s]);
+    }
+    return rc;
+}
+
+static int cmd_train(const struct comm *c, int argc, char **argv)
+{
+    struct config cfg;
+    config_defaults(&cfg);
+    const char *resume = "auto";
+    /* The config file first, so that --set overrides it wherever it stands. */
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--config")) {
+            const char *v = flag_value(argc, argv, &i);
+            if (!v)
+                return VAE_EXIT_USAGE;
+            if (config_load_file(&cfg, v))
+                return VAE_EXIT_ERROR;
+        }
+    }
+    for (int i = 0; i < argc; i++) {
+        const char *v;
+        if (!strcmp(argv[i], "--help")) {
+            if (comm_rank(c) == 0)
+                fputs(usage_train, stdout);
+            return VAE_EXIT_OK;
+        } else if (!strcmp(argv[i], "--config")) {
+            i++;
+        } else if (!strcmp(argv[i], "--set")) {
+            if (!(v = flag_value(argc, argv, &i)))
+                return VAE_EXIT_USAGE;
+            if (config_set(&cfg, v, "--set"))
+                return VAE_EXIT_ERROR;
+        } else if (!strcmp(argv[i], "--resume")) {
+            if (!(resume = flag_value(argc, argv, &i)))
+                return VAE_EXIT_USAGE;
+        } else {
+            log_error("train: unknown option '%s' (see vae_dist train --help)", argv[i]);
+            return VAE_EXIT_USAGE;
+        }
+    }
+    train_install_signals();
+    return train_run(&cfg, c, resume, NULL);
+}
+
+static int cmd_info(const struct comm *c, int argc, char **argv)
+{
+    const char *path = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--help")) {
+            fputs(usage_info, stdout);
+            return VAE_EXIT_OK;
+        }
+        if (strcmp(argv[i], "--checkpoint") || !(path = flag_value(argc, argv, &i))) {
+            log_error("info: expected --checkpoint PATH\n%s", usage_info);
+            return VAE_EXIT_USAGE;
+        }
+    }
+    if (!path) {
+        log_error("info: expected --checkpoint PATH\n%s", usage_info);
+        return VAE_EXIT_USAGE;
+    }
+    struct ckpt_meta meta;
+    if (ckpt_inspect(c, path, &meta))
+        return VAE_EXIT_ERROR;
+    log_info("{\"checkpoint\": \"%s\", \"version\": %ld, \"step\": %lld, \"epoch\": %ld, \"seed\": %llu, "
+             "\"world_size\": %ld, \"n_params\": %zu, \"optim\": \"%s\", \"optim_t\": %lld}",
+             path, meta.version, (long long)meta.step, meta.epoch, (unsigned long long)meta.seed,
+             meta.world_size, meta.n_params, config_optim_name((int)meta.optim),
+             (long long)meta.optim_t);
+    log_info("%s", meta.config);
+    ckpt_meta_free(&meta);
+    return VAE_EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cmd = argc > 1 && argv[1][0] != '-' ? argv[1] : "train";
+    int first = argc > 1 && argv[1][0] != '-' ? 2 : 1;
+    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help"))) {
+        fputs(usage_main, stdout);
+        return VAE_EXIT_OK;
+    }
+    if (argc > 1 && !strcmp(argv[1], "--version")) {
+        printf("vae_dist %s\n", VAE_VERSION);
+        return VAE_EXIT_OK;
+    }
+    if (!strcmp(cmd, "config")) {
+        config_write_reference(stdout);
+        return VAE_EXIT_OK;
+    }
+    if (!strcmp(cmd, "prep"))
+        return cmd_prep(argc - first, argv + first);
+    struct comm *c = comm_init(&argc, &argv);
+    int rc;
+    if (!strcmp(cmd, "train"))
+        rc = cmd_train(c, argc - first, argv + first);
+    else if (!strcmp(cmd, "info"))
+        rc = cmd_info(c, argc - first, argv + first);
+    else {
+        log_error("unknown command '%s'\n%s", cmd, usage_main);
+        rc = VAE_EXIT_USAGE;
+    }
+    comm_finalize();
+    return rc;
+}

@@ -1,0 +1,239 @@
+/*
+ * MPI wall (see comm.h). The only file of vae_dist that includes mpi.h
+ * (src/data reaches the communicator through comm_native for parallel HDF5).
+ */
+#include "comm/comm.h"
+
+#include <limits.h>
+#include <mpi.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/log.h"
+
+struct comm {
+    MPI_Comm mpi;
+    int rank, size;
+};
+
+struct comm_reducer {
+    const struct comm *c;
+    float *buf;
+    size_t n_buckets;
+    size_t *off;            /* n_buckets + 1 offsets into buf */
+    MPI_Request *req;       /* one per bucket */
+};
+
+static struct comm g_world, g_self;
+
+#define MPI_CHECK(call)                                                         \
+    do {                                                                        \
+        int rc_ = (call);                                                       \
+        if (rc_ != MPI_SUCCESS) {                                               \
+            char msg_[MPI_MAX_ERROR_STRING];                                    \
+            int len_ = 0;                                                       \
+            MPI_Error_string(rc_, msg_, &len_);                                 \
+            vae_fatal(__FILE__, __LINE__, "%s failed: %s", #call, msg_);        \
+        }                                                                       \
+    } while (0)
+
+/* MPI's counts are int: chunk anything larger. */
+#define CHUNK ((size_t)INT_MAX / 2)
+
+static _Noreturn void abort_hook(int code)
+{
+    MPI_Abort(MPI_COMM_WORLD, code);
+    exit(code); /* not reached */
+}
+
+_Noreturn void comm_abort(int code)
+{
+    abort_hook(code);
+}
+
+static void comm_wrap(struct comm *c, MPI_Comm mpi)
+{
+    c->mpi = mpi;
+    MPI_CHECK(MPI_Comm_rank(mpi, &c->rank));
+    MPI_CHECK(MPI_Comm_size(mpi, &c->size));
+}
+
+struct comm *comm_init(int *argc, char ***argv)
+{
+    int inited = 0;
+    MPI_Initialized(&inited);
+    if (!inited && MPI_Init(argc, argv) != MPI_SUCCESS) {
+        log_error("MPI_Init failed");
+        exit(VAE_EXIT_FATAL);
+    }
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_Comm_set_errhandler(MPI_COMM_SELF, MPI_ERRORS_RETURN);
+    comm_wrap(&g_world, MPI_COMM_WORLD);
+    comm_wrap(&g_self, MPI_COMM_SELF);
+    log_set_rank(g_world.rank, g_world.size);
+    error_set_abort_hook(abort_hook);
+    return &g_world;
+}
+
+struct comm *comm_self(void)
+{
+    return &g_self;
+}
+
+void comm_finalize(void)
+{
+    int fin = 0;
+    MPI_Finalized(&fin);
+    if (!fin)
+        MPI_Finalize();
+}
+
+int comm_rank(const struct comm *c)
+{
+    return c->rank;
+}
+
+int comm_size(const struct comm *c)
+{
+    return c->size;
+}
+
+const void *comm_native(const struct comm *c)
+{
+    return &c->mpi;
+}
+
+int comm_agree(const struct comm *c, int ok)
+{
+    int mine = ok ? 1 : 0, all = 0;
+    MPI_CHECK(MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, c->mpi));
+    return all;
+}
+
+void comm_barrier(const struct comm *c)
+{
+    MPI_CHECK(MPI_Barrier(c->mpi));
+}
+
+void comm_bcast(const struct comm *c, void *buf, size_t n_bytes, int root)
+{
+    for (size_t off = 0; off < n_bytes; off += CHUNK) {
+        size_t n = n_bytes - off < CHUNK ? n_bytes - off : CHUNK;
+        MPI_CHECK(MPI_Bcast((char *)buf + off, (int)n, MPI_BYTE, root, c->mpi));
+    }
+}
+
+static void allreduce(const struct comm *c, void *buf, size_t n, size_t elem_bytes, MPI_Datatype t,
+                      MPI_Op op)
+{
+    if (c->size == 1)
+        return;
+    for (size_t off = 0; off < n; off += CHUNK) {
+        size_t k = n - off < CHUNK ? n - off : CHUNK;
+        MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, (char *)buf + off * elem_bytes, (int)k, t, op, c->mpi));
+    }
+}
+
+void comm_allreduce_sum_f32(const struct comm *c, float *buf, size_t n)
+{
+    allreduce(c, buf, n, sizeof *buf, MPI_FLOAT, MPI_SUM);
+}
+
+void comm_allreduce_sum_f64(const struct comm *c, double *buf, size_t n)
+{
+    allreduce(c, buf, n, sizeof *buf, MPI_DOUBLE, MPI_SUM);
+}
+
+void comm_allreduce_sum_i64(const struct comm *c, int64_t *buf, size_t n)
+{
+    allreduce(c, buf, n, sizeof *buf, MPI_INT64_T, MPI_SUM);
+}
+
+void comm_allreduce_max_f64(const struct comm *c, double *buf, size_t n)
+{
+    allreduce(c, buf, n, sizeof *buf, MPI_DOUBLE, MPI_MAX);
+}
+
+void comm_allreduce_min_f64(const struct comm *c, double *buf, size_t n)
+{
+    allreduce(c, buf, n, sizeof *buf, MPI_DOUBLE, MPI_MIN);
+}
+
+void comm_allgather_u64(const struct comm *c, uint64_t value, uint64_t *all)
+{
+    MPI_CHECK(MPI_Allgather(&value, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, c->mpi));
+}
+
+void comm_alltoallv_bytes(const struct comm *c, const void *send, const size_t *send_bytes,
+                          const size_t *send_off, void *recv, const size_t *recv_bytes,
+                          const size_t *recv_off)
+{
+    int p = c->size;
+    int *buf = malloc(4 * (size_t)p * sizeof *buf);
+    VAE_ASSERT(buf);
+    int *sc = buf, *sd = buf + p, *rc = buf + 2 * p, *rd = buf + 3 * p;
+    for (int q = 0; q < p; q++) {
+        if (send_bytes[q] > INT_MAX || send_off[q] > INT_MAX || recv_bytes[q] > INT_MAX ||
+            recv_off[q] > INT_MAX)
+            vae_fatal(__FILE__, __LINE__,
+                      "alltoallv of more than %d bytes to one rank: use more ranks or smaller shards",
+                      INT_MAX);
+        sc[q] = (int)send_bytes[q];
+        sd[q] = (int)send_off[q];
+        rc[q] = (int)recv_bytes[q];
+        rd[q] = (int)recv_off[q];
+    }
+    MPI_CHECK(MPI_Alltoallv(send, sc, sd, MPI_BYTE, recv, rc, rd, MPI_BYTE, c->mpi));
+    free(buf);
+}
+
+struct comm_reducer *comm_reducer_init(const struct comm *c, float *buf, const size_t *bucket_off,
+                                       size_t n_buckets)
+{
+    struct comm_reducer *r = calloc(1, sizeof *r);
+    VAE_ASSERT(r);
+    r->c = c;
+    r->buf = buf;
+    r->n_buckets = n_buckets;
+    r->off = malloc((n_buckets + 1) * sizeof *r->off);
+    r->req = malloc(n_buckets * sizeof *r->req);
+    VAE_ASSERT(r->off && r->req);
+    memcpy(r->off, bucket_off, (n_buckets + 1) * sizeof *r->off);
+    for (size_t k = 0; k < n_buckets; k++) {
+        VAE_ASSERT(r->off[k + 1] - r->off[k] <= INT_MAX);
+        r->req[k] = MPI_REQUEST_NULL;
+    }
+    return r;
+}
+
+void comm_reducer_start(struct comm_reducer *r, size_t bucket)
+{
+    if (r->c->size == 1)
+        return;
+    size_t n = r->off[bucket + 1] - r->off[bucket];
+    MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, r->buf + r->off[bucket], (int)n, MPI_FLOAT, MPI_SUM,
+                             r->c->mpi, &r->req[bucket]));
+}
+
+void comm_reducer_progress(struct comm_reducer *r)
+{
+    int done;
+    if (r->c->size > 1)
+        MPI_CHECK(MPI_Testall((int)r->n_buckets, r->req, &done, MPI_STATUSES_IGNORE));
+}
+
+void comm_reducer_wait(struct comm_reducer *r)
+{
+    if (r->c->size > 1)
+        MPI_CHECK(MPI_Waitall((int)r->n_buckets, r->req, MPI_STATUSES_IGNORE));
+}
+
+void comm_reducer_free(struct comm_reducer *r)
+{
+    if (!r)
+        return;
+    free(r->off);
+    free(r->req);
+    free(r);
+}

@@ -1,0 +1,74 @@
+/*
+ * Every MPI call of vae_dist. A `struct comm` wraps a communicator (the world,
+ * or MPI_COMM_SELF so that a test can run a 1-rank reference inside a P-rank
+ * job). Every call is checked by MPI_CHECK, which names the call, file, line
+ * and rank and ends the whole job with MPI_Abort: errors return to us
+ * (MPI_ERRORS_RETURN) instead of killing one rank silently.
+ *
+ * Counts are element counts (size_t); wrappers check them against INT_MAX
+ * and split larger buffers, so callers never see MPI's int counts.
+ */
+#ifndef VAE_COMM_H
+#define VAE_COMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct comm;
+
+/* MPI_Init, error handler, log rank, abort hook. Returns the world comm. */
+struct comm *comm_init(int *argc, char ***argv);
+/* A 1-rank comm over MPI_COMM_SELF (for references inside tests). */
+struct comm *comm_self(void);
+void comm_finalize(void);
+
+int comm_rank(const struct comm *c);
+int comm_size(const struct comm *c);
+
+/* End every rank of the job with `code` (MPI_Abort). */
+_Noreturn void comm_abort(int code);
+
+/*
+ * Agreement: every rank passes its own `ok` (nonzero = fine); returns nonzero
+ * only if every rank passed nonzero. The way a recoverable error on one rank
+ * becomes a decision that all ranks act on together.
+ */
+int comm_agree(const struct comm *c, int ok);
+
+void comm_barrier(const struct comm *c);
+void comm_bcast(const struct comm *c, void *buf, size_t n_bytes, int root);
+void comm_allreduce_sum_f32(const struct comm *c, float *buf, size_t n);
+void comm_allreduce_sum_f64(const struct comm *c, double *buf, size_t n);
+void comm_allreduce_sum_i64(const struct comm *c, int64_t *buf, size_t n);
+void comm_allreduce_max_f64(const struct comm *c, double *buf, size_t n);
+void comm_allreduce_min_f64(const struct comm *c, double *buf, size_t n);
+/* all[r] = value of rank r. */
+void comm_allgather_u64(const struct comm *c, uint64_t value, uint64_t *all);
+
+/*
+ * Personalised exchange of bytes: rank r sends send_bytes[q] bytes at
+ * send + send_off[q] to each rank q and receives into recv + recv_off[q].
+ */
+void comm_alltoallv_bytes(const struct comm *c, const void *send, const size_t *send_bytes,
+                          const size_t *send_off, void *recv, const size_t *recv_bytes,
+                          const size_t *recv_off);
+
+/*
+ * Bucketed, overlapped allreduce of one flat float buffer. The buffer is cut
+ * into buckets at tensor boundaries by the caller; comm_reducer_start(k) is
+ * called as soon as backward has finished every tensor of bucket k, and
+ * starts its non-blocking sum; comm_reducer_wait completes them all.
+ */
+struct comm_reducer;
+struct comm_reducer *comm_reducer_init(const struct comm *c, float *buf, const size_t *bucket_off,
+                                       size_t n_buckets);
+void comm_reducer_start(struct comm_reducer *r, size_t bucket);
+/* Give MPI a chance to progress started buckets (call between layers). */
+void comm_reducer_progress(struct comm_reducer *r);
+void comm_reducer_wait(struct comm_reducer *r);
+void comm_reducer_free(struct comm_reducer *r);
+
+/* The underlying MPI_Comm, as an opaque pointer, for parallel HDF5 in src/data. */
+const void *comm_native(const struct comm *c);
+
+#endif

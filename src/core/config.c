@@ -1,0 +1,476 @@
+/*
+ * Configuration (see config.h). One table lists every key with its type,
+ * field, range or allowed names, default and one-line description; parsing,
+ * validation, writing and the reference documentation all walk it, so a key
+ * added here is parsed, checked, saved in checkpoints and documented at once.
+ */
+#include "core/config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+
+enum key_type { K_INT, K_U64, K_FLOAT, K_BOOL, K_STR, K_ENUM, K_LIST };
+
+struct key {
+    const char *section, *name;
+    enum key_type type;
+    size_t offset;
+    double min, max;            /* K_INT, K_FLOAT, K_LIST elements */
+    const char *const *names;   /* K_ENUM: NULL-terminated */
+    const char *def;            /* default, as text */
+    const char *doc;
+};
+
+static const char *const act_names[] = {"relu", "tanh", "sigmoid", NULL};
+static const char *const lik_names[] = {"bernoulli", "gaussian", "gaussian_learned", NULL};
+static const char *const optim_names[] = {"sgd", "adagrad", "rmsprop", "adam", "adamw", NULL};
+static const char *const sched_names[] = {"constant", "warmup", "cosine", NULL};
+
+#define F(field) offsetof(struct config, field)
+#define NONE NULL
+static const struct key keys[] = {
+    {"data", "path", K_STR, F(data_path), 0, 0, NONE, "data/fashion-mnist.h5",
+     "HDF5 dataset made by `vae_dist prep`"},
+    {"data", "shuffle", K_BOOL, F(shuffle), 0, 0, NONE, "true",
+     "one global permutation of the training set per epoch"},
+    {"model", "hidden", K_LIST, F(hidden), 1, 1 << 20, NONE, "400",
+     "encoder hidden widths, comma-separated (decoder mirrors them)"},
+    {"model", "latent", K_INT, F(latent), 1, 1 << 16, NONE, "20", "latent dimension Z"},
+    {"model", "activation", K_ENUM, F(activation), 0, 0, act_names, "relu", "hidden activation"},
+    {"model", "likelihood", K_ENUM, F(likelihood), 0, 0, lik_names, "bernoulli",
+     "decoder likelihood p(x|z)"},
+    {"model", "obs_logvar", K_FLOAT, F(obs_logvar), -20, 20, NONE, "0",
+     "Gaussian likelihood log variance (fixed, or initial value when learned)"},
+    {"optim", "name", K_ENUM, F(optim), 0, 0, optim_names, "adam", "optimizer"},
+    {"optim", "lr", K_FLOAT, F(lr), 0, 1e6, NONE, "0.001", "learning rate (epsilon in the notes)"},
+    {"optim", "momentum", K_FLOAT, F(momentum), 0, 0.999999, NONE, "0",
+     "momentum (sgd; rmsprop with nesterov)"},
+    {"optim", "nesterov", K_BOOL, F(nesterov), 0, 0, NONE, "false", "Nesterov momentum (sgd, rmsprop)"},
+    {"optim", "rho", K_FLOAT, F(rho), 0, 0.999999, NONE, "0.9", "rmsprop decay rate"},
+    {"optim", "beta1", K_FLOAT, F(beta1), 0, 0.999999, NONE, "0.9", "adam first-moment decay"},
+    {"optim", "beta2", K_FLOAT, F(beta2), 0, 0.9999999, NONE, "0.999", "adam second-moment decay"},
+    {"optim", "eps", K_FLOAT, F(eps), 0, 1, NONE, "1e-8", "adam denominator constant"},
+    {"optim", "delta", K_FLOAT, F(delta), 0, 1, NONE, "0",
+     "adagrad/rmsprop constant; 0 picks the notes' 1e-7 (adagrad) or 1e-6 (rmsprop)"},
+    {"optim", "weight_decay", K_FLOAT, F(weight_decay), 0, 1e3, NONE, "0",
+     "L2 penalty (decoupled for adamw)"},
+    {"optim", "schedule", K_ENUM, F(schedule), 0, 0, sched_names, "constant",
+     "learning-rate schedule"},
+    {"optim", "warmup_steps", K_INT, F(warmup_steps), 0, 1e12, NONE, "0",
+     "linear warm-up steps (warmup, cosine)"},
+    {"optim", "min_lr", K_FLOAT, F(min_lr), 0, 1e6, NONE, "0", "final learning rate of cosine"},
+    {"train", "epochs", K_INT, F(epochs), 1, 1e9, NONE, "10", "epochs"},
+    {"train", "batch_size", K_INT, F(batch_size), 1, 1 << 24, NONE, "128",
+     "global batch B (each of P ranks takes B/P)"},
+    {"train", "micro_batch", K_INT, F(micro_batch), 1, 1 << 24, NONE, "16",
+     "reproducible mode: fixed micro-batch whose gradient is summed exactly"},
+    {"train", "seed", K_U64, F(seed), 0, 0, NONE, "1", "seed of all randomness"},
+    {"train", "reproducible", K_BOOL, F(reproducible), 0, 0, NONE, "false",
+     "exact int64 gradient reduction: bit-identical for any P"},
+    {"train", "beta", K_FLOAT, F(beta), 0, 1e6, NONE, "1", "KL weight"},
+    {"train", "kl_warmup_steps", K_INT, F(kl_warmup_steps), 0, 1e12, NONE, "0",
+     "steps over which the KL weight rises linearly from 0 to beta"},
+    {"train", "clip_norm", K_FLOAT, F(clip_norm), 0, 1e12, NONE, "0",
+     "clip gradients to this global norm (0: off)"},
+    {"train", "log_every", K_INT, F(log_every), 1, 1e9, NONE, "100", "steps between progress lines"},
+    {"train", "max_skipped", K_INT, F(max_skipped), 1, 1e9, NONE, "10",
+     "consecutive non-finite steps before the run aborts"},
+    {"train", "replica_check_every", K_INT, F(replica_check_every), 0, 1e12, NONE, "1000",
+     "steps between parameter-hash checks across ranks (0: off)"},
+    {"train", "max_steps", K_INT, F(max_steps), 0, 1e15, NONE, "0",
+     "stop after this many steps (0: all epochs)"},
+    {"ckpt", "every_steps", K_INT, F(ckpt_every_steps), 0, 1e15, NONE, "0",
+     "checkpoint every N steps (0: off)"},
+    {"ckpt", "every_seconds", K_FLOAT, F(ckpt_every_seconds), 0, 1e9, NONE, "600",
+     "checkpoint every T seconds (0: off)"},
+    {"ckpt", "keep", K_INT, F(ckpt_keep), 1, 1e6, NONE, "3", "checkpoints kept"},
+    {"comm", "bucket_mb", K_FLOAT, F(bucket_mb), 0.001, 1e5, NONE, "4",
+     "gradient bucket size (MiB) for overlapped allreduce"},
+    {"comm", "overlap", K_BOOL, F(overlap), 0, 0, NONE, "true",
+     "start each bucket's allreduce while backward runs (false: one blocking allreduce)"},
+    {"run", "dir", K_STR, F(run_dir), 0, 0, NONE, "runs/default",
+     "run directory: config.ini, metrics.jsonl, ckpt/"},
+};
+#undef F
+#define N_KEYS (sizeof keys / sizeof keys[0])
+
+static const struct key *find_key(const char *section, const char *name)
+{
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (!strcmp(keys[i].section, section) && !strcmp(keys[i].name, name))
+            return &keys[i];
+    return NULL;
+}
+
+static int section_known(const char *section)
+{
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (!strcmp(keys[i].section, section))
+            return 1;
+    return 0;
+}
+
+/* "a, b, c" listing of the keys of a section, or of the sections. */
+static void list_names(char *out, size_t out_bytes, const char *section)
+{
+    size_t n = 0;
+    out[0] = 0;
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const char *name;
+        if (section) {
+            if (strcmp(keys[i].section, section))
+                continue;
+            name = keys[i].name;
+        } else {
+            if (i > 0 && !strcmp(keys[i - 1].section, keys[i].section))
+                continue;
+            name = keys[i].section;
+        }
+        n += (size_t)snprintf(out + n, n < out_bytes ? out_bytes - n : 0, "%s%s", n ? ", " : "", name);
+    }
+}
+
+static void enum_list(char *out, size_t out_bytes, const char *const *names)
+{
+    size_t n = 0;
+    out[0] = 0;
+    for (size_t i = 0; names[i]; i++)
+        n += (size_t)snprintf(out + n, n < out_bytes ? out_bytes - n : 0, "%s%s", i ? "|" : "", names[i]);
+}
+
+static int parse_double(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    while (*end == ' ' || *end == '\t')
+        end++;
+    if (end == s || *end || errno == ERANGE || !isfinite(v))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_long(const char *s, long *out)
+{
+    double v;
+    /* Accept "1e6" and "128"; reject fractions. */
+    if (parse_double(s, &v) || v != floor(v) || fabs(v) > 9e15)
+        return -1;
+    *out = (long)v;
+    return 0;
+}
+
+int config_set_kv(struct config *cfg, const char *section, const char *name, const char *value,
+                  char *err, size_t err_bytes)
+{
+    char allowed[512];
+    if (!section_known(section)) {
+        list_names(allowed, sizeof allowed, NULL);
+        snprintf(err, err_bytes, "unknown section [%s]; allowed sections: %s", section, allowed);
+        return -1;
+    }
+    const struct key *k = find_key(section, name);
+    if (!k) {
+        list_names(allowed, sizeof allowed, section);
+        snprintf(err, err_bytes, "unknown key '%s' in [%s]; allowed keys: %s", name, section, allowed);
+        return -1;
+    }
+    char *field = (char *)cfg + k->offset;
+    double d;
+    long l;
+    switch (k->type) {
+    case K_INT:
+        if (parse_long(value, &l) || l < k->min || l > k->max) {
+            snprintf(err, err_bytes, "[%s] %s: expected an integer in [%.0f, %.0f], found '%s'",
+                     section, name, k->min, k->max, value);
+            return -1;
+        }
+        *(long *)field = l;
+        return 0;
+    case K_U64: {
+        char *end;
+        errno = 0;
+        unsigned long long u = strtoull(value, &end, 0);
+        if (end == value || *end || errno || value[0] == '-') {
+            snprintf(err, err_bytes, "[%s] %s: expected a non-negative integer, found '%s'", section,
+                     name, value);
+            return -1;
+        }
+        *(uint64_t *)field = (uint64_t)u;
+        return 0;
+    }
+    case K_FLOAT:
+        if (parse_double(value, &d) || d < k->min || d > k->max) {
+            snprintf(err, err_bytes, "[%s] %s: expected a number in [%g, %g], found '%s'", section,
+                     name, k->min, k->max, value);
+            return -1;
+        }
+        *(double *)field = d;
+        return 0;
+    case K_BOOL:
+        if (!strcmp(value, "true") || !strcmp(value, "1") || !strcmp(value, "yes"))
+            *(int *)field = 1;
+        else if (!strcmp(value, "false") || !strcmp(value, "0") || !strcmp(value, "no"))
+            *(int *)field = 0;
+        else {
+            snprintf(err, err_bytes, "[%s] %s: expected true|false, found '%s'", section, name, value);
+            return -1;
+        }
+        return 0;
+    case K_STR:
+        if (!value[0] || strlen(value) >= CONFIG_STR_MAX) {
+            snprintf(err, err_bytes, "[%s] %s: expected a non-empty string under %d bytes, found '%s'",
+                     section, name, CONFIG_STR_MAX, value);
+            return -1;
+        }
+        strcpy(field, value);
+        return 0;
+    case K_ENUM:
+        for (int i = 0; k->names[i]; i++) {
+            if (!strcmp(k->names[i], value)) {
+                *(int *)field = i;
+                return 0;
+            }
+        }
+        enum_list(allowed, sizeof allowed, k->names);
+        snprintf(err, err_bytes, "[%s] %s: expected one of %s, found '%s'", section, name, allowed, value);
+        return -1;
+    case K_LIST: {
+        size_t n = 0;
+        const char *p = value;
+        while (*p) {
+            char item[64];
+            size_t len = strcspn(p, ",");
+            if (len >= sizeof item || n == CONFIG_MAX_HIDDEN)
+                goto bad_list;
+            memcpy(item, p, len);
+            item[len] = 0;
+            if (parse_long(item, &l) || l < k->min || l > k->max)
+                goto bad_list;
+            cfg->hidden[n++] = (size_t)l;
+            p += len;
+            if (*p == ',')
+                p++;
+        }
+        if (n == 0)
+            goto bad_list;
+        cfg->n_hidden = n;
+        return 0;
+    bad_list:
+        snprintf(err, err_bytes,
+                 "[%s] %s: expected 1 to %d comma-separated integers in [%.0f, %.0f], found '%s'",
+                 section, name, CONFIG_MAX_HIDDEN, k->min, k->max, value);
+        return -1;
+    }
+    }
+    return -1;
+}
+
+void config_defaults(struct config *cfg)
+{
+    char err[256];
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < N_KEYS; i++) {
+        int rc = config_set_kv(cfg, keys[i].section, keys[i].name, keys[i].def, err, sizeof err);
+        (void)rc; /* defaults are valid by construction; test_config checks it */
+    }
+}
+
+struct ini_ctx {
+    struct config *cfg;
+    const char *path;
+    FILE *f;                  /* NULL when parsing a string */
+    int line;                 /* lines read so far: the handler's line */
+    int failed;
+};
+
+/* inih's reader: fgets that counts lines, since the packaged inih passes no
+ * line number to the handler; it handles a line right after reading it. */
+static char *ini_read_line(char *str, int num, void *stream)
+{
+    struct ini_ctx *ctx = stream;
+    char *r = fgets(str, num, ctx->f);
+    if (r)
+        ctx->line++;
+    return r;
+}
+
+static int ini_handler_fn(void *user, const char *section, const char *name, const char *value)
+{
+    struct ini_ctx *ctx = user;
+    char err[768];
+    if (config_set_kv(ctx->cfg, section, name, value, err, sizeof err)) {
+        log_error("%s:%d: %s", ctx->path, ctx->line, err);
+        ctx->failed = 1;
+        return 0;
+    }
+    return 1;
+}
+
+int config_load_file(struct config *cfg, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        log_error("%s: cannot open config file: %s", path, strerror(errno));
+        return -1;
+    }
+    struct ini_ctx ctx = {cfg, path, f, 0, 0};
+    int rc = ini_parse_stream(ini_read_line, &ctx, ini_handler_fn, &ctx);
+    fclose(f);
+    if (ctx.failed)
+        return -1;
+    if (rc != 0) {
+        log_error("%s:%d: malformed line: expected 'key = value' or '[section]'", path, rc);
+        return -1;
+    }
+    return 0;
+}
+
+int config_from_string(struct config *cfg, const char *text, char *err, size_t err_bytes)
+{
+    struct ini_ctx ctx = {cfg, "<stored config>", NULL, 0, 0};
+    int rc = ini_parse_string(text, ini_handler_fn, &ctx);
+    if (ctx.failed || rc != 0) {
+        snprintf(err, err_bytes, "stored config does not parse (line %d)", rc);
+        return -1;
+    }
+    return 0;
+}
+
+int config_set(struct config *cfg, const char *assignment, const char *origin)
+{
+    char buf[CONFIG_STR_MAX + 128], err[768];
+    if (strlen(assignment) >= sizeof buf) {
+        log_error("%s: assignment too long", origin);
+        return -1;
+    }
+    strcpy(buf, assignment);
+    char *eq = strchr(buf, '=');
+    char *dot = strchr(buf, '.');
+    if (!eq || !dot || dot > eq) {
+        log_error("%s '%s': expected section.key=value (e.g. optim.lr=0.001)", origin, assignment);
+        return -1;
+    }
+    *eq = 0;
+    *dot = 0;
+    if (config_set_kv(cfg, buf, dot + 1, eq + 1, err, sizeof err)) {
+        log_error("%s '%s': %s", origin, assignment, err);
+        return -1;
+    }
+    return 0;
+}
+
+int config_validate(const struct config *cfg, char *err, size_t err_bytes)
+{
+    if (cfg->reproducible && cfg->batch_size % cfg->micro_batch) {
+        snprintf(err, err_bytes,
+                 "[train] micro_batch = %ld must divide batch_size = %ld in reproducible mode",
+                 cfg->micro_batch, cfg->batch_size);
+        return -1;
+    }
+    if (cfg->schedule == SCHED_COSINE && cfg->min_lr > cfg->lr) {
+        snprintf(err, err_bytes, "[optim] min_lr = %g must not exceed lr = %g", cfg->min_lr, cfg->lr);
+        return -1;
+    }
+    return 0;
+}
+
+static void write_value(const struct config *cfg, const struct key *k, FILE *f)
+{
+    const char *field = (const char *)cfg + k->offset;
+    switch (k->type) {
+    case K_INT:
+        fprintf(f, "%ld", *(const long *)field);
+        break;
+    case K_U64:
+        fprintf(f, "%llu", (unsigned long long)*(const uint64_t *)field);
+        break;
+    case K_FLOAT:
+        fprintf(f, "%.17g", *(const double *)field);
+        break;
+    case K_BOOL:
+        fputs(*(const int *)field ? "true" : "false", f);
+        break;
+    case K_STR:
+        fputs(field, f);
+        break;
+    case K_ENUM:
+        fputs(k->names[*(const int *)field], f);
+        break;
+    case K_LIST:
+        for (size_t i = 0; i < cfg->n_hidden; i++)
+            fprintf(f, "%s%zu", i ? "," : "", cfg->hidden[i]);
+        break;
+    }
+}
+
+int config_write(const struct config *cfg, FILE *f)
+{
+    const char *section = "";
+    for (size_t i = 0; i < N_KEYS; i++) {
+        if (strcmp(section, keys[i].section)) {
+            section = keys[i].section;
+            fprintf(f, "%s[%s]\n", i ? "\n" : "", section);
+        }
+        fprintf(f, "%s = ", keys[i].name);
+        write_value(cfg, &keys[i], f);
+        fputc('\n', f);
+    }
+    return ferror(f) ? -1 : 0;
+}
+
+char *config_to_string(const struct config *cfg)
+{
+    char *buf = NULL;
+    size_t bytes = 0;
+    FILE *f = open_memstream(&buf, &bytes);
+    if (!f)
+        return NULL;
+    config_write(cfg, f);
+    fclose(f);
+    return buf;
+}
+
+void config_write_reference(FILE *f)
+{
+    char allowed[256];
+    fprintf(f, "| key | default | allowed | meaning |\n| --- | --- | --- | --- |\n");
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const struct key *k = &keys[i];
+        switch (k->type) {
+        case K_ENUM:
+            enum_list(allowed, sizeof allowed, k->names);
+            break;
+        case K_BOOL:
+            strcpy(allowed, "true|false");
+            break;
+        case K_INT:
+        case K_LIST:
+            snprintf(allowed, sizeof allowed, "integer in [%.0f, %.0f]", k->min, k->max);
+            break;
+        case K_FLOAT:
+            snprintf(allowed, sizeof allowed, "number in [%g, %g]", k->min, k->max);
+            break;
+        default:
+            strcpy(allowed, "text");
+        }
+        fprintf(f, "| `%s.%s` | `%s` | %s | %s |\n", k->section, k->name, k->def, allowed, k->doc);
+    }
+}
+
+const char *config_act_name(int act)
+{
+    return act_names[act];
+}
+
+const char *config_optim_name(int optim)
+{
+    return optim_names[optim];
+}

@@ -1,0 +1,72 @@
+/* Linear layer on OpenBLAS sgemm (see linear.h). The only BLAS caller besides
+ * vae.c; shapes follow PyTorch's nn.Linear so that weights compare directly. */
+#include "model/linear.h"
+
+#include <cblas.h>
+#include <string.h>
+
+void linear_forward(float *y, const float *x, const float *w, const float *b, size_t n_b,
+                    size_t n_in, size_t n_out)
+{
+    for (size_t r = 0; r < n_b; r++)
+        memcpy(y + r * n_out, b, n_out * sizeof *y);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n_b, (int)n_out, (int)n_in, 1.0f, x,
+                (int)n_in, w, (int)n_in, 1.0f, y, (int)n_out);
+}
+
+void linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+                     const float *w, size_t n_b, size_t n_in, size_t n_out)
+{
+    /* dw (O, I) += dyᵀ (O, B) · x (B, I) */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n_out, (int)n_in, (int)n_b, 1.0f, dy,
+                (int)n_out, x, (int)n_in, 1.0f, dw, (int)n_in);
+    for (size_t r = 0; r < n_b; r++)
+        for (size_t o = 0; o < n_out; o++)
+            db[o] += dy[r * n_out + o];
+    /* dx (B, I) = dy (B, O) · w (O, I) */
+    if (dx)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n_b, (int)n_in, (int)n_out, 1.0f,
+                    dy, (int)n_out, w, (int)n_in, 0.0f, dx, (int)n_in);
+}
+
+void linear_forward_ref(float *y, const float *x, const float *w, const float *b, size_t n_b,
+                        size_t n_in, size_t n_out)
+{
+    for (size_t r = 0; r < n_b; r++)
+        for (size_t o = 0; o < n_out; o++) {
+            double s = b[o];
+            for (size_t i = 0; i < n_in; i++)
+                s += (double)x[r * n_in + i] * w[o * n_in + i];
+            y[r * n_out + o] = (float)s;
+        }
+}
+
+void linear_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x,
+                         const float *w, size_t n_b, size_t n_in, size_t n_out)
+{
+    for (size_t o = 0; o < n_out; o++) {
+        for (size_t i = 0; i < n_in; i++) {
+            double s = 0;
+            for (size_t r = 0; r < n_b; r++)
+                s += (double)dy[r * n_out + o] * x[r * n_in + i];
+            dw[o * n_in + i] += (float)s;
+        }
+        double s = 0;
+        for (size_t r = 0; r < n_b; r++)
+            s += dy[r * n_out + o];
+        db[o] += (float)s;
+    }
+    if (dx)
+        for (size_t r = 0; r < n_b; r++)
+            for (size_t i = 0; i < n_in; i++) {
+                double s = 0;
+                for (size_t o = 0; o < n_out; o++)
+                    s += (double)dy[r * n_out + o] * w[o * n_in + i];
+                dx[r * n_in + i] = (float)s;
+            }
+}
+
+void linear_set_threads(int n)
+{
+    openblas_set_num_threads(n);
+}

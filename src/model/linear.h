@@ -1,0 +1,28 @@
+/*
+ * Fully connected layer y = x Wᵀ + b, row-major as in PyTorch:
+ *   x (B, I), w (O, I), b (O), y (B, O).
+ * Argument order everywhere: outputs, inputs, weights, sizes. Backward *adds*
+ * into dw and db (gradients accumulate) and overwrites dx; dx may be NULL
+ * for the first layer, whose input needs no gradient.
+ * The *_ref twins are naive triple loops that the tests hold the BLAS
+ * versions against.
+ */
+#ifndef VAE_LINEAR_H
+#define VAE_LINEAR_H
+
+#include <stddef.h>
+
+void linear_forward(float *y, const float *x, const float *w, const float *b, size_t n_b,
+                    size_t n_in, size_t n_out);
+void linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+                     const float *w, size_t n_b, size_t n_in, size_t n_out);
+
+void linear_forward_ref(float *y, const float *x, const float *w, const float *b, size_t n_b,
+                        size_t n_in, size_t n_out);
+void linear_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x,
+                         const float *w, size_t n_b, size_t n_in, size_t n_out);
+
+/* BLAS threads per process (the thread policy: 1 per rank by default). */
+void linear_set_threads(int n);
+
+#endif

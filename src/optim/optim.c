@@ -1,0 +1,148 @@
+/* Optimizers, schedules and clipping on flat buffers (formulas in optim.h). */
+#include "optim/optim.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+
+int optim_init(struct optim *o, const struct config *cfg, size_t n, long total_steps)
+{
+    memset(o, 0, sizeof *o);
+    o->kind = cfg->optim;
+    o->lr = cfg->lr;
+    o->momentum = cfg->momentum;
+    o->nesterov = cfg->nesterov;
+    o->rho = cfg->rho;
+    o->beta1 = cfg->beta1;
+    o->beta2 = cfg->beta2;
+    o->eps = cfg->eps;
+    o->weight_decay = cfg->weight_decay;
+    o->schedule = cfg->schedule;
+    o->warmup_steps = cfg->warmup_steps;
+    o->total_steps = total_steps;
+    o->min_lr = cfg->min_lr;
+    o->delta = cfg->delta > 0 ? cfg->delta : (o->kind == OPT_ADAGRAD ? 1e-7 : 1e-6);
+    o->n = n;
+    switch (o->kind) {
+    case OPT_SGD:
+        o->n_states = o->momentum > 0 ? 1 : 0;
+        break;
+    case OPT_ADAGRAD:
+        o->n_states = 1;
+        break;
+    case OPT_RMSPROP:
+        o->n_states = o->nesterov ? 2 : 1;
+        break;
+    default:
+        o->n_states = 2;
+    }
+    for (size_t s = 0; s < o->n_states; s++) {
+        o->state[s] = calloc(n, sizeof(float));
+        if (!o->state[s]) {
+            log_error("out of memory for optimizer state (%zu parameters)", n);
+            optim_free(o);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void optim_free(struct optim *o)
+{
+    free(o->state[0]);
+    free(o->state[1]);
+    o->state[0] = o->state[1] = NULL;
+}
+
+double optim_lr(const struct optim *o, int64_t t)
+{
+    if (o->schedule != SCHED_CONSTANT && t < o->warmup_steps)
+        return o->lr * (double)(t + 1) / (double)o->warmup_steps;
+    if (o->schedule == SCHED_COSINE) {
+        double span = (double)(o->total_steps - o->warmup_steps);
+        double p = span > 0 ? (double)(t - o->warmup_steps) / span : 1.0;
+        p = p > 1 ? 1 : p;
+        return o->min_lr + 0.5 * (o->lr - o->min_lr) * (1.0 + cos(3.14159265358979323846 * p));
+    }
+    return o->lr;
+}
+
+void optim_step(struct optim *o, float *params, const float *grads)
+{
+    const size_t n = o->n;
+    const float lr = (float)optim_lr(o, o->t);
+    const float wd = (float)o->weight_decay, mu = (float)o->momentum, delta = (float)o->delta;
+    float *s0 = o->state[0], *s1 = o->state[1];
+    o->t++;
+    switch (o->kind) {
+    case OPT_SGD:
+        for (size_t i = 0; i < n; i++) {
+            float g = grads[i] + wd * params[i];
+            if (s0) {
+                s0[i] = mu * s0[i] + g;
+                g = o->nesterov ? g + mu * s0[i] : s0[i];
+            }
+            params[i] -= lr * g;
+        }
+        break;
+    case OPT_ADAGRAD:
+        for (size_t i = 0; i < n; i++) {
+            float g = grads[i] + wd * params[i];
+            s0[i] += g * g;
+            params[i] -= lr / (delta + sqrtf(s0[i])) * g;
+        }
+        break;
+    case OPT_RMSPROP: {
+        const float rho = (float)o->rho;
+        for (size_t i = 0; i < n; i++) {
+            float g = grads[i] + wd * params[i];
+            s0[i] = rho * s0[i] + (1.0f - rho) * g * g;
+            float step = lr / sqrtf(delta + s0[i]) * g;
+            if (s1) {
+                float v = mu * s1[i] - step;
+                params[i] += v + mu * (v - s1[i]);
+                s1[i] = v;
+            } else {
+                params[i] -= step;
+            }
+        }
+        break;
+    }
+    case OPT_ADAM:
+    case OPT_ADAMW: {
+        const float b1 = (float)o->beta1, b2 = (float)o->beta2, eps = (float)o->eps;
+        const float c1 = (float)(1.0 - pow(o->beta1, (double)o->t));
+        const float c2 = (float)(1.0 - pow(o->beta2, (double)o->t));
+        const float l2 = o->kind == OPT_ADAM ? wd : 0.0f;
+        const float decay = o->kind == OPT_ADAMW ? 1.0f - lr * wd : 1.0f;
+        for (size_t i = 0; i < n; i++) {
+            float g = grads[i] + l2 * params[i];
+            s0[i] = b1 * s0[i] + (1.0f - b1) * g;
+            s1[i] = b2 * s1[i] + (1.0f - b2) * g * g;
+            params[i] = decay * params[i] - lr * (s0[i] / c1) / (sqrtf(s1[i] / c2) + eps);
+        }
+        break;
+    }
+    }
+}
+
+double optim_grad_norm(const float *g, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)g[i] * g[i];
+    return sqrt(s);
+}
+
+double optim_clip(float *g, size_t n, double max_norm)
+{
+    double norm = optim_grad_norm(g, n);
+    if (max_norm > 0 && norm > max_norm) {
+        float k = (float)(max_norm / norm);
+        for (size_t i = 0; i < n; i++)
+            g[i] *= k;
+    }
+    return norm;
+}

@@ -1,0 +1,52 @@
+/*
+ * Optimizers on flat buffers: one loop updates every parameter.
+ *
+ *   sgd      v ← μv + g;  θ ← θ − ε·v   (Nesterov: θ ← θ − ε·(g + μv))   [PyTorch]
+ *   adagrad  r ← r + g⊙g;  θ ← θ − ε/(δ + √r) ⊙ g,  δ = 1e-7            [notes, Alg. 8.4]
+ *   rmsprop  r ← ρr + (1−ρ) g⊙g;  θ ← θ − ε/√(δ + r) ⊙ g,  δ = 1e-6     [notes, Alg. 8.5]
+ *   rmsprop + Nesterov (Goodfellow et al. Alg. 8.6): the gradient is taken at
+ *            the look-ahead θ + αv. We store φ = θ + αv as the parameters, so
+ *            the loop always differentiates at the stored point:
+ *            r ← ρr + (1−ρ)g⊙g;  v' ← αv − ε/√(δ + r) ⊙ g;  φ ← φ + v' + α(v' − v)
+ *   adam     m ← β1 m + (1−β1) g;  v ← β2 v + (1−β2) g⊙g;
+ *            θ ← θ − ε · (m / (1−β1^t)) / (√(v / (1−β2^t)) + eps)   [Kingma & Ba]
+ *   adamw    θ ← θ − ε·λ·θ, then adam                               [Loshchilov & Hutter]
+ * weight_decay λ for all but adamw adds λθ to g (L2).
+ */
+#ifndef VAE_OPTIM_H
+#define VAE_OPTIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/config.h"
+
+struct optim {
+    int kind;                 /* enum optim_kind */
+    double lr, momentum, rho, beta1, beta2, eps, delta, weight_decay;
+    int nesterov;
+    int schedule;             /* enum sched_kind */
+    long warmup_steps, total_steps;
+    double min_lr;
+    size_t n;                 /* parameter count */
+    int64_t t;                /* steps taken (Adam's bias-correction t) */
+    size_t n_states;          /* 0, 1 or 2 state vectors */
+    float *state[2];          /* (n) each: sgd/rmsprop-nesterov v; adagrad/rmsprop r; adam m, v */
+};
+
+/* Allocate the state for n parameters (zeroed). total_steps feeds the cosine schedule. */
+int optim_init(struct optim *o, const struct config *cfg, size_t n, long total_steps);
+void optim_free(struct optim *o);
+
+/* Learning rate at step t (0-based) under the schedule. */
+double optim_lr(const struct optim *o, int64_t t);
+
+/* One step: params (n) updated from grads (n); increments o->t. */
+void optim_step(struct optim *o, float *params, const float *grads);
+
+/* Global L2 norm of g (n), in double. */
+double optim_grad_norm(const float *g, size_t n);
+/* Scale g so its norm is at most max_norm; returns the norm before clipping. */
+double optim_clip(float *g, size_t n, double max_norm);
+
+#endif
