@@ -1,0 +1,176 @@
+/* Config parsing: defaults, overrides, and errors that name file, line, key
+ * and the allowed values. Errors are captured from stderr. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "core/config.h"
+
+static char captured[4096];
+
+/* Run f with stderr sent to a file; keep what it printed in `captured`. */
+static int capture(int (*f)(struct config *, const char *), struct config *cfg, const char *arg)
+{
+    fflush(stderr);
+    int saved = dup(2);
+    FILE *tmp = tmpfile();
+    dup2(fileno(tmp), 2);
+    int rc = f(cfg, arg);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    rewind(tmp);
+    size_t n = fread(captured, 1, sizeof captured - 1, tmp);
+    captured[n] = 0;
+    fclose(tmp);
+    return rc;
+}
+
+static int set_cli(struct config *cfg, const char *a)
+{
+    return config_set(cfg, a, "--set");
+}
+
+static const char *write_ini(const char *text)
+{
+    static char path[] = "/tmp/vae_test_config_XXXXXX";
+    strcpy(path, "/tmp/vae_test_config_XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return path;
+}
+
+static void test_defaults_are_pytorch_example(void **state)
+{
+    (void)state;
+    struct config c;
+    config_defaults(&c);
+    assert_int_equal(c.n_hidden, 1);
+    assert_int_equal(c.hidden[0], 400);
+    assert_int_equal(c.latent, 20);
+    assert_int_equal(c.optim, OPT_ADAM);
+    assert_true(c.lr == 1e-3);
+    assert_int_equal(c.batch_size, 128);
+    assert_int_equal(c.epochs, 10);
+    assert_int_equal(c.activation, ACT_RELU);
+    assert_int_equal(c.likelihood, LIK_BERNOULLI);
+    char err[256];
+    assert_int_equal(config_validate(&c, err, sizeof err), 0);
+}
+
+static void test_file_and_overrides(void **state)
+{
+    (void)state;
+    struct config c;
+    config_defaults(&c);
+    const char *p = write_ini("[model]\nhidden = 512,256\nlatent = 8\nactivation = tanh\n"
+                              "[optim]\nname = rmsprop\nlr = 3e-4\n[train]\nreproducible = true\n");
+    assert_int_equal(config_load_file(&c, p), 0);
+    unlink(p);
+    assert_int_equal(c.n_hidden, 2);
+    assert_int_equal(c.hidden[1], 256);
+    assert_int_equal(c.latent, 8);
+    assert_int_equal(c.activation, ACT_TANH);
+    assert_int_equal(c.optim, OPT_RMSPROP);
+    assert_true(c.lr == 3e-4);
+    assert_int_equal(c.reproducible, 1);
+    assert_int_equal(config_set(&c, "optim.lr=0.5", "--set"), 0);
+    assert_true(c.lr == 0.5);
+    /* Round trip through the resolved text. */
+    char *text = config_to_string(&c);
+    struct config d;
+    config_defaults(&d);
+    char err[256];
+    assert_int_equal(config_from_string(&d, text, err, sizeof err), 0);
+    free(text);
+    assert_int_equal(d.hidden[0], 512);
+    assert_true(d.lr == 0.5);
+    assert_int_equal(d.reproducible, 1);
+}
+
+static void test_unknown_key_names_file_line_and_allowed(void **state)
+{
+    (void)state;
+    struct config c;
+    config_defaults(&c);
+    const char *p = write_ini("[optim]\nlr = 0.001\n\nmomentun = 0.9\n");
+    assert_int_equal(capture(config_load_file, &c, p), -1);
+    assert_non_null(strstr(captured, p));
+    assert_non_null(strstr(captured, ":4:"));
+    assert_non_null(strstr(captured, "unknown key 'momentun' in [optim]"));
+    assert_non_null(strstr(captured, "momentum"));
+    unlink(p);
+}
+
+static void test_unknown_section(void **state)
+{
+    (void)state;
+    struct config c;
+    config_defaults(&c);
+    const char *p = write_ini("[trian]\nepochs = 3\n");
+    assert_int_equal(capture(config_load_file, &c, p), -1);
+    assert_non_null(strstr(captured, "unknown section [trian]"));
+    assert_non_null(strstr(captured, ":2:"));
+    unlink(p);
+}
+
+static void test_bad_values(void **state)
+{
+    (void)state;
+    struct config c;
+    config_defaults(&c);
+    struct {
+        const char *set, *expect;
+    } cases[] = {
+        {"optim.lr=-0.1", "[optim] lr: expected a number in [0, 1e+06], found '-0.1'"},
+        {"optim.lr=fast", "found 'fast'"},
+        {"train.batch_size=0", "expected an integer in [1,"},
+        {"train.batch_size=12.5", "found '12.5'"},
+        {"model.activation=gelu", "expected one of relu|tanh|sigmoid, found 'gelu'"},
+        {"optim.name=lbfgs", "sgd|adagrad|rmsprop|adam|adamw"},
+        {"train.reproducible=maybe", "expected true|false"},
+        {"model.hidden=400,,3", "comma-separated integers"},
+        {"optim.lr", "expected section.key=value"},
+        {"train.seed=-1", "non-negative integer"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        assert_int_equal(capture(set_cli, &c, cases[i].set), -1);
+        if (!strstr(captured, cases[i].expect))
+            fail_msg("--set %s printed '%s', expected it to contain '%s'", cases[i].set, captured,
+                     cases[i].expect);
+    }
+    assert_true(c.lr == 1e-3); /* a rejected value leaves the old one */
+}
+
+static void test_cross_key_validation(void **state)
+{
+    (void)state;
+    struct config c;
+    config_defaults(&c);
+    c.reproducible = 1;
+    c.micro_batch = 48;
+    char err[256];
+    assert_int_equal(config_validate(&c, err, sizeof err), -1);
+    assert_non_null(strstr(err, "micro_batch = 48 must divide batch_size = 128"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults_are_pytorch_example),
+        cmocka_unit_test(test_file_and_overrides),
+        cmocka_unit_test(test_unknown_key_names_file_line_and_allowed),
+        cmocka_unit_test(test_unknown_section),
+        cmocka_unit_test(test_bad_values),
+        cmocka_unit_test(test_cross_key_validation),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,277 @@
+/*
+ * Data input: IDX parsing and its errors (missing, wrong magic, truncated,
+ * trailing bytes, gzip and plain), HDF5 dataset validation (not HDF5, wrong
+ * format attribute, newer version, wrong rank, dtype or shape), and the
+ * sharded reader on one rank. Every bad file must give -1 and a message
+ * naming the file and the cause; none may crash (also run under ASan).
+ */
+#include <hdf5.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cmocka.h>
+
+#include "comm/comm.h"
+#include "data/dataset.h"
+#include "data/idx.h"
+#include "testutil.h"
+
+static struct comm *g_comm;
+static char captured[8192];
+static char dir[] = "/tmp/vae_test_data_XXXXXX";
+
+static void begin_capture(int *saved, FILE **tmp)
+{
+    fflush(stderr);
+    *saved = dup(2);
+    *tmp = tmpfile();
+    dup2(fileno(*tmp), 2);
+}
+
+static void end_capture(int saved, FILE *tmp)
+{
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    rewind(tmp);
+    size_t n = fread(captured, 1, sizeof captured - 1, tmp);
+    captured[n] = 0;
+    fclose(tmp);
+}
+
+static const char *path_of(const char *name)
+{
+    static char p[4][512];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(p[k], sizeof p[k], "%s/%s", dir, name);
+    return p[k];
+}
+
+/* Write an IDX image file: header for n items of r×c, then `payload` bytes. */
+static void write_idx(const char *path, int gz, uint32_t magic, uint32_t n, uint32_t r, uint32_t c,
+                      size_t payload)
+{
+    unsigned char h[16];
+    uint32_t v[4] = {magic, n, r, c};
+    for (int i = 0; i < 4; i++)
+        for (int b = 0; b < 4; b++)
+            h[i * 4 + b] = (unsigned char)(v[i] >> (24 - 8 * b));
+    size_t hbytes = magic == 0x801 ? 8 : 16;
+    unsigned char *body = calloc(payload + 1, 1);
+    for (size_t i = 0; i < payload; i++)
+        body[i] = (unsigned char)(i * 7);
+    if (gz) {
+        gzFile f = gzopen(path, "wb");
+        gzwrite(f, h, (unsigned)hbytes);
+        if (payload)
+            gzwrite(f, body, (unsigned)payload);
+        gzclose(f);
+    } else {
+        FILE *f = fopen(path, "wb");
+        fwrite(h, 1, hbytes, f);
+        fwrite(body, 1, payload, f);
+        fclose(f);
+    }
+    free(body);
+}
+
+static void expect_idx_error(const char *path, int images, const char *needle)
+{
+    struct idx x;
+    int saved;
+    FILE *tmp;
+    begin_capture(&saved, &tmp);
+    int rc = idx_read(&x, path, images);
+    end_capture(saved, tmp);
+    assert_int_equal(rc, -1);
+    if (!strstr(captured, needle) || !strstr(captured, path))
+        fail_msg("idx_read(%s) printed '%s'; expected the path and '%s'", path, captured, needle);
+}
+
+static void test_idx_good_gzip_and_plain(void **state)
+{
+    (void)state;
+    for (int gz = 0; gz < 2; gz++) {
+        const char *p = path_of(gz ? "ok.gz" : "ok.idx");
+        write_idx(p, gz, 0x803, 3, 2, 5, 30);
+        struct idx x;
+        assert_int_equal(idx_read(&x, p, 1), 0);
+        assert_int_equal(x.n, 3);
+        assert_int_equal(x.rows * x.cols, 10);
+        assert_int_equal(x.data[29], (unsigned char)(29 * 7));
+        idx_free(&x);
+    }
+}
+
+static void test_idx_errors(void **state)
+{
+    (void)state;
+    expect_idx_error(path_of("missing.gz"), 1, "cannot open");
+    const char *p = path_of("labels.gz");
+    write_idx(p, 1, 0x801, 10, 0, 0, 10);
+    expect_idx_error(p, 1, "images and labels swapped");
+    p = path_of("trunc.gz");
+    write_idx(p, 1, 0x803, 100, 28, 28, 5000);
+    expect_idx_error(p, 1, "truncated");
+    p = path_of("trailing.idx");
+    write_idx(p, 0, 0x803, 2, 2, 2, 9);
+    expect_idx_error(p, 1, "trailing bytes");
+    p = path_of("junk.txt");
+    FILE *f = fopen(p, "w");
+    fputs("this is not an IDX file at all", f);
+    fclose(f);
+    expect_idx_error(p, 1, "expected magic 0x00000803");
+    p = path_of("zero.gz");
+    write_idx(p, 1, 0x803, 0, 28, 28, 0);
+    expect_idx_error(p, 1, "implausible");
+    /* A gzip stream cut in the middle. */
+    p = path_of("cut.gz");
+    write_idx(p, 1, 0x803, 50, 28, 28, 50 * 784);
+    assert_int_equal(truncate(p, 200), 0);
+    expect_idx_error(p, 1, "truncated");
+}
+
+static void expect_open_error(const char *path, const char *needle)
+{
+    struct dataset_info info;
+    int saved;
+    FILE *tmp;
+    begin_capture(&saved, &tmp);
+    int rc = dataset_open(g_comm, path, &info);
+    end_capture(saved, tmp);
+    assert_int_equal(rc, -1);
+    if (!strstr(captured, needle) || !strstr(captured, path))
+        fail_msg("dataset_open(%s) printed '%s'; expected the path and '%s'", path, captured, needle);
+}
+
+/* An HDF5 file with chosen attributes and one /train/x of the given shape/type. */
+static void write_h5(const char *path, const char *format, long version, int rank, hsize_t d0,
+                     hsize_t d1, hid_t type)
+{
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (format) {
+        hid_t t = H5Tcopy(H5T_C_S1);
+        H5Tset_size(t, strlen(format) + 1);
+        hid_t s = H5Screate(H5S_SCALAR);
+        hid_t a = H5Acreate2(f, "format", t, s, H5P_DEFAULT, H5P_DEFAULT);
+        H5Awrite(a, t, format);
+        H5Aclose(a);
+        H5Tclose(t);
+        const char *names[] = {"version", "image_rows", "image_cols"};
+        long vals[] = {version, 0, 0};
+        for (int i = 0; i < 3; i++) {
+            a = H5Acreate2(f, names[i], H5T_STD_I64LE, s, H5P_DEFAULT, H5P_DEFAULT);
+            H5Awrite(a, H5T_NATIVE_LONG, &vals[i]);
+            H5Aclose(a);
+        }
+        H5Sclose(s);
+    }
+    if (rank > 0) {
+        hid_t g = H5Gcreate2(f, "train", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        hsize_t dims[3] = {d0, d1, 2};
+        hid_t s = H5Screate_simple(rank, dims, NULL);
+        hid_t d = H5Dcreate2(g, "x", type, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        H5Dclose(d);
+        H5Sclose(s);
+        H5Gclose(g);
+    }
+    H5Fclose(f);
+}
+
+static void test_dataset_validation_errors(void **state)
+{
+    (void)state;
+    expect_open_error(path_of("nope.h5"), "cannot read the file");
+    const char *p = path_of("text.h5");
+    FILE *f = fopen(p, "w");
+    fputs("plain text, not HDF5\n", f);
+    fclose(f);
+    expect_open_error(p, "not a readable HDF5 file");
+    p = path_of("noattr.h5");
+    write_h5(p, NULL, 0, 2, 10, 4, H5T_NATIVE_UINT8);
+    expect_open_error(p, "attribute 'format' is missing");
+    p = path_of("wrongfmt.h5");
+    write_h5(p, "vae_dist-checkpoint", 1, 2, 10, 4, H5T_NATIVE_UINT8);
+    expect_open_error(p, "expected 'vae_dist-dataset'");
+    p = path_of("newer.h5");
+    write_h5(p, DATASET_FORMAT, 99, 2, 10, 4, H5T_NATIVE_UINT8);
+    expect_open_error(p, "version 99 is not supported");
+    p = path_of("nodata.h5");
+    write_h5(p, DATASET_FORMAT, 1, 0, 0, 0, 0);
+    expect_open_error(p, "dataset '/train/x' is missing");
+    p = path_of("rank3.h5");
+    write_h5(p, DATASET_FORMAT, 1, 3, 10, 4, H5T_NATIVE_UINT8);
+    expect_open_error(p, "should have 1 or 2 dimensions, found 3");
+    p = path_of("int32.h5");
+    write_h5(p, DATASET_FORMAT, 1, 2, 10, 4, H5T_NATIVE_INT32);
+    expect_open_error(p, "uint8 or float32, found 2-D integer of 4 bytes");
+    p = path_of("rank1.h5");
+    write_h5(p, DATASET_FORMAT, 1, 1, 10, 4, H5T_NATIVE_UINT8);
+    expect_open_error(p, "found 1-D");
+    /* A valid file cut short: the superblock survives, the data does not. */
+    p = path_of("trunc.h5");
+    assert_int_equal(make_dataset(p, 2000, 0, 64), 0);
+    assert_int_equal(truncate(p, 4096), 0);
+    struct dataset_info info;
+    int saved;
+    FILE *tmp;
+    begin_capture(&saved, &tmp);
+    int rc = dataset_open(g_comm, p, &info);
+    struct shard s;
+    if (rc == 0)
+        rc = dataset_read_shard(g_comm, p, &info, "train", &s);
+    end_capture(saved, tmp);
+    assert_int_equal(rc, -1);
+    assert_non_null(strstr(captured, p));
+}
+
+static void test_shard_read_roundtrip(void **state)
+{
+    (void)state;
+    const char *p = path_of("good.h5");
+    assert_int_equal(make_dataset(p, 300, 50, 12), 0);
+    struct dataset_info info;
+    assert_int_equal(dataset_open(g_comm, p, &info), 0);
+    assert_int_equal(info.n_train, 300);
+    assert_int_equal(info.n_test, 50);
+    assert_int_equal(info.n_dim, 12);
+    assert_true(info.is_u8 && info.has_labels);
+    struct shard s;
+    assert_int_equal(dataset_read_shard(g_comm, p, &info, "test", &s), 0);
+    assert_int_equal(s.n_rows, 50);
+    assert_int_equal(s.ids[0], 0);
+    assert_int_equal(s.labels[5], (uint8_t)((300 + 5) % 4));
+    float x[12];
+    shard_rows_to_float(x, &s, 3, 1);
+    for (int d = 0; d < 12; d++)
+        assert_true(x[d] >= 0 && x[d] <= 1);
+    shard_free(&s);
+}
+
+int main(int argc, char **argv)
+{
+    g_comm = comm_init(&argc, &argv);
+    if (!mkdtemp(dir))
+        return 1;
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_idx_good_gzip_and_plain),
+        cmocka_unit_test(test_idx_errors),
+        cmocka_unit_test(test_dataset_validation_errors),
+        cmocka_unit_test(test_shard_read_roundtrip),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        rc = rc ? rc : 1;
+    comm_finalize();
+    return rc;
+}

@@ -1,0 +1,202 @@
+/*
+ * Data parallelism, run under mpiexec with P = 1, 2, 4, 8. Each test runs
+ * the P-rank version on the world, then rank 0 runs the 1-rank reference on
+ * MPI_COMM_SELF inside the same job and compares:
+ *   - the epoch shuffle: every sample exactly once, same order as P = 1,
+ *     and each row's bytes are the file's row of that id;
+ *   - default (float) mode: per-step losses match 1 rank within float
+ *     tolerance over 100 steps;
+ *   - reproducible mode: final parameters bit-identical to 1 rank.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "comm/comm.h"
+#include "core/config.h"
+#include "data/shuffle.h"
+#include "testutil.h"
+#include "train/train.h"
+
+enum { N_TRAIN = 512, N_TEST = 64, DIM = 16, BATCH = 32 };
+
+static struct comm *g_world;
+static char g_dir[256];
+
+static void small_config(struct config *cfg, const char *run)
+{
+    config_defaults(cfg);
+    snprintf(cfg->data_path, sizeof cfg->data_path, "%s/data.h5", g_dir);
+    snprintf(cfg->run_dir, sizeof cfg->run_dir, "%s/%s", g_dir, run);
+    cfg->hidden[0] = 12;
+    cfg->latent = 3;
+    cfg->batch_size = BATCH;
+    cfg->micro_batch = 4;
+    cfg->epochs = 10;
+    cfg->max_steps = 100;
+    cfg->log_every = 50;
+    cfg->ckpt_every_seconds = 0;
+    cfg->bucket_mb = 0.001; /* several buckets even for a tiny model */
+    cfg->replica_check_every = 10;
+}
+
+static void test_shuffle_exactly_once_and_rank_invariant(void **state)
+{
+    (void)state;
+    const int p = comm_size(g_world), me = comm_rank(g_world);
+    struct config cfg;
+    small_config(&cfg, "unused");
+    struct dataset_info info;
+    assert_int_equal(dataset_open(g_world, cfg.data_path, &info), 0);
+    struct shard mine, full, buf;
+    assert_int_equal(dataset_read_shard(g_world, cfg.data_path, &info, "train", &mine), 0);
+    assert_int_equal(dataset_read_shard(comm_self(), cfg.data_path, &info, "train", &full), 0);
+    const size_t steps = N_TRAIN / BATCH, b = BATCH / (size_t)p;
+    for (uint32_t epoch = 0; epoch < 3; epoch++) {
+        assert_int_equal(shuffle_epoch(g_world, &mine, N_TRAIN, BATCH, 5, epoch, 1, &buf), 0);
+        assert_int_equal(buf.n_rows, steps * b);
+        /* Global order, assembled: position → id + 1. */
+        int64_t *order = calloc(steps * BATCH, sizeof *order);
+        for (size_t k = 0; k < buf.n_rows; k++) {
+            size_t pos = (k / b) * BATCH + (size_t)me * b + k % b;
+            order[pos] = (int64_t)buf.ids[k] + 1;
+            assert_memory_equal(buf.rows + k * buf.row_bytes, full.rows + buf.ids[k] * full.row_bytes,
+                                buf.row_bytes);
+        }
+        comm_allreduce_sum_i64(g_world, order, steps * BATCH);
+        if (me == 0) {
+            struct shard ref;
+            assert_int_equal(shuffle_epoch(comm_self(), &full, N_TRAIN, BATCH, 5, epoch, 1, &ref), 0);
+            char *seen = calloc(N_TRAIN, 1);
+            for (size_t pos = 0; pos < steps * BATCH; pos++) {
+                assert_true(order[pos] >= 1 && order[pos] <= N_TRAIN);
+                assert_false(seen[order[pos] - 1]);
+                seen[order[pos] - 1] = 1;
+                assert_int_equal(order[pos] - 1, ref.ids[pos]);
+            }
+            free(seen);
+            shard_free(&ref);
+        }
+        free(order);
+        shard_free(&buf);
+    }
+    shard_free(&mine);
+    shard_free(&full);
+}
+
+/* Train on the world (P ranks) and on MPI_COMM_SELF (rank 0); compare. */
+static void run_both(struct config *cfg, struct train_result *rp, struct train_result *r1)
+{
+    char run[CONFIG_STR_MAX];
+    strcpy(run, cfg->run_dir);
+    assert_int_equal(train_run(cfg, g_world, "none", rp), 0);
+    memset(r1, 0, sizeof *r1);
+    if (comm_rank(g_world) == 0) {
+        snprintf(cfg->run_dir, sizeof cfg->run_dir, "%s-ref", run);
+        assert_int_equal(train_run(cfg, comm_self(), "none", r1), 0);
+        strcpy(cfg->run_dir, run);
+    }
+    comm_barrier(g_world);
+}
+
+static void test_float_mode_matches_one_rank(void **state)
+{
+    (void)state;
+    struct config cfg;
+    small_config(&cfg, "float");
+    struct train_result rp, r1;
+    run_both(&cfg, &rp, &r1);
+    if (comm_rank(g_world) == 0) {
+        assert_int_equal(rp.n_steps, 100);
+        assert_int_equal(r1.n_steps, 100);
+        double worst = 0;
+        for (int64_t s = 0; s < 100; s++)
+            worst = fmax(worst, fabs(rp.loss[s] - r1.loss[s]) / fabs(r1.loss[s]));
+        printf("float mode, P = %d vs 1: max relative loss difference over 100 steps %.2e "
+               "(first %.4f, last %.4f)\n",
+               comm_size(g_world), worst, r1.loss[0], r1.loss[99]);
+        assert_true(worst < 1e-4);
+        assert_true(r1.loss[99] < r1.loss[0]); /* it learns */
+    }
+    train_result_free(&rp);
+    train_result_free(&r1);
+}
+
+static void test_reproducible_bit_identical(void **state)
+{
+    (void)state;
+    struct config cfg;
+    small_config(&cfg, "repro");
+    cfg.reproducible = 1;
+    cfg.max_steps = 60;
+    struct train_result rp, r1;
+    run_both(&cfg, &rp, &r1);
+    if (comm_rank(g_world) == 0) {
+        assert_int_equal(rp.n_params, r1.n_params);
+        size_t differ = 0;
+        for (size_t i = 0; i < rp.n_params; i++)
+            differ += memcmp(&rp.params[i], &r1.params[i], sizeof(float)) != 0;
+        printf("reproducible mode, P = %d vs 1: %zu of %zu parameters differ after 60 steps\n",
+               comm_size(g_world), differ, rp.n_params);
+        assert_int_equal(differ, 0);
+        for (int64_t s = 0; s < 60; s++)
+            assert_true(fabs(rp.loss[s] - r1.loss[s]) <= 1e-9 * fabs(r1.loss[s]));
+    }
+    train_result_free(&rp);
+    train_result_free(&r1);
+}
+
+static void test_overlap_and_blocking_agree(void **state)
+{
+    (void)state;
+    /* The bucketed overlapped reduction and one blocking allreduce sum the
+     * same numbers: results agree to float rounding. */
+    struct config cfg;
+    small_config(&cfg, "blocking");
+    cfg.max_steps = 30;
+    cfg.overlap = 0;
+    struct train_result a, b;
+    assert_int_equal(train_run(&cfg, g_world, "none", &a), 0);
+    cfg.overlap = 1;
+    snprintf(cfg.run_dir, sizeof cfg.run_dir, "%s/overlap", g_dir);
+    assert_int_equal(train_run(&cfg, g_world, "none", &b), 0);
+    for (int64_t s = 0; s < 30; s++)
+        assert_true(fabs(a.loss[s] - b.loss[s]) <= 1e-5 * fabs(a.loss[s]));
+    train_result_free(&a);
+    train_result_free(&b);
+}
+
+int main(int argc, char **argv)
+{
+    g_world = comm_init(&argc, &argv);
+    if (comm_rank(g_world) == 0) {
+        strcpy(g_dir, "/tmp/vae_test_dist_XXXXXX");
+        if (!mkdtemp(g_dir) || make_dataset(strcat(strcpy((char[300]){0}, g_dir), "/data.h5"),
+                                            N_TRAIN, N_TEST, DIM))
+            comm_abort(1);
+    }
+    comm_bcast(g_world, g_dir, sizeof g_dir, 0);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_shuffle_exactly_once_and_rank_invariant),
+        cmocka_unit_test(test_float_mode_matches_one_rank),
+        cmocka_unit_test(test_reproducible_bit_identical),
+        cmocka_unit_test(test_overlap_and_blocking_agree),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    /* A failure on any rank fails the job. */
+    rc = comm_agree(g_world, rc == 0) ? 0 : 1;
+    if (comm_rank(g_world) == 0) {
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
+        if (system(cmd) != 0)
+            rc = 1;
+    }
+    comm_finalize();
+    return rc;
+}

@@ -1,0 +1,248 @@
+/*
+ * Optimizers against the seed notes' formulas, written out by hand in double
+ * (independent of optim.c): each runs 25 steps on a quadratic whose gradient
+ * is g(θ) = a ⊙ θ − c, and the trajectories must agree to float precision.
+ * RMSProp with Nesterov momentum follows Goodfellow et al. Algorithm 8.6
+ * literally (gradient at the interim point θ + αv); optim.c stores the
+ * look-ahead point instead, which must equal θ + αv of the reference.
+ * Also: schedules, clipping, bias correction at step 1.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/config.h"
+#include "optim/optim.h"
+
+enum { N = 6, STEPS = 25 };
+static const double A[N] = {0.5, 2.0, 1.0, 3.0, 0.1, 1.5};
+static const double C[N] = {1.0, -2.0, 0.3, 0.7, -0.2, 4.0};
+static const double THETA0[N] = {0.3, -0.1, 2.0, -1.5, 0.8, 0.0};
+
+static void grad_d(double *g, const double *t)
+{
+    for (int i = 0; i < N; i++)
+        g[i] = A[i] * t[i] - C[i];
+}
+
+/* Run optim.c for STEPS steps; params out (float). */
+static void run_ours(struct config *cfg, float *p)
+{
+    struct optim o;
+    float g[N];
+    assert_int_equal(optim_init(&o, cfg, N, STEPS), 0);
+    for (int i = 0; i < N; i++)
+        p[i] = (float)THETA0[i];
+    for (int s = 0; s < STEPS; s++) {
+        for (int i = 0; i < N; i++)
+            g[i] = (float)(A[i] * p[i] - C[i]);
+        optim_step(&o, p, g);
+    }
+    optim_free(&o);
+}
+
+static void expect_close(const float *ours, const double *ref, const char *what)
+{
+    double worst = 0;
+    for (int i = 0; i < N; i++)
+        worst = fmax(worst, fabs(ours[i] - ref[i]) / fmax(1.0, fabs(ref[i])));
+    printf("%s: max deviation from the hand formula after %d steps %.2e\n", what, STEPS, worst);
+    assert_true(worst < 2e-5);
+}
+
+static void test_sgd(void **state)
+{
+    (void)state;
+    for (int nesterov = 0; nesterov < 2; nesterov++) {
+        struct config cfg;
+        config_defaults(&cfg);
+        cfg.optim = OPT_SGD;
+        cfg.lr = 0.05;
+        cfg.momentum = 0.9;
+        cfg.nesterov = nesterov;
+        float p[N];
+        run_ours(&cfg, p);
+        double t[N], v[N] = {0}, g[N];
+        memcpy(t, THETA0, sizeof t);
+        for (int s = 0; s < STEPS; s++) {
+            grad_d(g, t);
+            for (int i = 0; i < N; i++) {
+                v[i] = 0.9 * v[i] + g[i];
+                t[i] -= 0.05 * (nesterov ? g[i] + 0.9 * v[i] : v[i]);
+            }
+        }
+        expect_close(p, t, nesterov ? "sgd nesterov" : "sgd momentum");
+    }
+}
+
+static void test_adagrad_notes(void **state)
+{
+    (void)state;
+    struct config cfg;
+    config_defaults(&cfg);
+    cfg.optim = OPT_ADAGRAD;
+    cfg.lr = 0.1;
+    float p[N];
+    run_ours(&cfg, p);
+    /* Algorithm 8.4: r ← r + g⊙g; Δθ = −ε/(δ + √r) ⊙ g, δ = 1e-7. */
+    double t[N], r[N] = {0}, g[N];
+    memcpy(t, THETA0, sizeof t);
+    for (int s = 0; s < STEPS; s++) {
+        grad_d(g, t);
+        for (int i = 0; i < N; i++) {
+            r[i] += g[i] * g[i];
+            t[i] += -0.1 / (1e-7 + sqrt(r[i])) * g[i];
+        }
+    }
+    expect_close(p, t, "adagrad (notes 8.4)");
+}
+
+static void test_rmsprop_notes(void **state)
+{
+    (void)state;
+    struct config cfg;
+    config_defaults(&cfg);
+    cfg.optim = OPT_RMSPROP;
+    cfg.lr = 0.01;
+    cfg.rho = 0.9;
+    float p[N];
+    run_ours(&cfg, p);
+    /* Algorithm 8.5: r ← ρr + (1−ρ)g⊙g; Δθ = −ε/√(δ + r) ⊙ g, δ = 1e-6. */
+    double t[N], r[N] = {0}, g[N];
+    memcpy(t, THETA0, sizeof t);
+    for (int s = 0; s < STEPS; s++) {
+        grad_d(g, t);
+        for (int i = 0; i < N; i++) {
+            r[i] = 0.9 * r[i] + 0.1 * g[i] * g[i];
+            t[i] += -0.01 / sqrt(1e-6 + r[i]) * g[i];
+        }
+    }
+    expect_close(p, t, "rmsprop (notes 8.5)");
+}
+
+static void test_rmsprop_nesterov(void **state)
+{
+    (void)state;
+    struct config cfg;
+    config_defaults(&cfg);
+    cfg.optim = OPT_RMSPROP;
+    cfg.lr = 0.01;
+    cfg.rho = 0.9;
+    cfg.momentum = 0.8;
+    cfg.nesterov = 1;
+    float p[N];
+    run_ours(&cfg, p);
+    /* Algorithm 8.6: θ̃ = θ + αv; g at θ̃; r ← ρr + (1−ρ)g⊙g;
+     * v ← αv − ε/√(δ + r) ⊙ g; θ ← θ + v. */
+    double t[N], v[N] = {0}, r[N] = {0}, g[N], interim[N], look[N];
+    memcpy(t, THETA0, sizeof t);
+    for (int s = 0; s < STEPS; s++) {
+        for (int i = 0; i < N; i++)
+            interim[i] = t[i] + 0.8 * v[i];
+        grad_d(g, interim);
+        for (int i = 0; i < N; i++) {
+            r[i] = 0.9 * r[i] + 0.1 * g[i] * g[i];
+            v[i] = 0.8 * v[i] - 0.01 / sqrt(1e-6 + r[i]) * g[i];
+            t[i] += v[i];
+        }
+    }
+    for (int i = 0; i < N; i++)
+        look[i] = t[i] + 0.8 * v[i];
+    expect_close(p, look, "rmsprop nesterov (Alg. 8.6, look-ahead point)");
+}
+
+static void test_adam_and_adamw(void **state)
+{
+    (void)state;
+    for (int w = 0; w < 2; w++) {
+        struct config cfg;
+        config_defaults(&cfg);
+        cfg.optim = w ? OPT_ADAMW : OPT_ADAM;
+        cfg.lr = 0.01;
+        cfg.weight_decay = w ? 0.1 : 0.0;
+        float p[N];
+        run_ours(&cfg, p);
+        double t[N], m[N] = {0}, v[N] = {0}, g[N];
+        memcpy(t, THETA0, sizeof t);
+        for (int s = 1; s <= STEPS; s++) {
+            grad_d(g, t);
+            for (int i = 0; i < N; i++) {
+                t[i] -= 0.01 * 0.1 * w * t[i];
+                m[i] = 0.9 * m[i] + 0.1 * g[i];
+                v[i] = 0.999 * v[i] + 0.001 * g[i] * g[i];
+                double mh = m[i] / (1 - pow(0.9, s)), vh = v[i] / (1 - pow(0.999, s));
+                t[i] -= 0.01 * mh / (sqrt(vh) + 1e-8);
+            }
+        }
+        expect_close(p, t, w ? "adamw" : "adam");
+    }
+}
+
+static void test_adam_first_step_is_lr_sign(void **state)
+{
+    (void)state;
+    /* With bias correction the first Adam step is lr·sign(g) (up to eps). */
+    struct config cfg;
+    config_defaults(&cfg);
+    struct optim o;
+    assert_int_equal(optim_init(&o, &cfg, 2, 1), 0);
+    float p[2] = {1, 1}, g[2] = {1e-3f, -50};
+    optim_step(&o, p, g);
+    assert_true(fabsf(p[0] - (1 - 1e-3f)) < 1e-6f);
+    assert_true(fabsf(p[1] - (1 + 1e-3f)) < 1e-6f);
+    optim_free(&o);
+}
+
+static void test_schedules(void **state)
+{
+    (void)state;
+    struct config cfg;
+    config_defaults(&cfg);
+    cfg.lr = 1.0;
+    cfg.schedule = SCHED_WARMUP;
+    cfg.warmup_steps = 4;
+    struct optim o;
+    assert_int_equal(optim_init(&o, &cfg, 1, 100), 0);
+    assert_true(fabs(optim_lr(&o, 0) - 0.25) < 1e-12);
+    assert_true(fabs(optim_lr(&o, 3) - 1.0) < 1e-12);
+    assert_true(fabs(optim_lr(&o, 50) - 1.0) < 1e-12);
+    optim_free(&o);
+    cfg.schedule = SCHED_COSINE;
+    cfg.min_lr = 0.1;
+    assert_int_equal(optim_init(&o, &cfg, 1, 104), 0);
+    assert_true(fabs(optim_lr(&o, 4) - 1.0) < 1e-12);
+    assert_true(fabs(optim_lr(&o, 54) - 0.55) < 1e-12);
+    assert_true(fabs(optim_lr(&o, 104) - 0.1) < 1e-12);
+    optim_free(&o);
+}
+
+static void test_clip(void **state)
+{
+    (void)state;
+    float g[2] = {3, 4};
+    assert_true(fabs(optim_clip(g, 2, 10) - 5) < 1e-9);
+    assert_true(g[0] == 3 && g[1] == 4);
+    assert_true(fabs(optim_clip(g, 2, 1) - 5) < 1e-9);
+    assert_true(fabs(optim_grad_norm(g, 2) - 1) < 1e-6);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sgd),
+        cmocka_unit_test(test_adagrad_notes),
+        cmocka_unit_test(test_rmsprop_notes),
+        cmocka_unit_test(test_rmsprop_nesterov),
+        cmocka_unit_test(test_adam_and_adamw),
+        cmocka_unit_test(test_adam_first_step_is_lr_sign),
+        cmocka_unit_test(test_schedules),
+        cmocka_unit_test(test_clip),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
