@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Bad input through the real CLI: each case must end with a clear one-line
+# error naming the cause and a non-zero exit, never a crash or a hang.
+. "$(dirname "$0")/e2e_lib.sh"
+
+# A small good dataset and IDX files to damage.
+"$VAE" synth --out "$WORK/good.h5" --n-train 256 --n-test 32 --dim 16 >/dev/null
+printf '\x00\x00\x08\x03\x00\x00\x00\x02\x00\x00\x00\x02\x00\x00\x00\x02abcdefgh' >"$WORK/ok.idx"
+head -c 18 "$WORK/ok.idx" >"$WORK/trunc.idx"
+gzip -c "$WORK/ok.idx" | head -c 20 >"$WORK/trunc.idx.gz"
+echo "not an idx file" >"$WORK/junk.idx"
+printf '\x00\x00\x08\x01\x00\x00\x00\x03abc' >"$WORK/labels3.idx"
+head -c 1000 "$WORK/good.h5" >"$WORK/trunc.h5"
+echo "hello" >"$WORK/text.h5"
+
+expect_error "prep: missing IDX file" "cannot open IDX file" \
+    "$VAE" prep --train-images "$WORK/none.gz" --out "$WORK/o.h5"
+expect_error "prep: corrupt IDX (wrong magic)" "expected magic 0x00000803" \
+    "$VAE" prep --train-images "$WORK/junk.idx" --out "$WORK/o.h5"
+expect_error "prep: truncated IDX" "truncated" \
+    "$VAE" prep --train-images "$WORK/trunc.idx" --out "$WORK/o.h5"
+expect_error "prep: truncated gzip IDX" "truncated" \
+    "$VAE" prep --train-images "$WORK/trunc.idx.gz" --out "$WORK/o.h5"
+expect_error "prep: label count differs from image count" "3 labels for 2 images" \
+    "$VAE" prep --train-images "$WORK/ok.idx" --train-labels "$WORK/labels3.idx" --out "$WORK/o.h5"
+expect_error "prep: unwritable output" "cannot create the dataset file" \
+    "$VAE" prep --train-images "$WORK/ok.idx" --out "$WORK/no/such/dir/o.h5"
+
+T=(--resume none --set run.dir="$WORK/run" --set model.hidden=8 --set model.latent=2 --set train.batch_size=32)
+expect_error "train: missing HDF5 file" "cannot read the file" \
+    run_np 2 train "${T[@]}" --set data.path="$WORK/none.h5"
+expect_error "train: truncated HDF5 file" "not a readable HDF5 file" \
+    run_np 2 train "${T[@]}" --set data.path="$WORK/trunc.h5"
+expect_error "train: not an HDF5 file" "not a readable HDF5 file" \
+    run_np 2 train "${T[@]}" --set data.path="$WORK/text.h5"
+expect_error "train: unknown config key" "unknown key 'lrate' in [optim]" \
+    run_np 1 train "${T[@]}" --set optim.lrate=0.1
+printf '[optim]\nlr = -0.001\n' >"$WORK/neg.ini"
+expect_error "train: negative learning rate in a config file" "neg.ini:2: [optim] lr: expected a number in [0" \
+    run_np 2 train --config "$WORK/neg.ini" "${T[@]}" --set data.path="$WORK/good.h5"
+expect_error "train: batch not divisible by ranks" "not divisible by the 3 ranks" \
+    run_np 3 train "${T[@]}" --set data.path="$WORK/good.h5"
+expect_error "train: checkpoint of another model shape" "in the configured model" \
+    bash -c "timeout 120 mpirun -np 2 '$VAE' train ${T[*]} --set data.path='$WORK/good.h5' --set train.max_steps=3 >/dev/null &&
+             timeout 120 mpirun -np 2 '$VAE' train ${T[*]} --set data.path='$WORK/good.h5' --set model.hidden=9 \
+                 --resume '$WORK/run/ckpt/step-00000003.h5'"
+expect_error "train: a dataset file given as checkpoint" "attribute 'format' is 'vae_dist-dataset'" \
+    run_np 2 train "${T[@]/none/$WORK/good.h5}" --set data.path="$WORK/good.h5"
+expect_error "unknown command" "unknown command 'trian'" "$VAE" trian
+check "--help exits 0" "$VAE" --help
+check "--version prints the version" bash -c "'$VAE' --version | grep -q '^vae_dist [0-9]'"
+finish

@@ -24,6 +24,7 @@ static const char usage_main[] =
     "commands:\n"
     "  train    train a VAE (the default command)\n"
     "  prep     convert IDX files (MNIST / Fashion-MNIST layout) to the HDF5 dataset format\n"
+    "  synth    write a synthetic dataset (images, or tabular with anomalies)\n"
     "  info     print a checkpoint's header\n"
     "  config   print the configuration reference (every key, default, allowed values)\n"
     "\n"
@@ -45,6 +46,13 @@ static const char usage_prep[] =
     "                     --out data.h5\n"
     "\n"
     "Reads IDX files (gzip or plain) and writes the vae_dist HDF5 dataset (docs/formats.md).\n";
+
+static const char usage_synth[] =
+    "usage: vae_dist synth --out data.h5 [--n-train N] [--n-test N] [--dim D] [--tabular]\n"
+    "                      [--anomalies FRACTION] [--seed S]\n"
+    "\n"
+    "Writes a synthetic dataset: uint8 images (default) or float32 tabular rows near a 2-D\n"
+    "manifold, with a FRACTION of the test rows made anomalous (label 1) for `score` demos.\n";
 
 static const char usage_info[] = "usage: vae_dist info --checkpoint PATH\n";
 
@@ -127,6 +135,62 @@ out_free:
     return rc;
 }
 
+static int parse_size(const char *flag, const char *v, double lo, double hi, double *out)
+{
+    char *end;
+    double d = v ? strtod(v, &end) : 0;
+    if (!v || end == v || *end || d < lo || d > hi) {
+        log_error("%s: expected a number in [%g, %g], found '%s'", flag, lo, hi, v ? v : "");
+        return -1;
+    }
+    *out = d;
+    return 0;
+}
+
+static int cmd_synth(int argc, char **argv)
+{
+    const char *out = NULL;
+    double n_train = 4096, n_test = 512, dim = 64, anomalies = 0, seed = 1;
+    int tabular = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        int bad = 0;
+        if (!strcmp(a, "--help")) {
+            fputs(usage_synth, stdout);
+            return VAE_EXIT_OK;
+        } else if (!strcmp(a, "--tabular")) {
+            tabular = 1;
+        } else if (!strcmp(a, "--out")) {
+            bad = !(out = flag_value(argc, argv, &i));
+        } else if (!strcmp(a, "--n-train")) {
+            bad = parse_size(a, flag_value(argc, argv, &i), 1, 4e9, &n_train);
+        } else if (!strcmp(a, "--n-test")) {
+            bad = parse_size(a, flag_value(argc, argv, &i), 0, 4e9, &n_test);
+        } else if (!strcmp(a, "--dim")) {
+            bad = parse_size(a, flag_value(argc, argv, &i), 1, 1 << 24, &dim);
+        } else if (!strcmp(a, "--anomalies")) {
+            bad = parse_size(a, flag_value(argc, argv, &i), 0, 1, &anomalies);
+        } else if (!strcmp(a, "--seed")) {
+            bad = parse_size(a, flag_value(argc, argv, &i), 0, 9e15, &seed);
+        } else {
+            log_error("synth: unknown option '%s'\n%s", a, usage_synth);
+            return VAE_EXIT_USAGE;
+        }
+        if (bad)
+            return VAE_EXIT_USAGE;
+    }
+    if (!out) {
+        log_error("synth: --out is required\n%s", usage_synth);
+        return VAE_EXIT_USAGE;
+    }
+    if (dataset_make_synthetic(out, (size_t)n_train, (size_t)n_test, (size_t)dim, !tabular, anomalies,
+                               (uint64_t)seed))
+        return VAE_EXIT_ERROR;
+    log_info("wrote %s: %s, train %zu x %zu, test %zu", out, tabular ? "tabular float32" : "uint8 images",
+             (size_t)n_train, (size_t)dim, (size_t)n_test);
+    return VAE_EXIT_OK;
+}
+
 static int cmd_train(const struct comm *c, int argc, char **argv)
 {
     struct config cfg;
@@ -188,10 +252,11 @@ static int cmd_info(const struct comm *c, int argc, char **argv)
     if (ckpt_inspect(c, path, &meta))
         return VAE_EXIT_ERROR;
     log_info("{\"checkpoint\": \"%s\", \"version\": %ld, \"step\": %lld, \"epoch\": %ld, \"seed\": %llu, "
-             "\"world_size\": %ld, \"n_params\": %zu, \"optim\": \"%s\", \"optim_t\": %lld}",
+             "\"world_size\": %ld, \"n_params\": %zu, \"optim\": \"%s\", \"optim_t\": %lld, "
+             "\"params_crc32\": \"%08lx\"}",
              path, meta.version, (long long)meta.step, meta.epoch, (unsigned long long)meta.seed,
              meta.world_size, meta.n_params, config_optim_name((int)meta.optim),
-             (long long)meta.optim_t);
+             (long long)meta.optim_t, meta.params_crc32);
     log_info("%s", meta.config);
     ckpt_meta_free(&meta);
     return VAE_EXIT_OK;
@@ -215,6 +280,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "prep"))
         return cmd_prep(argc - first, argv + first);
+    if (!strcmp(cmd, "synth"))
+        return cmd_synth(argc - first, argv + first);
     struct comm *c = comm_init(&argc, &argv);
     int rc;
     if (!strcmp(cmd, "train"))

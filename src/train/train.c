@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -75,6 +76,7 @@ struct trainer {
     size_t n_buckets, next_bucket; /* buckets >= next_bucket have been started */
     struct metrics mt;
     double t_phase[N_PHASES];
+    long delay_ms;            /* test hook VAE_TEST_STEP_DELAY_MS: sleep per step */
 };
 
 static void start_ready_buckets(void *ctx, size_t off)
@@ -242,6 +244,10 @@ static int trainer_init(struct trainer *t, const struct config *cfg, const struc
     if (!comm_agree(c, ok))
         return -1;
     vae_init_params(&t->m, cfg->seed);
+    /* Fault-suite hook: slow steps down so a test can signal or kill a run
+     * mid-training on any machine. */
+    const char *delay = getenv("VAE_TEST_STEP_DELAY_MS");
+    t->delay_ms = delay ? atol(delay) : 0;
     if (make_run_dir(t))
         return -1;
     return comm_agree(c, metrics_open(&t->mt, cfg->run_dir, t->rank) == 0) ? 0 : -1;
@@ -439,6 +445,8 @@ int train_run(const struct config *cfg, const struct comm *c, const char *resume
             skipped_total++;
         }
         t->t_phase[PH_OPT] += timer_now() - t_opt;
+        if (t->delay_ms > 0)
+            nanosleep(&(struct timespec){t->delay_ms / 1000, (t->delay_ms % 1000) * 1000000L}, NULL);
         /* Loss sums and the stop flag, agreed every step. */
         double red[4] = {l.rec, l.kl, g_signal ? 1.0 : 0.0, 0};
         comm_allreduce_sum_f64(c, red, 3);
