@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Install vae_dist's Debian dependencies. Idempotent, and quiet when
+# everything is already there. Needs root (or sudo) for apt-get.
+#   scripts/install-deps.sh          build, test and run dependencies
+#   scripts/install-deps.sh --torch  also python3-torch (the PyTorch reference in bench/)
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config
+      libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools
+      libopenblas-dev libcmocka-dev librandom123-dev libinih-dev libpng-dev zlib1g-dev
+      dataset-fashion-mnist bc procps gzip)
+[ "${1:-}" = "--torch" ] && pkgs+=(python3-torch python3-numpy)
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+echo "installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
