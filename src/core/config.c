@@ -461,7 +461,10 @@ void config_write_reference(FILE *f)
         default:
             strcpy(allowed, "text");
         }
-        fprintf(f, "| `%s.%s` | `%s` | %s | %s |\n", k->section, k->name, k->def, allowed, k->doc);
+        fprintf(f, "| `%s.%s` | `%s` | ", k->section, k->name, k->def);
+        for (const char *c = allowed; *c; c++) /* '|' would end the markdown cell */
+            fputs(*c == '|' ? "\\|" : (char[2]){*c, 0}, f);
+        fprintf(f, " | %s |\n", k->doc);
     }
 }
 

@@ -1,0 +1,510 @@
+/*
+ * Collective checkpoints with atomic commit (see ckpt.h).
+ *
+ * Parameters and optimizer state are replicated on every rank, so each rank
+ * writes only its contiguous slice [r·n/P, (r+1)·n/P) of each flat buffer
+ * (collective MPI-IO), and every rank can compute the same CRC-32 of the
+ * whole buffer, stored as the dataset's "crc32" attribute and checked on load.
+ */
+#include "data/ckpt.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "data/dataset.h"
+#include "data/h5util.h"
+
+#define PATH_BYTES (CONFIG_STR_MAX + 64)
+
+static uint32_t crc_of(const float *p, size_t n)
+{
+    uLong crc = crc32(0L, Z_NULL, 0);
+    const unsigned char *b = (const unsigned char *)p;
+    size_t bytes = n * sizeof *p;
+    for (size_t off = 0; off < bytes; off += 1u << 30) {
+        size_t k = bytes - off < (1u << 30) ? bytes - off : 1u << 30;
+        crc = crc32(crc, b + off, (uInt)k);
+    }
+    return (uint32_t)crc;
+}
+
+/* Write buf (n) as 1-D float32 dataset `name`, each rank its slice. */
+static int write_flat(const struct comm *c, hid_t f, const char *name, const float *buf, size_t n)
+{
+    size_t lo, hi;
+    dataset_block(n, comm_size(c), comm_rank(c), &lo, &hi);
+    hsize_t dims[1] = {n}, start[1] = {lo}, count[1] = {hi - lo};
+    hid_t fs = H5Screate_simple(1, dims, NULL);
+    hid_t d = H5Dcreate2(f, name, H5T_IEEE_F32LE, fs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (d < 0) {
+        H5Sclose(fs);
+        return -1;
+    }
+    hid_t ms = H5Screate_simple(1, count, NULL);
+    if (hi == lo) {
+        H5Sselect_none(fs);
+        H5Sselect_none(ms);
+    } else {
+        H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
+    }
+    hid_t xfer = H5Pcreate(H5P_DATASET_XFER);
+    H5Pset_dxpl_mpio(xfer, H5FD_MPIO_COLLECTIVE);
+    int rc = H5Dwrite(d, H5T_NATIVE_FLOAT, ms, fs, xfer, buf + lo) < 0 ? -1 : 0;
+    rc |= h5_attr_put_long(d, "crc32", (long)crc_of(buf, n));
+    H5Pclose(xfer);
+    H5Sclose(ms);
+    H5Sclose(fs);
+    H5Dclose(d);
+    return rc;
+}
+
+/* Every rank reads the whole 1-D float32 dataset `name` (n) and checks its CRC. */
+static int read_flat(hid_t f, const char *path, const char *name, float *buf, size_t n)
+{
+    int rank, is_signed;
+    size_t dims[2], elem;
+    H5T_class_t cls;
+    if (h5_dataset_shape(f, path, name, &rank, dims, &cls, &elem, &is_signed))
+        return -1;
+    if (rank != 1 || dims[0] != n || cls != H5T_FLOAT || elem != 4) {
+        log_error("%s: dataset '%s' should be (%zu) float32, found %d-D (%zu) of %zu-byte %s", path,
+                  name, n, rank, dims[0], elem, cls == H5T_FLOAT ? "floats" : "non-floats");
+        return -1;
+    }
+    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+    long crc = -1;
+    int rc = -1;
+    if (d < 0 || h5_attr_get_long(d, path, "crc32", &crc))
+        goto out_close;
+    hid_t xfer = H5Pcreate(H5P_DATASET_XFER);
+    H5Pset_dxpl_mpio(xfer, H5FD_MPIO_COLLECTIVE);
+    herr_t r = H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, xfer, buf);
+    H5Pclose(xfer);
+    if (r < 0) {
+        log_error("%s: reading '%s' failed (file truncated?)", path, name);
+        goto out_close;
+    }
+    if ((uint32_t)crc != crc_of(buf, n)) {
+        log_error("%s: checksum mismatch in '%s' (stored %08lx, computed %08x): the file is damaged",
+                  path, name, crc, crc_of(buf, n));
+        goto out_close;
+    }
+    rc = 0;
+out_close:
+    if (d >= 0)
+        H5Dclose(d);
+    return rc;
+}
+
+static int write_layout(const struct comm *c, hid_t f, const struct vae *m)
+{
+    struct row {
+        char name[32];
+        uint64_t off, rows, cols;
+    } rows[VAE_MAX_TENSORS];
+    for (size_t i = 0; i < m->n_tensors; i++) {
+        memset(rows[i].name, 0, sizeof rows[i].name);
+        strcpy(rows[i].name, m->tensor[i].name);
+        rows[i].off = m->tensor[i].off;
+        rows[i].rows = m->tensor[i].rows;
+        rows[i].cols = m->tensor[i].cols;
+    }
+    hid_t st = H5Tcopy(H5T_C_S1);
+    H5Tset_size(st, 32);
+    hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(struct row));
+    H5Tinsert(t, "name", offsetof(struct row, name), st);
+    H5Tinsert(t, "offset", offsetof(struct row, off), H5T_NATIVE_UINT64);
+    H5Tinsert(t, "rows", offsetof(struct row, rows), H5T_NATIVE_UINT64);
+    H5Tinsert(t, "cols", offsetof(struct row, cols), H5T_NATIVE_UINT64);
+    hsize_t dims[1] = {m->n_tensors};
+    hid_t fs = H5Screate_simple(1, dims, NULL);
+    hid_t d = H5Dcreate2(f, "/model/layout", t, fs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = -1;
+    if (d >= 0) {
+        /* One writer; the others take part in the collective call with nothing. */
+        hid_t ms = H5Screate_simple(1, dims, NULL);
+        if (comm_rank(c) != 0) {
+            H5Sselect_none(fs);
+            H5Sselect_none(ms);
+        }
+        hid_t xfer = H5Pcreate(H5P_DATASET_XFER);
+        H5Pset_dxpl_mpio(xfer, H5FD_MPIO_COLLECTIVE);
+        rc = H5Dwrite(d, t, ms, fs, xfer, rows) < 0 ? -1 : 0;
+        H5Pclose(xfer);
+        H5Sclose(ms);
+        H5Dclose(d);
+    }
+    H5Sclose(fs);
+    H5Tclose(t);
+    H5Tclose(st);
+    return rc;
+}
+
+static int fsync_path(const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+/* Checkpoint files step-NNNNNNNN.h5 in dir, newest first; returns count. */
+static size_t list_ckpts(const char *dir, char (*names)[64], size_t max)
+{
+    DIR *d = opendir(dir);
+    size_t n = 0;
+    if (!d)
+        return 0;
+    for (struct dirent *e; (e = readdir(d)) && n < max;) {
+        unsigned long long s;
+        char tail[8];
+        if (sscanf(e->d_name, "step-%llu.h%2s", &s, tail) == 2 && !strcmp(tail, "5") &&
+            strlen(e->d_name) < 64 && !strstr(e->d_name, ".tmp"))
+            strcpy(names[n++], e->d_name);
+    }
+    closedir(d);
+    /* Zero-padded names sort by step; newest first. */
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && strcmp(names[j - 1], names[j]) < 0; j--) {
+            char tmp[64];
+            strcpy(tmp, names[j]);
+            strcpy(names[j], names[j - 1]);
+            strcpy(names[j - 1], tmp);
+        }
+    return n;
+}
+
+/* Rank 0: rename into place, fsync, update latest, prune. Returns 0 or -1. */
+static int commit(const char *run_dir, const char *tmp, const char *final, const char *base,
+                  long keep)
+{
+    char dir[PATH_BYTES], latest[PATH_BYTES], latest_tmp[PATH_BYTES + 8];
+    snprintf(dir, sizeof dir, "%s/ckpt", run_dir);
+    if (fsync_path(tmp)) {
+        log_error("%s: fsync failed: %s", tmp, strerror(errno));
+        return -1;
+    }
+    /* Test hook for the fault suite: die after the data, before the commit. */
+    if (getenv("VAE_TEST_KILL_BEFORE_COMMIT"))
+        raise(SIGKILL);
+    if (rename(tmp, final)) {
+        log_error("%s: cannot rename into place: %s", final, strerror(errno));
+        return -1;
+    }
+    fsync_path(dir);
+    snprintf(latest, sizeof latest, "%s/latest", dir);
+    snprintf(latest_tmp, sizeof latest_tmp, "%s/latest.tmp", dir);
+    FILE *f = fopen(latest_tmp, "w");
+    int ok = f && fprintf(f, "%s\n", base) > 0;
+    if (f && (fflush(f) || fsync(fileno(f))))
+        ok = 0;
+    if (f && fclose(f))
+        ok = 0;
+    if (!ok || rename(latest_tmp, latest)) {
+        log_error("%s: cannot update the latest pointer: %s", latest, strerror(errno));
+        return -1;
+    }
+    fsync_path(dir);
+    /* Prune only after the new one committed; never below one good file. */
+    char names[256][64];
+    size_t n = list_ckpts(dir, names, 256);
+    for (size_t i = (size_t)keep; i < n; i++) {
+        char old[PATH_BYTES + 64];
+        snprintf(old, sizeof old, "%s/%s", dir, names[i]);
+        if (strcmp(names[i], base))
+            unlink(old);
+    }
+    return 0;
+}
+
+int ckpt_save(const struct comm *c, const char *run_dir, const struct config *cfg,
+              const struct vae *m, const struct optim *o, int64_t step, long epoch)
+{
+    char base[64], tmp[PATH_BYTES + 64], final[PATH_BYTES + 64];
+    snprintf(base, sizeof base, "step-%08lld.h5", (long long)step);
+    snprintf(final, sizeof final, "%s/ckpt/%s", run_dir, base);
+    snprintf(tmp, sizeof tmp, "%s.tmp", final);
+    h5_quiet();
+    hid_t fapl = h5_fapl(c);
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    int ok = f >= 0;
+    if (!comm_agree(c, ok)) {
+        if (f >= 0)
+            H5Fclose(f);
+        if (!ok)
+            log_error("%s: cannot create the checkpoint (directory missing or not writable?); "
+                      "previous checkpoints are kept",
+                      tmp);
+        return -1;
+    }
+    char *cfg_text = config_to_string(cfg);
+    int rc = 0;
+    rc |= h5_attr_put_string(f, "format", CKPT_FORMAT);
+    rc |= h5_attr_put_long(f, "version", CKPT_VERSION);
+    rc |= h5_attr_put_long(f, "step", (long)step);
+    rc |= h5_attr_put_long(f, "epoch", epoch);
+    rc |= h5_attr_put_long(f, "seed", (long)cfg->seed);
+    rc |= h5_attr_put_long(f, "world_size", comm_size(c));
+    rc |= h5_attr_put_long(f, "n_params", (long)m->n_params);
+    rc |= h5_attr_put_long(f, "optim", o->kind);
+    rc |= h5_attr_put_long(f, "optim_t", (long)o->t);
+    rc |= h5_attr_put_string(f, "config", cfg_text ? cfg_text : "");
+    free(cfg_text);
+    hid_t g = H5Gcreate2(f, "/model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    rc |= g < 0 ? -1 : 0;
+    if (g >= 0)
+        H5Gclose(g);
+    g = H5Gcreate2(f, "/optim", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    rc |= g < 0 ? -1 : 0;
+    if (g >= 0)
+        H5Gclose(g);
+    rc |= write_flat(c, f, "/model/params", m->params, m->n_params);
+    rc |= write_layout(c, f, m);
+    for (size_t s = 0; s < o->n_states; s++) {
+        char name[32];
+        snprintf(name, sizeof name, "/optim/state%zu", s);
+        rc |= write_flat(c, f, name, o->state[s], o->n);
+    }
+    rc |= H5Fclose(f) < 0 ? -1 : 0;
+    ok = comm_agree(c, rc == 0);
+    if (ok && comm_rank(c) == 0)
+        ok = commit(run_dir, tmp, final, base, cfg->ckpt_keep) == 0;
+    else if (!ok && comm_rank(c) == 0)
+        log_error("%s: writing the checkpoint failed (disk full?); previous checkpoints are kept",
+                  tmp);
+    if (!ok && comm_rank(c) == 0)
+        unlink(tmp);
+    ok = comm_agree(c, ok);
+    if (ok)
+        log_info("checkpoint %s committed (step %lld)", final, (long long)step);
+    return ok ? 0 : -1;
+}
+
+/* Validate the header of an open checkpoint. */
+static int read_meta(hid_t f, const char *path, struct ckpt_meta *meta)
+{
+    char fmt[64];
+    long v;
+    memset(meta, 0, sizeof *meta);
+    if (h5_attr_get_string(f, path, "format", fmt, sizeof fmt))
+        return -1;
+    if (strcmp(fmt, CKPT_FORMAT)) {
+        log_error("%s: attribute 'format' is '%s', expected '%s'", path, fmt, CKPT_FORMAT);
+        return -1;
+    }
+    if (h5_attr_get_long(f, path, "version", &meta->version))
+        return -1;
+    if (meta->version < 1 || meta->version > CKPT_VERSION) {
+        log_error("%s: checkpoint version %ld is not supported (this build reads 1 to %d)", path,
+                  meta->version, CKPT_VERSION);
+        return -1;
+    }
+    if (h5_attr_get_long(f, path, "step", &v))
+        return -1;
+    meta->step = v;
+    if (h5_attr_get_long(f, path, "epoch", &meta->epoch) ||
+        h5_attr_get_long(f, path, "world_size", &meta->world_size) ||
+        h5_attr_get_long(f, path, "optim", &meta->optim) || h5_attr_get_long(f, path, "seed", &v))
+        return -1;
+    meta->seed = (uint64_t)v;
+    if (h5_attr_get_long(f, path, "n_params", &v))
+        return -1;
+    meta->n_params = (size_t)v;
+    if (h5_attr_get_long(f, path, "optim_t", &v))
+        return -1;
+    meta->optim_t = v;
+    if (meta->step < 0 || v < 0) {
+        log_error("%s: negative step or optimizer count", path);
+        return -1;
+    }
+    hid_t d = H5Dopen2(f, "/model/params", H5P_DEFAULT);
+    int bad = d < 0 || h5_attr_get_long(d, path, "crc32", &meta->params_crc32);
+    if (d >= 0)
+        H5Dclose(d);
+    if (bad) {
+        log_error("%s: dataset '/model/params' or its crc32 attribute is missing", path);
+        return -1;
+    }
+    /* The config text, of the size stored. */
+    hid_t a = H5Aopen(f, "config", H5P_DEFAULT);
+    hid_t t = a >= 0 ? H5Aget_type(a) : -1;
+    size_t len = t >= 0 ? H5Tget_size(t) : 0;
+    if (a < 0 || t < 0 || H5Tget_class(t) != H5T_STRING || len == 0 || len > (1u << 20)) {
+        log_error("%s: attribute 'config' missing or not a string", path);
+    } else {
+        meta->config = calloc(len + 1, 1);
+        if (meta->config && H5Aread(a, t, meta->config) < 0) {
+            free(meta->config);
+            meta->config = NULL;
+        }
+    }
+    if (t >= 0)
+        H5Tclose(t);
+    if (a >= 0)
+        H5Aclose(a);
+    return meta->config ? 0 : -1;
+}
+
+void ckpt_meta_free(struct ckpt_meta *meta)
+{
+    free(meta->config);
+    meta->config = NULL;
+}
+
+int ckpt_inspect(const struct comm *c, const char *path, struct ckpt_meta *meta)
+{
+    memset(meta, 0, sizeof *meta);
+    hid_t f = h5_open_read(c, path);
+    if (f < 0)
+        return -1;
+    int ok = read_meta(f, path, meta) == 0;
+    H5Fclose(f);
+    if (c)
+        ok = comm_agree(c, ok);
+    if (!ok)
+        ckpt_meta_free(meta);
+    return ok ? 0 : -1;
+}
+
+/* The stored layout must equal the model's, tensor by tensor. */
+static int check_layout(hid_t f, const char *path, const struct vae *m)
+{
+    struct row {
+        char name[32];
+        uint64_t off, rows, cols;
+    } rows[VAE_MAX_TENSORS];
+    int rank, is_signed;
+    size_t dims[2], elem;
+    H5T_class_t cls;
+    if (h5_dataset_shape(f, path, "/model/layout", &rank, dims, &cls, &elem, &is_signed))
+        return -1;
+    if (cls != H5T_COMPOUND || rank != 1 || dims[0] > VAE_MAX_TENSORS) {
+        log_error("%s: '/model/layout' should be a 1-D compound table of at most %d tensors", path,
+                  VAE_MAX_TENSORS);
+        return -1;
+    }
+    hid_t st = H5Tcopy(H5T_C_S1);
+    H5Tset_size(st, 32);
+    hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(struct row));
+    H5Tinsert(t, "name", offsetof(struct row, name), st);
+    H5Tinsert(t, "offset", offsetof(struct row, off), H5T_NATIVE_UINT64);
+    H5Tinsert(t, "rows", offsetof(struct row, rows), H5T_NATIVE_UINT64);
+    H5Tinsert(t, "cols", offsetof(struct row, cols), H5T_NATIVE_UINT64);
+    hid_t d = H5Dopen2(f, "/model/layout", H5P_DEFAULT);
+    herr_t r = d >= 0 ? H5Dread(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows) : -1;
+    if (d >= 0)
+        H5Dclose(d);
+    H5Tclose(t);
+    H5Tclose(st);
+    if (r < 0) {
+        log_error("%s: cannot read '/model/layout'", path);
+        return -1;
+    }
+    for (size_t i = 0; i < m->n_tensors || i < dims[0]; i++) {
+        if (i >= dims[0] || i >= m->n_tensors) {
+            log_error("%s: the checkpoint has %zu tensors, the configured model %zu (different number "
+                      "of layers or likelihood)",
+                      path, dims[0], m->n_tensors);
+            return -1;
+        }
+        rows[i].name[31] = 0;
+        const struct vae_tensor *mt = &m->tensor[i];
+        if (strcmp(rows[i].name, mt->name) || rows[i].rows != mt->rows || rows[i].cols != mt->cols) {
+            log_error("%s: tensor %zu is '%s' of shape (%llu, %llu) in the checkpoint but '%s' of shape "
+                      "(%zu, %zu) in the configured model (different model.hidden, model.latent or "
+                      "dataset dimension)",
+                      path, i, rows[i].name, (unsigned long long)rows[i].rows,
+                      (unsigned long long)rows[i].cols, mt->name, mt->rows, mt->cols);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int ckpt_load(const struct comm *c, const char *path, struct vae *m, struct optim *o, int64_t *step)
+{
+    struct ckpt_meta meta;
+    hid_t f = h5_open_read(c, path);
+    if (f < 0)
+        return -1;
+    int ok = read_meta(f, path, &meta) == 0;
+    ok = ok && check_layout(f, path, m) == 0;
+    if (ok && meta.n_params != m->n_params) {
+        log_error("%s: checkpoint has %zu parameters, the configured model %zu", path, meta.n_params,
+                  m->n_params);
+        ok = 0;
+    }
+    if (ok && meta.optim != o->kind) {
+        log_error("%s: checkpoint was trained with optimizer '%s', the config asks for '%s'", path,
+                  config_optim_name((int)meta.optim), config_optim_name(o->kind));
+        ok = 0;
+    }
+    /* Reads below are collective: agree on the header first. */
+    ok = comm_agree(c, ok);
+    if (ok)
+        ok = read_flat(f, path, "/model/params", m->params, m->n_params) == 0;
+    for (size_t s = 0; s < o->n_states && ok; s++) {
+        char name[32];
+        snprintf(name, sizeof name, "/optim/state%zu", s);
+        ok = read_flat(f, path, name, o->state[s], o->n) == 0;
+    }
+    H5Fclose(f);
+    ok = comm_agree(c, ok);
+    if (ok) {
+        o->t = meta.optim_t;
+        *step = meta.step;
+        log_info("loaded checkpoint %s (step %lld, written by %ld ranks)", path, (long long)meta.step,
+                 meta.world_size);
+    }
+    ckpt_meta_free(&meta);
+    return ok ? 0 : -1;
+}
+
+int ckpt_resume_auto(const struct comm *c, const char *run_dir, struct vae *m, struct optim *o,
+                     int64_t *step)
+{
+    /* Rank 0 lists the candidates (latest first) and shares the list. */
+    char names[257][64];
+    int n = 0;
+    if (comm_rank(c) == 0) {
+        char dir[PATH_BYTES], latest[PATH_BYTES + 16];
+        snprintf(dir, sizeof dir, "%s/ckpt", run_dir);
+        snprintf(latest, sizeof latest, "%s/latest", dir);
+        FILE *f = fopen(latest, "r");
+        if (f) {
+            if (fscanf(f, "%63s", names[0]) == 1)
+                n = 1;
+            fclose(f);
+        }
+        size_t k = list_ckpts(dir, names + n, 256);
+        n += (int)k;
+    }
+    comm_bcast(c, &n, sizeof n, 0);
+    comm_bcast(c, names, (size_t)n * sizeof names[0], 0);
+    for (int i = 0; i < n; i++) {
+        if (i > 0 && !strcmp(names[i], names[0]))
+            continue; /* the latest pointer named it already */
+        char path[PATH_BYTES + 64];
+        snprintf(path, sizeof path, "%s/ckpt/%s", run_dir, names[i]);
+        if (ckpt_load(c, path, m, o, step) == 0)
+            return 1;
+        log_info("warning: skipping checkpoint %s (see the error above); trying an older one", path);
+    }
+    if (n > 0) {
+        log_error("%s/ckpt: no checkpoint could be loaded (%d tried)", run_dir, n);
+        return -1;
+    }
+    return 0;
+}

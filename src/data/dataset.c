@@ -1,0 +1,329 @@
+/* Dataset validation, sharded collective reads and writing (see dataset.h). */
+#include "data/dataset.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/rng.h"
+#include "data/h5util.h"
+
+void dataset_block(size_t n, int p, int r, size_t *lo, size_t *hi)
+{
+    *lo = (size_t)(((unsigned __int128)n * (unsigned)r) / (unsigned)p);
+    *hi = (size_t)(((unsigned __int128)n * (unsigned)(r + 1)) / (unsigned)p);
+}
+
+/* Check one split; fills n and D (and dtype on the first). */
+static int check_split(hid_t f, const char *path, const char *split, struct dataset_info *info,
+                       size_t *n_out, int first)
+{
+    char name[64];
+    int rank, is_signed;
+    size_t dims[2], elem;
+    H5T_class_t cls;
+    snprintf(name, sizeof name, "/%s/x", split);
+    if (h5_dataset_shape(f, path, name, &rank, dims, &cls, &elem, &is_signed))
+        return -1;
+    int u8 = cls == H5T_INTEGER && elem == 1 && !is_signed;
+    int f32 = cls == H5T_FLOAT && elem == 4;
+    if (rank != 2 || !(u8 || f32)) {
+        log_error("%s: dataset '%s' should be 2-D (N, D) uint8 or float32, found %d-D %s of %zu bytes",
+                  path, name, rank, cls == H5T_INTEGER ? "integer" : cls == H5T_FLOAT ? "float" : "other",
+                  elem);
+        return -1;
+    }
+    if (dims[0] == 0 || dims[1] == 0 || dims[0] > UINT32_MAX) {
+        log_error("%s: dataset '%s' has shape (%zu, %zu); expected 1 <= N < 2^32 and D >= 1", path,
+                  name, dims[0], dims[1]);
+        return -1;
+    }
+    if (first) {
+        info->n_dim = dims[1];
+        info->is_u8 = u8;
+    } else if (dims[1] != info->n_dim || u8 != info->is_u8) {
+        log_error("%s: dataset '%s' has D = %zu (%s) but /train/x has D = %zu (%s)", path, name, dims[1],
+                  u8 ? "uint8" : "float32", info->n_dim, info->is_u8 ? "uint8" : "float32");
+        return -1;
+    }
+    *n_out = dims[0];
+    snprintf(name, sizeof name, "/%s/y", split);
+    if (H5Lexists(f, name, H5P_DEFAULT) > 0) {
+        if (h5_dataset_shape(f, path, name, &rank, dims, &cls, &elem, &is_signed))
+            return -1;
+        if (rank != 1 || dims[0] != *n_out || cls != H5T_INTEGER) {
+            log_error("%s: dataset '%s' should be integer labels of shape (%zu), found %d-D (%zu)", path,
+                      name, *n_out, rank, dims[0]);
+            return -1;
+        }
+        if (first)
+            info->has_labels = 1;
+    } else if (!first && info->has_labels) {
+        info->has_labels = 0;
+    }
+    return 0;
+}
+
+int dataset_open(const struct comm *c, const char *path, struct dataset_info *info)
+{
+    memset(info, 0, sizeof *info);
+    int ok = 0;
+    hid_t f = h5_open_read(c, path);
+    if (f < 0)
+        goto out_agree;
+    char fmt[64];
+    long version;
+    if (h5_attr_get_string(f, path, "format", fmt, sizeof fmt) ||
+        h5_attr_get_long(f, path, "version", &version))
+        goto out_close;
+    if (strcmp(fmt, DATASET_FORMAT)) {
+        log_error("%s: attribute 'format' is '%s', expected '%s' (make one with `vae_dist prep`)", path,
+                  fmt, DATASET_FORMAT);
+        goto out_close;
+    }
+    if (version < 1 || version > DATASET_VERSION) {
+        log_error("%s: dataset version %ld is not supported (this build reads versions 1 to %d)", path,
+                  version, DATASET_VERSION);
+        goto out_close;
+    }
+    if (h5_attr_get_long(f, path, "image_rows", &info->image_rows) ||
+        h5_attr_get_long(f, path, "image_cols", &info->image_cols))
+        goto out_close;
+    if (check_split(f, path, "train", info, &info->n_train, 1))
+        goto out_close;
+    if (H5Lexists(f, "/test", H5P_DEFAULT) > 0 && check_split(f, path, "test", info, &info->n_test, 0))
+        goto out_close;
+    if (info->image_rows * info->image_cols != 0 &&
+        (size_t)(info->image_rows * info->image_cols) != info->n_dim) {
+        log_error("%s: image_rows x image_cols = %ld x %ld does not match D = %zu", path,
+                  info->image_rows, info->image_cols, info->n_dim);
+        goto out_close;
+    }
+    ok = 1;
+out_close:
+    H5Fclose(f);
+out_agree:
+    /* Every rank saw the same file, unless a rank-local fault; agree either way. */
+    if (!comm_agree(c, ok)) {
+        if (ok)
+            log_error("%s: another rank could not open or validate the dataset; stopping", path);
+        return -1;
+    }
+    return 0;
+}
+
+int shard_alloc(struct shard *s, size_t n_rows, size_t n_dim, int is_u8, int with_labels)
+{
+    memset(s, 0, sizeof *s);
+    s->n_rows = n_rows;
+    s->n_dim = n_dim;
+    s->is_u8 = is_u8;
+    s->row_bytes = n_dim * (is_u8 ? 1 : sizeof(float));
+    s->rows = malloc(n_rows * s->row_bytes + 1);
+    s->ids = malloc(n_rows * sizeof *s->ids + 1);
+    if (with_labels)
+        s->labels = malloc(n_rows + 1);
+    if (!s->rows || !s->ids || (with_labels && !s->labels)) {
+        log_error("out of memory for %zu rows of %zu bytes", n_rows, s->row_bytes);
+        shard_free(s);
+        return -1;
+    }
+    return 0;
+}
+
+void shard_free(struct shard *s)
+{
+    free(s->rows);
+    free(s->ids);
+    free(s->labels);
+    memset(s, 0, sizeof *s);
+}
+
+/* Collective read of rows [lo, hi) of a dataset (1-D or 2-D) into buf. */
+static int read_rows(hid_t f, const char *path, const char *name, hid_t mem_type, size_t lo,
+                     size_t hi, size_t n_cols, void *buf)
+{
+    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+    if (d < 0) {
+        log_error("%s: cannot open dataset '%s'", path, name);
+        return -1;
+    }
+    hid_t fs = H5Dget_space(d);
+    int nd = H5Sget_simple_extent_ndims(fs);
+    hsize_t start[2] = {lo, 0}, count[2] = {hi - lo, n_cols};
+    hsize_t mcount[1] = {(hi - lo) * n_cols};
+    hid_t ms = H5Screate_simple(1, mcount, NULL);
+    if (hi == lo) {
+        H5Sselect_none(fs);
+        H5Sselect_none(ms);
+    } else {
+        H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
+    }
+    (void)nd;
+    hid_t xfer = H5Pcreate(H5P_DATASET_XFER);
+    H5Pset_dxpl_mpio(xfer, H5FD_MPIO_COLLECTIVE);
+    herr_t rc = H5Dread(d, mem_type, ms, fs, xfer, buf);
+    H5Pclose(xfer);
+    H5Sclose(ms);
+    H5Sclose(fs);
+    H5Dclose(d);
+    if (rc < 0) {
+        log_error("%s: reading rows [%zu, %zu) of '%s' failed (file truncated or damaged?)", path, lo,
+                  hi, name);
+        return -1;
+    }
+    return 0;
+}
+
+int dataset_read_shard(const struct comm *c, const char *path, const struct dataset_info *info,
+                       const char *split, struct shard *out)
+{
+    size_t n = !strcmp(split, "train") ? info->n_train : info->n_test;
+    size_t lo, hi;
+    dataset_block(n, comm_size(c), comm_rank(c), &lo, &hi);
+    memset(out, 0, sizeof *out);
+    int ok = shard_alloc(out, hi - lo, info->n_dim, info->is_u8, info->has_labels) == 0;
+    if (!comm_agree(c, ok))
+        return -1;
+    ok = 0;
+    hid_t f = h5_open_read(c, path);
+    char name[64];
+    if (f >= 0) {
+        snprintf(name, sizeof name, "/%s/x", split);
+        hid_t t = info->is_u8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT;
+        ok = read_rows(f, path, name, t, lo, hi, info->n_dim, out->rows) == 0;
+        snprintf(name, sizeof name, "/%s/y", split);
+        if (ok && info->has_labels)
+            ok = read_rows(f, path, name, H5T_NATIVE_UINT8, lo, hi, 1, out->labels) == 0;
+        H5Fclose(f);
+    }
+    for (size_t i = 0; i < out->n_rows; i++)
+        out->ids[i] = (uint32_t)(lo + i);
+    if (ok && !info->is_u8) {
+        const float *x = (const float *)out->rows;
+        for (size_t i = 0; i < out->n_rows * info->n_dim; i++) {
+            if (!isfinite(x[i])) {
+                log_error("%s: /%s/x row %zu holds a non-finite value", path, split,
+                          lo + i / info->n_dim);
+                ok = 0;
+                break;
+            }
+        }
+    }
+    if (!comm_agree(c, ok)) {
+        if (ok)
+            log_error("%s: another rank failed to read its shard of '%s'; stopping", path, split);
+        shard_free(out);
+        return -1;
+    }
+    return 0;
+}
+
+void shard_rows_to_float(float *x, const struct shard *s, size_t first, size_t n)
+{
+    size_t n_el = n * s->n_dim;
+    if (s->is_u8) {
+        const uint8_t *u = s->rows + first * s->row_bytes;
+        for (size_t i = 0; i < n_el; i++)
+            x[i] = (float)u[i] * (1.0f / 255.0f);
+    } else {
+        memcpy(x, s->rows + first * s->row_bytes, n_el * sizeof *x);
+    }
+}
+
+static int write_split(hid_t f, const char *split, size_t n, size_t n_dim, int is_u8, const void *x,
+                       const uint8_t *y)
+{
+    hid_t g = H5Gcreate2(f, split, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0)
+        return -1;
+    hsize_t dims[2] = {n, n_dim};
+    hid_t s = H5Screate_simple(2, dims, NULL);
+    hid_t ft = is_u8 ? H5T_STD_U8LE : H5T_IEEE_F32LE, mt = is_u8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT;
+    hid_t d = H5Dcreate2(g, "x", ft, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = d >= 0 && H5Dwrite(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0 ? 0 : -1;
+    if (d >= 0)
+        H5Dclose(d);
+    H5Sclose(s);
+    if (rc == 0 && y) {
+        s = H5Screate_simple(1, dims, NULL);
+        d = H5Dcreate2(g, "y", H5T_STD_U8LE, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        rc = d >= 0 && H5Dwrite(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, y) >= 0 ? 0 : -1;
+        if (d >= 0)
+            H5Dclose(d);
+        H5Sclose(s);
+    }
+    H5Gclose(g);
+    return rc;
+}
+
+int dataset_write(const char *path, const struct dataset_info *info, const void *x_train,
+                  const uint8_t *y_train, const void *x_test, const uint8_t *y_test)
+{
+    h5_quiet();
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (f < 0) {
+        log_error("%s: cannot create the dataset file (directory missing or not writable?)", path);
+        return -1;
+    }
+    int rc = 0;
+    rc |= h5_attr_put_string(f, "format", DATASET_FORMAT);
+    rc |= h5_attr_put_long(f, "version", DATASET_VERSION);
+    rc |= h5_attr_put_long(f, "image_rows", info->image_rows);
+    rc |= h5_attr_put_long(f, "image_cols", info->image_cols);
+    rc |= write_split(f, "train", info->n_train, info->n_dim, info->is_u8, x_train, y_train);
+    if (x_test && info->n_test)
+        rc |= write_split(f, "test", info->n_test, info->n_dim, info->is_u8, x_test, y_test);
+    if (H5Fclose(f) < 0)
+        rc = -1;
+    if (rc)
+        log_error("%s: writing the dataset failed (disk full?)", path);
+    return rc ? -1 : 0;
+}
+
+int dataset_make_synthetic(const char *path, size_t n_train, size_t n_test, size_t n_dim,
+                           int is_u8, double anomalies, uint64_t seed)
+{
+    size_t n = n_train + n_test, elem = is_u8 ? 1 : sizeof(float);
+    unsigned char *x = malloc(n * n_dim * elem + 1);
+    uint8_t *y = malloc(n + 1);
+    float *u = malloc((n_dim + 4) * sizeof *u);
+    int rc = -1;
+    if (!x || !y || !u) {
+        log_error("%s: out of memory for %zu synthetic rows", path, n);
+        goto out_free;
+    }
+    for (size_t i = 0; i < n; i++) {
+        rng_uniform(u, n_dim + 4, 0, 1, seed, RNG_TEST, 1, (uint32_t)i);
+        if (is_u8) {
+            y[i] = (uint8_t)(i % 4);
+            for (size_t d = 0; d < n_dim; d++) {
+                float proto = (float)((d * (y[i] + 1u)) % n_dim) / (float)n_dim;
+                x[i * n_dim + d] = (uint8_t)((0.7f * proto + 0.3f * u[d]) * 255.0f);
+            }
+            continue;
+        }
+        /* Tabular: two latent factors through fixed smooth maps, small noise. */
+        float a = 2.0f * u[n_dim] - 1.0f, b = 2.0f * u[n_dim + 1] - 1.0f;
+        int anomalous = i >= n_train && u[n_dim + 2] < anomalies;
+        y[i] = (uint8_t)anomalous;
+        float *row = (float *)x + i * n_dim;
+        for (size_t d = 0; d < n_dim; d++) {
+            float f = (float)(d + 1) / (float)n_dim;
+            row[d] = sinf(3.0f * f * a) + f * b * b - 0.5f * cosf(2.0f * f * b) + 0.05f * (u[d] - 0.5f);
+            if (anomalous)
+                row[d] += 1.5f * (u[d] - 0.5f) * 2.0f;
+        }
+    }
+    struct dataset_info info = {.n_train = n_train, .n_test = n_test, .n_dim = n_dim,
+                                .is_u8 = is_u8, .has_labels = 1};
+    rc = dataset_write(path, &info, x, y, n_test ? x + n_train * n_dim * elem : NULL,
+                       n_test ? y + n_train : NULL);
+out_free:
+    free(x);
+    free(y);
+    free(u);
+    return rc;
+}

@@ -1,0 +1,81 @@
+/*
+ * The vae_dist dataset format (HDF5; schema in docs/formats.md):
+ *   /            attrs format = "vae_dist-dataset", version = 1,
+ *                      image_rows, image_cols (0, 0 for non-image data)
+ *   /train/x     (N, D) uint8 (pixels, scaled by 1/255 on read) or float32
+ *   /train/y     (N) uint8 labels, optional
+ *   /test/x, /test/y   the same for the test split, optional
+ *
+ * dataset_open validates all of it before any sample is read. Reading is
+ * sharded: rank r of P reads rows [r·N/P, (r+1)·N/P) of a split with one
+ * collective hyperslab read (MPI-IO), so memory per rank is O(N/P).
+ */
+#ifndef VAE_DATASET_H
+#define VAE_DATASET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "comm/comm.h"
+
+#define DATASET_FORMAT "vae_dist-dataset"
+#define DATASET_VERSION 1
+
+struct dataset_info {
+    size_t n_train, n_test;   /* N of each split (n_test = 0: no test split) */
+    size_t n_dim;             /* D */
+    int is_u8;                /* uint8 pixels (else float32) */
+    int has_labels;
+    long image_rows, image_cols;
+};
+
+/* Rows of one split held by this rank (a shard, or an epoch buffer). */
+struct shard {
+    size_t n_rows, n_dim;     /* rows held, D */
+    size_t row_bytes;         /* D (uint8) or 4·D (float32) */
+    int is_u8;
+    unsigned char *rows;      /* (n_rows, row_bytes) */
+    uint32_t *ids;            /* (n_rows) global row id of each row */
+    uint8_t *labels;          /* (n_rows), or NULL */
+};
+
+/*
+ * Validate the file on every rank of c (collective): format and version
+ * attributes, datasets present, 2-D x with D equal across splits, dtype
+ * uint8 or float32, labels shaped (N). Returns 0 or -1 with one message;
+ * the result is agreed across ranks.
+ */
+int dataset_open(const struct comm *c, const char *path, struct dataset_info *info);
+
+/* Collective read of this rank's contiguous shard of a split ("train"/"test"). */
+int dataset_read_shard(const struct comm *c, const char *path, const struct dataset_info *info,
+                       const char *split, struct shard *out);
+
+/* Allocate a shard of n_rows (rows, ids, and labels if with_labels). */
+int shard_alloc(struct shard *s, size_t n_rows, size_t n_dim, int is_u8, int with_labels);
+void shard_free(struct shard *s);
+
+/* x (n, D) = rows [first, first+n) of s as floats in [0,1] (uint8) or as stored. */
+void shard_rows_to_float(float *x, const struct shard *s, size_t first, size_t n);
+
+/* The contiguous block of rank r: rows [lo, hi) of N over P. */
+void dataset_block(size_t n, int p, int r, size_t *lo, size_t *hi);
+
+/*
+ * Write a dataset file (serial; used by `vae_dist prep` and the tests).
+ * x_* are (N, D) uint8 when is_u8, else float32; y_* may be NULL.
+ */
+int dataset_write(const char *path, const struct dataset_info *info, const void *x_train,
+                  const uint8_t *y_train, const void *x_test, const uint8_t *y_test);
+
+/*
+ * Synthetic data for tests, benchmarks and demos, a pure function of
+ * (seed, row): images (uint8) are one of 4 smooth prototypes plus noise;
+ * tabular data (float32) lie near a 2-D manifold in D dimensions, and with
+ * anomalies > 0 that fraction of the *test* rows is pushed off it (label 1;
+ * normal rows have label 0), for anomaly-scoring demos.
+ */
+int dataset_make_synthetic(const char *path, size_t n_train, size_t n_test, size_t n_dim,
+                           int is_u8, double anomalies, uint64_t seed);
+
+#endif

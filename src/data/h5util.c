@@ -1,0 +1,183 @@
+/* libhdf5 helpers (see h5util.h). */
+#include "data/h5util.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "core/log.h"
+
+void h5_quiet(void)
+{
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+hid_t h5_fapl(const struct comm *c)
+{
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5_CHECK(fapl);
+    if (c) {
+        MPI_Comm mpi = *(const MPI_Comm *)comm_native(c);
+        H5_CHECK(H5Pset_fapl_mpio(fapl, mpi, MPI_INFO_NULL));
+        H5_CHECK(H5Pset_all_coll_metadata_ops(fapl, 1));
+    }
+    return fapl;
+}
+
+/* Test hook: VAE_TEST_UNREADABLE_RANK=r makes rank r see every file as unreadable. */
+static int injected_unreadable(const struct comm *c)
+{
+    const char *v = getenv("VAE_TEST_UNREADABLE_RANK");
+    return c && v && atoi(v) == comm_rank(c);
+}
+
+hid_t h5_open_read(const struct comm *c, const char *path)
+{
+    h5_quiet();
+    /* H5Fopen over MPI-IO is collective: agree that every rank can read the
+     * path first, or a rank-local fault would leave the others waiting. */
+    int ok = access(path, R_OK) == 0 && !injected_unreadable(c);
+    if (!ok)
+        log_error("%s: cannot read the file (missing or no permission on this rank)", path);
+    if (c && !comm_agree(c, ok)) {
+        if (ok)
+            log_error("%s: another rank cannot read the file; stopping", path);
+        return -1;
+    }
+    if (!ok)
+        return -1;
+    hid_t fapl = h5_fapl(c);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    H5Pclose(fapl);
+    if (f < 0)
+        log_error("%s: not a readable HDF5 file (truncated, corrupt or another format)", path);
+    if (c && !comm_agree(c, f >= 0)) {
+        if (f >= 0)
+            H5Fclose(f);
+        return -1;
+    }
+    return f;
+}
+
+int h5_attr_get_string(hid_t obj, const char *path, const char *name, char *out, size_t out_bytes)
+{
+    int rc = -1;
+    hid_t a = -1, t = -1, mt = -1;
+    if (H5Aexists(obj, name) <= 0) {
+        log_error("%s: attribute '%s' is missing", path, name);
+        return -1;
+    }
+    a = H5Aopen(obj, name, H5P_DEFAULT);
+    t = a >= 0 ? H5Aget_type(a) : -1;
+    if (t < 0 || H5Tget_class(t) != H5T_STRING || H5Tis_variable_str(t) ||
+        H5Tget_size(t) >= out_bytes) {
+        log_error("%s: attribute '%s' should be a fixed-length string under %zu bytes", path, name,
+                  out_bytes);
+        goto out_close;
+    }
+    mt = H5Tcopy(H5T_C_S1);
+    H5Tset_size(mt, out_bytes);
+    H5Tset_strpad(mt, H5T_STR_NULLTERM);
+    memset(out, 0, out_bytes);
+    if (H5Aread(a, mt, out) < 0) {
+        log_error("%s: cannot read attribute '%s'", path, name);
+        goto out_close;
+    }
+    out[out_bytes - 1] = 0;
+    rc = 0;
+out_close:
+    if (mt >= 0)
+        H5Tclose(mt);
+    if (t >= 0)
+        H5Tclose(t);
+    if (a >= 0)
+        H5Aclose(a);
+    return rc;
+}
+
+int h5_attr_get_long(hid_t obj, const char *path, const char *name, long *out)
+{
+    int rc = -1;
+    if (H5Aexists(obj, name) <= 0) {
+        log_error("%s: attribute '%s' is missing", path, name);
+        return -1;
+    }
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    hid_t t = a >= 0 ? H5Aget_type(a) : -1;
+    hid_t s = a >= 0 ? H5Aget_space(a) : -1;
+    if (t < 0 || s < 0 || H5Tget_class(t) != H5T_INTEGER || H5Sget_simple_extent_npoints(s) != 1) {
+        log_error("%s: attribute '%s' should be one integer", path, name);
+    } else if (H5Aread(a, H5T_NATIVE_LONG, out) < 0) {
+        log_error("%s: cannot read attribute '%s'", path, name);
+    } else {
+        rc = 0;
+    }
+    if (s >= 0)
+        H5Sclose(s);
+    if (t >= 0)
+        H5Tclose(t);
+    if (a >= 0)
+        H5Aclose(a);
+    return rc;
+}
+
+int h5_attr_put_string(hid_t obj, const char *name, const char *value)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, strlen(value) + 1);
+    H5Tset_strpad(t, H5T_STR_NULLTERM);
+    hid_t s = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(obj, name, t, s, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = a >= 0 && H5Awrite(a, t, value) >= 0 ? 0 : -1;
+    if (a >= 0)
+        H5Aclose(a);
+    H5Sclose(s);
+    H5Tclose(t);
+    return rc;
+}
+
+int h5_attr_put_long(hid_t obj, const char *name, long value)
+{
+    hid_t s = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(obj, name, H5T_STD_I64LE, s, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = a >= 0 && H5Awrite(a, H5T_NATIVE_LONG, &value) >= 0 ? 0 : -1;
+    if (a >= 0)
+        H5Aclose(a);
+    H5Sclose(s);
+    return rc;
+}
+
+int h5_dataset_shape(hid_t file, const char *path, const char *dset, int *rank, size_t dims[2],
+                     H5T_class_t *cls, size_t *elem_bytes, int *is_signed)
+{
+    if (H5Lexists(file, dset, H5P_DEFAULT) <= 0) {
+        /* H5Lexists fails on "/a/b" when "/a" is missing: both mean absent. */
+        log_error("%s: dataset '%s' is missing", path, dset);
+        return -1;
+    }
+    hid_t d = H5Dopen2(file, dset, H5P_DEFAULT);
+    if (d < 0) {
+        log_error("%s: '%s' is not a dataset", path, dset);
+        return -1;
+    }
+    hid_t s = H5Dget_space(d), t = H5Dget_type(d);
+    hsize_t h[2] = {0, 0};
+    int r = H5Sget_simple_extent_ndims(s);
+    int rc = -1;
+    if (r < 1 || r > 2 || H5Sget_simple_extent_dims(s, h, NULL) < 0) {
+        log_error("%s: dataset '%s' should have 1 or 2 dimensions, found %d", path, dset, r);
+    } else {
+        *rank = r;
+        dims[0] = (size_t)h[0];
+        dims[1] = r == 2 ? (size_t)h[1] : 1;
+        *cls = H5Tget_class(t);
+        *elem_bytes = H5Tget_size(t);
+        *is_signed = *cls == H5T_INTEGER ? H5Tget_sign(t) == H5T_SGN_2 : 1;
+        rc = 0;
+    }
+    H5Tclose(t);
+    H5Sclose(s);
+    H5Dclose(d);
+    return rc;
+}

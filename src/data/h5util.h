@@ -1,0 +1,40 @@
+/*
+ * Small helpers around libhdf5, private to src/data (the only room that
+ * includes hdf5.h). HDF5's own error stack printing is switched off: every
+ * failure becomes one message that names the file and object.
+ */
+#ifndef VAE_H5UTIL_H
+#define VAE_H5UTIL_H
+
+#include <hdf5.h>
+#include <stddef.h>
+
+#include "comm/comm.h"
+
+/* For calls that cannot fail once the file was validated: fatal, whole job. */
+#define H5_CHECK(call)                                                          \
+    do {                                                                        \
+        if ((call) < 0)                                                         \
+            vae_fatal(__FILE__, __LINE__, "HDF5 call failed: %s", #call);       \
+    } while (0)
+
+/* Switch off HDF5's automatic error printing (once per process). */
+void h5_quiet(void);
+
+/* File access list: MPI-IO over the comm, or the default driver when c is NULL. */
+hid_t h5_fapl(const struct comm *c);
+
+/* Open read-only; -1 with a message (not HDF5, unreadable) on failure. */
+hid_t h5_open_read(const struct comm *c, const char *path);
+
+/* Attributes on an object; return 0, or -1 with a message naming path/name. */
+int h5_attr_get_string(hid_t obj, const char *path, const char *name, char *out, size_t out_bytes);
+int h5_attr_get_long(hid_t obj, const char *path, const char *name, long *out);
+int h5_attr_put_string(hid_t obj, const char *name, const char *value);
+int h5_attr_put_long(hid_t obj, const char *name, long value);
+
+/* Rank and dims of a dataset (up to 2); -1 with a message when missing. */
+int h5_dataset_shape(hid_t file, const char *path, const char *dset, int *rank, size_t dims[2],
+                     H5T_class_t *cls, size_t *elem_bytes, int *is_signed);
+
+#endif
