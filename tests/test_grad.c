@@ -21,6 +21,7 @@
 #include "model/act.h"
 #include "model/linear.h"
 #include "model/vae.h"
+#include "model/vmath.h"
 
 #define TOL 2e-3
 
@@ -282,6 +283,29 @@ static void test_backward_accumulates(void **state)
     vae_free(&m);
 }
 
+static void test_vmath_matches_libm(void **state)
+{
+    (void)state;
+    /* The vectorisable exp/log against libm, the reference, over the ranges used. */
+    double worst_exp = 0, worst_log = 0;
+    for (int i = 0; i <= 200000; i++) {
+        float x = -87.0f + 175.0f * (float)i / 200000.0f;
+        worst_exp = fmax(worst_exp, fabs(vexpf(x) - exp((double)x)) / exp((double)x));
+        float y = 1e-30f * powf(1e36f, (float)i / 200000.0f); /* 1e-30 .. 1e6 */
+        worst_log = fmax(worst_log, fabs(vlogf(y) - log((double)y)) / fmax(fabs(log((double)y)), 1e-3));
+    }
+    double worst_log1p = 0;
+    for (int i = 0; i <= 100000; i++) {
+        float e = (float)i / 100000.0f; /* log(1 + e), e in [0, 1], as the BCE uses it */
+        worst_log1p = fmax(worst_log1p, fabs(vlogf(1.0f + e) - log1p((double)e)));
+    }
+    printf("vexpf: max relative error %.2e; vlogf: %.2e; log(1+e) absolute %.2e\n", worst_exp,
+           worst_log, worst_log1p);
+    assert_true(worst_exp < 5e-7);
+    assert_true(worst_log < 5e-7);
+    assert_true(worst_log1p < 2e-7);
+}
+
 int main(int argc, char **argv)
 {
     comm_init(&argc, &argv);
@@ -290,6 +314,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_activations_fd),
         cmocka_unit_test(test_vae_full_elbo_fd),
         cmocka_unit_test(test_backward_accumulates),
+        cmocka_unit_test(test_vmath_matches_libm),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     comm_finalize();

@@ -15,7 +15,9 @@
 #include "core/log.h"
 #include "core/rng.h"
 #include "model/act.h"
+#include "model/bernoulli.h"
 #include "model/linear.h"
+#include "model/vmath.h"
 
 #define LOG_2PI 1.8378770664093453
 
@@ -155,21 +157,11 @@ static double rec_term(const struct vae *m, const float *out, const float *x, fl
 {
     size_t n_d = m->n_in;
     double s = 0;
-    if (m->likelihood == LIK_BERNOULLI) {
-        /* BCE with logits, stable: max(l,0) − l·x + log(1 + e^−|l|). */
-        for (size_t d = 0; d < n_d; d++) {
-            float l = out[d], e = expf(-fabsf(l));
-            s += (double)(fmaxf(l, 0.0f) - l * x[d] + log1pf(e));
-            if (dout) {
-                float sig = l >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);
-                dout[d] = scale * (sig - x[d]);
-            }
-        }
-        return s;
-    }
+    if (m->likelihood == LIK_BERNOULLI)
+        return (double)(dout ? bernoulli_nll_grad(dout, out, x, n_d, scale) : bernoulli_nll(out, x, n_d));
     const float *lv = obs_logvar_of(m);
     for (size_t d = 0; d < n_d; d++) {
-        float v = lv ? lv[d] : m->obs_logvar, r = x[d] - out[d], iv = expf(-v);
+        float v = lv ? lv[d] : m->obs_logvar, r = x[d] - out[d], iv = vexpf(-v);
         s += 0.5 * ((double)LOG_2PI + v + (double)(r * r * iv));
         if (dout) {
             dout[d] = -scale * r * iv;
@@ -192,7 +184,7 @@ struct vae_loss vae_forward(struct vae *m, const float *x, const float *eps, siz
         const float *mu = h + r * 2 * n_z, *lv = mu + n_z;
         double k = 0;
         for (size_t j = 0; j < n_z; j++) {
-            float sd = expf(0.5f * lv[j]);
+            float sd = vexpf(0.5f * lv[j]);
             m->z[r * n_z + j] = mu[j] + sd * eps[r * n_z + j];
             k += (double)(-0.5f * (1.0f + lv[j] - mu[j] * mu[j] - sd * sd));
         }
@@ -254,7 +246,7 @@ void vae_backward(struct vae *m, const float *x, const float *eps, size_t n_b, f
         const float *dzr = dz + r * n_z, *er = eps + r * n_z;
         float *dmu = dh + r * 2 * n_z, *dlvr = dmu + n_z;
         for (size_t j = 0; j < n_z; j++) {
-            float sd = expf(0.5f * lv[j]);
+            float sd = vexpf(0.5f * lv[j]);
             dmu[j] = dzr[j] + kb * mu[j];
             dlvr[j] = dzr[j] * er[j] * 0.5f * sd + kb * 0.5f * (sd * sd - 1.0f);
         }
