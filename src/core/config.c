@@ -92,8 +92,9 @@ static const struct key keys[] = {
     {"ckpt", "keep", K_INT, F(ckpt_keep), 1, 1e6, NONE, "3", "checkpoints kept"},
     {"comm", "bucket_mb", K_FLOAT, F(bucket_mb), 0.001, 1e5, NONE, "4",
      "gradient bucket size (MiB) for overlapped allreduce"},
-    {"comm", "overlap", K_BOOL, F(overlap), 0, 0, NONE, "true",
-     "start each bucket's allreduce while backward runs (false: one blocking allreduce)"},
+    {"comm", "overlap", K_BOOL, F(overlap), 0, 0, NONE, "false",
+     "start each bucket's MPI_Iallreduce while backward runs; false: one blocking allreduce "
+     "(faster on shared memory, see docs/performance.md)"},
     {"run", "dir", K_STR, F(run_dir), 0, 0, NONE, "runs/default",
      "run directory: config.ini, metrics.jsonl, ckpt/"},
 };

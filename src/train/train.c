@@ -76,7 +76,10 @@ struct trainer {
     size_t n_buckets, next_bucket; /* buckets >= next_bucket have been started */
     struct metrics mt;
     double t_phase[N_PHASES];
-    long delay_ms;            /* test hook VAE_TEST_STEP_DELAY_MS: sleep per step */
+    /* Fault-suite hooks, read once from the environment (docs/usage.md). */
+    long delay_ms;            /* VAE_TEST_STEP_DELAY_MS: sleep per step */
+    int64_t nan_from, nan_to; /* VAE_TEST_NAN_STEPS=a:b: last rank's gradient NaN in [a, b) */
+    int diverge_rank;         /* VAE_TEST_DIVERGE_RANK=r: rank r nudges a weight after step 1 */
 };
 
 static void start_ready_buckets(void *ctx, size_t off)
@@ -246,8 +249,16 @@ static int trainer_init(struct trainer *t, const struct config *cfg, const struc
     vae_init_params(&t->m, cfg->seed);
     /* Fault-suite hook: slow steps down so a test can signal or kill a run
      * mid-training on any machine. */
-    const char *delay = getenv("VAE_TEST_STEP_DELAY_MS");
-    t->delay_ms = delay ? atol(delay) : 0;
+    const char *hook = getenv("VAE_TEST_STEP_DELAY_MS");
+    t->delay_ms = hook ? atol(hook) : 0;
+    hook = getenv("VAE_TEST_NAN_STEPS");
+    long long a = -1, b = -1;
+    if (!hook || sscanf(hook, "%lld:%lld", &a, &b) != 2)
+        a = b = -1;
+    t->nan_from = a;
+    t->nan_to = b;
+    hook = getenv("VAE_TEST_DIVERGE_RANK");
+    t->diverge_rank = hook ? atoi(hook) : -1;
     if (make_run_dir(t))
         return -1;
     return comm_agree(c, metrics_open(&t->mt, cfg->run_dir, t->rank) == 0) ? 0 : -1;
@@ -277,6 +288,8 @@ static struct vae_loss compute_gradient(struct trainer *t, size_t k0, int64_t st
         double t1 = timer_now();
         t->t_phase[PH_DATA] += t1 - t0;
         memset(m->grads, 0, m->n_params * sizeof *m->grads);
+        if (step >= t->nan_from && step < t->nan_to && t->rank == t->size - 1)
+            m->grads[0] = NAN; /* test hook; backward adds to it, buckets carry it */
         sum = vae_forward(m, t->x, t->eps, t->n_local, NULL, NULL);
         t->next_bucket = t->n_buckets;
         int overlap = cfg->overlap && t->size > 1;
@@ -303,16 +316,21 @@ static struct vae_loss compute_gradient(struct trainer *t, size_t k0, int64_t st
         vae_backward(m, t->x, t->eps, mb, beta, scale, NULL, NULL);
         sum.rec += l.rec;
         sum.kl += l.kl;
+        /* Truncation toward zero is as exact a rule as rounding, and vectorises. */
+        int64_t bad = 0;
+#pragma omp simd reduction(+ : bad)
         for (size_t i = 0; i < m->n_params; i++) {
             float g = m->grads[i];
-            if (!(fabsf(g) < FIXED_LIMIT))
-                t->fixed[m->n_params]++;
-            else
-                t->fixed[i] += (int64_t)llrint((double)g * FIXED_SCALE);
+            int ok = fabsf(g) < FIXED_LIMIT;
+            bad += !ok;
+            t->fixed[i] += (int64_t)((double)(ok ? g : 0.0f) * FIXED_SCALE);
         }
+        t->fixed[m->n_params] += bad;
         t->t_phase[PH_DATA] += t2 - t1;
         t->t_phase[PH_COMPUTE] += timer_now() - t2;
     }
+    if (step >= t->nan_from && step < t->nan_to && t->rank == t->size - 1)
+        t->fixed[m->n_params]++; /* test hook: as if a micro-batch overflowed */
     double t3 = timer_now();
     comm_allreduce_sum_i64(t->c, t->fixed, m->n_params + 1);
     t->t_phase[PH_WAIT] += timer_now() - t3;
@@ -445,6 +463,8 @@ int train_run(const struct config *cfg, const struct comm *c, const char *resume
             skipped_total++;
         }
         t->t_phase[PH_OPT] += timer_now() - t_opt;
+        if (step == 0 && t->rank == t->diverge_rank)
+            t->m.params[0] += 1e-3f; /* test hook: this replica drifts */
         if (t->delay_ms > 0)
             nanosleep(&(struct timespec){t->delay_ms / 1000, (t->delay_ms % 1000) * 1000000L}, NULL);
         /* Loss sums and the stop flag, agreed every step. */
