@@ -165,6 +165,34 @@ void comm_allgather_u64(const struct comm *c, uint64_t value, uint64_t *all)
     MPI_CHECK(MPI_Allgather(&value, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, c->mpi));
 }
 
+void comm_allgather_bytes(const struct comm *c, const void *mine, size_t n_bytes, void *all)
+{
+    VAE_ASSERT(n_bytes <= INT_MAX);
+    MPI_CHECK(MPI_Allgather(mine, (int)n_bytes, MPI_BYTE, all, (int)n_bytes, MPI_BYTE, c->mpi));
+}
+
+void comm_allgatherv_f32(const struct comm *c, float *buf, const size_t *count, const size_t *off)
+{
+    int p = c->size;
+    if (p == 1)
+        return;
+    if (off[p - 1] + count[p - 1] > INT_MAX) {
+        /* Beyond int counts: each rank broadcasts its slice in turn (chunked). */
+        for (int q = 0; q < p; q++)
+            comm_bcast(c, buf + off[q], count[q] * sizeof *buf, q);
+        return;
+    }
+    int *cnt = malloc(2 * (size_t)p * sizeof *cnt);
+    VAE_ASSERT(cnt);
+    int *dsp = cnt + p;
+    for (int q = 0; q < p; q++) {
+        cnt[q] = (int)count[q];
+        dsp[q] = (int)off[q];
+    }
+    MPI_CHECK(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, buf, cnt, dsp, MPI_FLOAT, c->mpi));
+    free(cnt);
+}
+
 void comm_alltoallv_bytes(const struct comm *c, const void *send, const size_t *send_bytes,
                           const size_t *send_off, void *recv, const size_t *recv_bytes,
                           const size_t *recv_off)

@@ -45,6 +45,15 @@ void comm_allreduce_min_f64(const struct comm *c, double *buf, size_t n);
 /* all[r] = value of rank r. */
 void comm_allgather_u64(const struct comm *c, uint64_t value, uint64_t *all);
 
+/* all (P · n_bytes) = every rank's n_bytes from `mine`, in rank order. */
+void comm_allgather_bytes(const struct comm *c, const void *mine, size_t n_bytes, void *all);
+
+/*
+ * In place: rank r holds buf[off[r], off[r] + count[r]) and afterwards every
+ * rank holds all of buf (floats; off and count per rank, in elements).
+ */
+void comm_allgatherv_f32(const struct comm *c, float *buf, const size_t *count, const size_t *off);
+
 /*
  * Personalised exchange of bytes: rank r sends send_bytes[q] bytes at
  * send + send_off[q] to each rank q and receives into recv + recv_off[q].

@@ -20,6 +20,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/timer.h"
 #include "data/dataset.h"
 #include "data/h5util.h"
 
@@ -34,6 +35,27 @@ static uint32_t crc_of(const float *p, size_t n)
         size_t k = bytes - off < (1u << 30) ? bytes - off : 1u << 30;
         crc = crc32(crc, b + off, (uInt)k);
     }
+    return (uint32_t)crc;
+}
+
+/*
+ * CRC-32 of the whole buffer buf (n), each rank checksumming only its slice
+ * [lo, hi): the slice CRCs are gathered and joined with crc32_combine, so the
+ * cost per rank falls with P. Collective.
+ */
+static uint32_t crc_distributed(const struct comm *c, const float *buf, size_t n)
+{
+    size_t lo, hi;
+    int p = comm_size(c);
+    dataset_block(n, p, comm_rank(c), &lo, &hi);
+    uint64_t mine[2] = {crc_of(buf + lo, hi - lo), (hi - lo) * sizeof *buf};
+    uint64_t *all = malloc(2 * (size_t)p * sizeof *all);
+    VAE_ASSERT(all);
+    comm_allgather_bytes(c, mine, sizeof mine, all);
+    uLong crc = (uLong)all[0];
+    for (int q = 1; q < p; q++)
+        crc = crc32_combine(crc, (uLong)all[2 * q], (z_off_t)all[2 * q + 1]);
+    free(all);
     return (uint32_t)crc;
 }
 
@@ -59,7 +81,7 @@ static int write_flat(const struct comm *c, hid_t f, const char *name, const flo
     hid_t xfer = H5Pcreate(H5P_DATASET_XFER);
     H5Pset_dxpl_mpio(xfer, H5FD_MPIO_COLLECTIVE);
     int rc = H5Dwrite(d, H5T_NATIVE_FLOAT, ms, fs, xfer, buf + lo) < 0 ? -1 : 0;
-    rc |= h5_attr_put_long(d, "crc32", (long)crc_of(buf, n));
+    rc |= h5_attr_put_long(d, "crc32", (long)crc_distributed(c, buf, n));
     H5Pclose(xfer);
     H5Sclose(ms);
     H5Sclose(fs);
@@ -67,42 +89,74 @@ static int write_flat(const struct comm *c, hid_t f, const char *name, const flo
     return rc;
 }
 
-/* Every rank reads the whole 1-D float32 dataset `name` (n) and checks its CRC. */
-static int read_flat(hid_t f, const char *path, const char *name, float *buf, size_t n)
+/*
+ * Read the 1-D float32 dataset `name` (n) into buf on every rank: each rank
+ * reads its slice (collective), the slices' CRC-32 is checked against the
+ * stored one, and the slices are shared with an allgather. Collective: every
+ * rank returns the same result.
+ */
+static int read_flat(const struct comm *c, hid_t f, const char *path, const char *name, float *buf,
+                     size_t n)
 {
-    int rank, is_signed;
+    int rank, is_signed, ok = 0;
     size_t dims[2], elem;
     H5T_class_t cls;
-    if (h5_dataset_shape(f, path, name, &rank, dims, &cls, &elem, &is_signed))
-        return -1;
-    if (rank != 1 || dims[0] != n || cls != H5T_FLOAT || elem != 4) {
-        log_error("%s: dataset '%s' should be (%zu) float32, found %d-D (%zu) of %zu-byte %s", path,
-                  name, n, rank, dims[0], elem, cls == H5T_FLOAT ? "floats" : "non-floats");
+    long crc = -1;
+    hid_t d = -1;
+    if (h5_dataset_shape(f, path, name, &rank, dims, &cls, &elem, &is_signed) == 0) {
+        if (rank != 1 || dims[0] != n || cls != H5T_FLOAT || elem != 4)
+            log_error("%s: dataset '%s' should be (%zu) float32, found %d-D (%zu) of %zu-byte %s", path,
+                      name, n, rank, dims[0], elem, cls == H5T_FLOAT ? "floats" : "non-floats");
+        else if ((d = H5Dopen2(f, name, H5P_DEFAULT)) >= 0 && h5_attr_get_long(d, path, "crc32", &crc) == 0)
+            ok = 1;
+    }
+    /* The header is the same file for all: still, agree before the collective read. */
+    if (!comm_agree(c, ok)) {
+        if (d >= 0)
+            H5Dclose(d);
         return -1;
     }
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-    long crc = -1;
-    int rc = -1;
-    if (d < 0 || h5_attr_get_long(d, path, "crc32", &crc))
-        goto out_close;
+    int p = comm_size(c);
+    size_t *count = malloc(2 * (size_t)p * sizeof *count);
+    VAE_ASSERT(count);
+    size_t *off = count + p;
+    for (int q = 0; q < p; q++) {
+        size_t hi;
+        dataset_block(n, p, q, &off[q], &hi);
+        count[q] = hi - off[q];
+    }
+    size_t me = (size_t)comm_rank(c);
+    hsize_t start[1] = {off[me]}, cnt[1] = {count[me]};
+    hid_t fs = H5Dget_space(d), ms = H5Screate_simple(1, cnt, NULL);
+    if (count[me] == 0) {
+        H5Sselect_none(fs);
+        H5Sselect_none(ms);
+    } else {
+        H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL);
+    }
     hid_t xfer = H5Pcreate(H5P_DATASET_XFER);
     H5Pset_dxpl_mpio(xfer, H5FD_MPIO_COLLECTIVE);
-    herr_t r = H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, xfer, buf);
+    ok = H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, xfer, buf + off[me]) >= 0;
     H5Pclose(xfer);
-    if (r < 0) {
+    H5Sclose(ms);
+    H5Sclose(fs);
+    H5Dclose(d);
+    if (!ok)
         log_error("%s: reading '%s' failed (file truncated?)", path, name);
-        goto out_close;
+    if (!comm_agree(c, ok)) {
+        free(count);
+        return -1;
     }
-    if ((uint32_t)crc != crc_of(buf, n)) {
+    uint32_t computed = crc_distributed(c, buf, n);
+    if ((uint32_t)crc != computed) {
         log_error("%s: checksum mismatch in '%s' (stored %08lx, computed %08x): the file is damaged",
-                  path, name, crc, crc_of(buf, n));
-        goto out_close;
+                  path, name, crc, computed);
+        free(count);
+        return -1;
     }
-    rc = 0;
-out_close:
-    if (d >= 0)
-        H5Dclose(d);
-    return rc;
+    comm_allgatherv_f32(c, buf, count, off);
+    free(count);
+    return 0;
 }
 
 static int write_layout(const struct comm *c, hid_t f, const struct vae *m)
@@ -235,6 +289,7 @@ int ckpt_save(const struct comm *c, const char *run_dir, const struct config *cf
     snprintf(base, sizeof base, "step-%08lld.h5", (long long)step);
     snprintf(final, sizeof final, "%s/ckpt/%s", run_dir, base);
     snprintf(tmp, sizeof tmp, "%s.tmp", final);
+    double t0 = timer_now();
     h5_quiet();
     hid_t fapl = h5_fapl(c);
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
@@ -287,8 +342,11 @@ int ckpt_save(const struct comm *c, const char *run_dir, const struct config *cf
     if (!ok && comm_rank(c) == 0)
         unlink(tmp);
     ok = comm_agree(c, ok);
-    if (ok)
-        log_info("checkpoint %s committed (step %lld)", final, (long long)step);
+    if (ok) {
+        double dt = timer_now() - t0, mb = (double)((1 + o->n_states) * m->n_params * 4) / 1e6;
+        log_info("checkpoint %s committed (step %lld): %.1f MB in %.3f s, %.0f MB/s", final,
+                 (long long)step, mb, dt, mb / dt);
+    }
     return ok ? 0 : -1;
 }
 
@@ -436,6 +494,7 @@ static int check_layout(hid_t f, const char *path, const struct vae *m)
 int ckpt_load(const struct comm *c, const char *path, struct vae *m, struct optim *o, int64_t *step)
 {
     struct ckpt_meta meta;
+    double t0 = timer_now();
     hid_t f = h5_open_read(c, path);
     if (f < 0)
         return -1;
@@ -454,19 +513,19 @@ int ckpt_load(const struct comm *c, const char *path, struct vae *m, struct opti
     /* Reads below are collective: agree on the header first. */
     ok = comm_agree(c, ok);
     if (ok)
-        ok = read_flat(f, path, "/model/params", m->params, m->n_params) == 0;
+        ok = read_flat(c, f, path, "/model/params", m->params, m->n_params) == 0;
     for (size_t s = 0; s < o->n_states && ok; s++) {
         char name[32];
         snprintf(name, sizeof name, "/optim/state%zu", s);
-        ok = read_flat(f, path, name, o->state[s], o->n) == 0;
+        ok = read_flat(c, f, path, name, o->state[s], o->n) == 0;
     }
     H5Fclose(f);
-    ok = comm_agree(c, ok);
     if (ok) {
         o->t = meta.optim_t;
         *step = meta.step;
-        log_info("loaded checkpoint %s (step %lld, written by %ld ranks)", path, (long long)meta.step,
-                 meta.world_size);
+        double dt = timer_now() - t0, mb = (double)((1 + o->n_states) * m->n_params * 4) / 1e6;
+        log_info("loaded checkpoint %s (step %lld, written by %ld ranks): %.1f MB in %.3f s, %.0f MB/s",
+                 path, (long long)meta.step, meta.world_size, mb, dt, mb / dt);
     }
     ckpt_meta_free(&meta);
     return ok ? 0 : -1;
