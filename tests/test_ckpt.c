@@ -201,7 +201,8 @@ static void test_unwritable_dir_keeps_checkpoints(void **state)
     struct optim o;
     assert_int_equal(vae_init(&m, &cfg, 16, 4), 0);
     assert_int_equal(optim_init(&o, &cfg, m.n_params, 100), 0);
-    assert_int_equal(ckpt_save(g_world, run, &cfg, &m, &o, 41, 2), -1);
+    struct dataset_info info = {.n_train = 256, .n_dim = 16};
+    assert_int_equal(ckpt_save(g_world, run, &cfg, &info, &m, &o, 41, 2), -1);
     if (comm_rank(g_world) == 0) {
         unlink(ckdir);
         assert_int_equal(rename(moved, ckdir), 0);
@@ -211,7 +212,7 @@ static void test_unwritable_dir_keeps_checkpoints(void **state)
     char path[700];
     snprintf(path, sizeof path, "%s/step-00000040.h5", ckdir);
     int64_t step = 0;
-    assert_int_equal(ckpt_load(g_world, path, &m, &o, &step), 0);
+    assert_int_equal(ckpt_load(g_world, path, &info, &m, &o, &step), 0);
     assert_int_equal(step, 40);
     if (comm_rank(g_world) == 0)
         assert_memory_equal(m.params, g_straight.params, m.n_params * sizeof(float));

@@ -14,6 +14,7 @@
 #include "data/ckpt.h"
 #include "data/dataset.h"
 #include "data/idx.h"
+#include "train/tools.h"
 #include "train/train.h"
 
 static const char usage_main[] =
@@ -24,6 +25,11 @@ static const char usage_main[] =
     "commands:\n"
     "  train    train a VAE (the default command)\n"
     "  prep     convert IDX files (MNIST / Fashion-MNIST layout) to the HDF5 dataset format\n"
+    "  eval     test -ELBO and the importance-weighted bound (IWAE) of a checkpoint, as JSON\n"
+    "  sample   a grid of decoder means for z ~ N(0, I), as PNG\n"
+    "  recon    inputs above their reconstructions, as PNG\n"
+    "  encode   mu and log sigma^2 of every sample, as HDF5\n"
+    "  score    per-sample anomaly scores (-ELBO, -IWAE), as HDF5, with AUROC for 0/1 labels\n"
     "  synth    write a synthetic dataset (images, or tabular with anomalies)\n"
     "  info     print a checkpoint's header\n"
     "  config   print the configuration reference (every key, default, allowed values)\n"
@@ -55,6 +61,17 @@ static const char usage_synth[] =
     "manifold, with a FRACTION of the test rows made anomalous (label 1) for `score` demos.\n";
 
 static const char usage_info[] = "usage: vae_dist info --checkpoint PATH\n";
+
+static const char usage_tools[] =
+    "usage: vae_dist eval   --checkpoint PATH [--data FILE] [--split test|train] [--iw-samples K] [--n N]\n"
+    "       vae_dist sample --checkpoint PATH --n N --out grid.png\n"
+    "       vae_dist recon  --checkpoint PATH [--data FILE] [--split S] --n N --out grid.png\n"
+    "       vae_dist encode --checkpoint PATH [--data FILE] [--split S] --out latents.h5\n"
+    "       vae_dist score  --checkpoint PATH [--data FILE] [--split S] [--iw-samples K] --out scores.h5\n"
+    "\n"
+    "The model is rebuilt from the config stored in the checkpoint; --data defaults to its data.path,\n"
+    "--split to the test split (train when the file has none). Run under mpirun to split the work;\n"
+    "results are the same on any number of ranks. eval --n N uses the first N samples.\n";
 
 /* Value of flag argv[*i] (advancing *i), or NULL with a usage error. */
 static const char *flag_value(int argc, char **argv, int *i)
@@ -231,6 +248,48 @@ static int cmd_train(const struct comm *c, int argc, char **argv)
     return train_run(&cfg, c, resume, NULL);
 }
 
+static int cmd_tool(const struct comm *c, const char *cmd, int argc, char **argv)
+{
+    struct tool_args a = {0};
+    for (int i = 0; i < argc; i++) {
+        const char *f = argv[i];
+        const char **dst = !strcmp(f, "--checkpoint") ? &a.checkpoint
+                           : !strcmp(f, "--data")     ? &a.data
+                           : !strcmp(f, "--split")    ? &a.split
+                           : !strcmp(f, "--out")      ? &a.out
+                                                      : NULL;
+        double v;
+        if (!strcmp(f, "--help")) {
+            if (comm_rank(c) == 0)
+                fputs(usage_tools, stdout);
+            return VAE_EXIT_OK;
+        } else if (dst) {
+            if (!(*dst = flag_value(argc, argv, &i)))
+                return VAE_EXIT_USAGE;
+        } else if (!strcmp(f, "--n")) {
+            if (parse_size(f, flag_value(argc, argv, &i), 1, 1e9, &v))
+                return VAE_EXIT_USAGE;
+            a.n = (long)v;
+        } else if (!strcmp(f, "--iw-samples")) {
+            if (parse_size(f, flag_value(argc, argv, &i), 0, 1e6, &v))
+                return VAE_EXIT_USAGE;
+            a.k = (long)v;
+        } else {
+            log_error("%s: unknown option '%s'\n%s", cmd, f, usage_tools);
+            return VAE_EXIT_USAGE;
+        }
+    }
+    if (!strcmp(cmd, "eval"))
+        return tool_eval(c, &a);
+    if (!strcmp(cmd, "sample"))
+        return tool_sample(c, &a);
+    if (!strcmp(cmd, "recon"))
+        return tool_recon(c, &a);
+    if (!strcmp(cmd, "encode"))
+        return tool_encode(c, &a);
+    return tool_score(c, &a);
+}
+
 static int cmd_info(const struct comm *c, int argc, char **argv)
 {
     const char *path = NULL;
@@ -288,6 +347,9 @@ int main(int argc, char **argv)
         rc = cmd_train(c, argc - first, argv + first);
     else if (!strcmp(cmd, "info"))
         rc = cmd_info(c, argc - first, argv + first);
+    else if (!strcmp(cmd, "eval") || !strcmp(cmd, "sample") || !strcmp(cmd, "recon") ||
+             !strcmp(cmd, "encode") || !strcmp(cmd, "score"))
+        rc = cmd_tool(c, cmd, argc - first, argv + first);
     else {
         log_error("unknown command '%s'\n%s", cmd, usage_main);
         rc = VAE_EXIT_USAGE;

@@ -283,7 +283,8 @@ static int commit(const char *run_dir, const char *tmp, const char *final, const
 }
 
 int ckpt_save(const struct comm *c, const char *run_dir, const struct config *cfg,
-              const struct vae *m, const struct optim *o, int64_t step, long epoch)
+              const struct dataset_info *data, const struct vae *m, const struct optim *o,
+              int64_t step, long epoch)
 {
     char base[64], tmp[PATH_BYTES + 64], final[PATH_BYTES + 64];
     snprintf(base, sizeof base, "step-%08lld.h5", (long long)step);
@@ -316,6 +317,10 @@ int ckpt_save(const struct comm *c, const char *run_dir, const struct config *cf
     rc |= h5_attr_put_long(f, "optim", o->kind);
     rc |= h5_attr_put_long(f, "optim_t", (long)o->t);
     rc |= h5_attr_put_string(f, "config", cfg_text ? cfg_text : "");
+    rc |= h5_attr_put_long(f, "data_n_train", (long)data->n_train);
+    rc |= h5_attr_put_long(f, "data_n_dim", (long)data->n_dim);
+    rc |= h5_attr_put_long(f, "image_rows", data->image_rows);
+    rc |= h5_attr_put_long(f, "image_cols", data->image_cols);
     free(cfg_text);
     hid_t g = H5Gcreate2(f, "/model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     rc |= g < 0 ? -1 : 0;
@@ -383,6 +388,11 @@ static int read_meta(hid_t f, const char *path, struct ckpt_meta *meta)
     if (h5_attr_get_long(f, path, "optim_t", &v))
         return -1;
     meta->optim_t = v;
+    if (h5_attr_get_long(f, path, "data_n_train", &meta->data_n_train) ||
+        h5_attr_get_long(f, path, "data_n_dim", &meta->data_n_dim) ||
+        h5_attr_get_long(f, path, "image_rows", &meta->image_rows) ||
+        h5_attr_get_long(f, path, "image_cols", &meta->image_cols))
+        return -1;
     if (meta->step < 0 || v < 0) {
         log_error("%s: negative step or optimizer count", path);
         return -1;
@@ -491,7 +501,8 @@ static int check_layout(hid_t f, const char *path, const struct vae *m)
     return 0;
 }
 
-int ckpt_load(const struct comm *c, const char *path, struct vae *m, struct optim *o, int64_t *step)
+int ckpt_load(const struct comm *c, const char *path, const struct dataset_info *data,
+              struct vae *m, struct optim *o, int64_t *step)
 {
     struct ckpt_meta meta;
     double t0 = timer_now();
@@ -505,7 +516,13 @@ int ckpt_load(const struct comm *c, const char *path, struct vae *m, struct opti
                   m->n_params);
         ok = 0;
     }
-    if (ok && meta.optim != o->kind) {
+    if (ok && data && ((size_t)meta.data_n_train != data->n_train || (size_t)meta.data_n_dim != data->n_dim)) {
+        log_error("%s: checkpoint was trained on %ld samples of dimension %ld, the dataset has %zu of %zu "
+                  "(HINT: resume with the same data.path, or start fresh with --resume none)",
+                  path, meta.data_n_train, meta.data_n_dim, data->n_train, data->n_dim);
+        ok = 0;
+    }
+    if (ok && o && meta.optim != o->kind) {
         log_error("%s: checkpoint was trained with optimizer '%s', the config asks for '%s'", path,
                   config_optim_name((int)meta.optim), config_optim_name(o->kind));
         ok = 0;
@@ -514,16 +531,17 @@ int ckpt_load(const struct comm *c, const char *path, struct vae *m, struct opti
     ok = comm_agree(c, ok);
     if (ok)
         ok = read_flat(c, f, path, "/model/params", m->params, m->n_params) == 0;
-    for (size_t s = 0; s < o->n_states && ok; s++) {
+    for (size_t s = 0; o && s < o->n_states && ok; s++) {
         char name[32];
         snprintf(name, sizeof name, "/optim/state%zu", s);
         ok = read_flat(c, f, path, name, o->state[s], o->n) == 0;
     }
     H5Fclose(f);
     if (ok) {
-        o->t = meta.optim_t;
+        if (o)
+            o->t = meta.optim_t;
         *step = meta.step;
-        double dt = timer_now() - t0, mb = (double)((1 + o->n_states) * m->n_params * 4) / 1e6;
+        double dt = timer_now() - t0, mb = (double)((1 + (o ? o->n_states : 0)) * m->n_params * 4) / 1e6;
         log_info("loaded checkpoint %s (step %lld, written by %ld ranks): %.1f MB in %.3f s, %.0f MB/s",
                  path, (long long)meta.step, meta.world_size, mb, dt, mb / dt);
     }
@@ -531,8 +549,8 @@ int ckpt_load(const struct comm *c, const char *path, struct vae *m, struct opti
     return ok ? 0 : -1;
 }
 
-int ckpt_resume_auto(const struct comm *c, const char *run_dir, struct vae *m, struct optim *o,
-                     int64_t *step)
+int ckpt_resume_auto(const struct comm *c, const char *run_dir, const struct dataset_info *data,
+                     struct vae *m, struct optim *o, int64_t *step)
 {
     /* Rank 0 lists the candidates (latest first) and shares the list. */
     char names[257][64];
@@ -557,7 +575,7 @@ int ckpt_resume_auto(const struct comm *c, const char *run_dir, struct vae *m, s
             continue; /* the latest pointer named it already */
         char path[PATH_BYTES + 64];
         snprintf(path, sizeof path, "%s/ckpt/%s", run_dir, names[i]);
-        if (ckpt_load(c, path, m, o, step) == 0)
+        if (ckpt_load(c, path, data, m, o, step) == 0)
             return 1;
         log_info("warning: skipping checkpoint %s (see the error above); trying an older one", path);
     }

@@ -2,7 +2,8 @@
  * Checkpoints: one HDF5 file per commit, written collectively.
  *
  *   /              attrs format = "vae_dist-checkpoint", version, step, epoch,
- *                        seed, world_size, n_params, optim, optim_t, config
+ *                        seed, world_size, n_params, optim, optim_t, config,
+ *                        data_n_train, data_n_dim, image_rows, image_cols
  *   /model/params  (n_params) float32, Fletcher32-checksummed chunks
  *   /model/layout  compound {name, offset, rows, cols} per tensor
  *   /optim/state0, /optim/state1   (n_params) float32, as many as the optimizer has
@@ -22,6 +23,7 @@
 
 #include "comm/comm.h"
 #include "core/config.h"
+#include "data/dataset.h"
 #include "model/vae.h"
 #include "optim/optim.h"
 
@@ -39,6 +41,7 @@ struct ckpt_meta {
     long optim;
     int64_t optim_t;
     long params_crc32;        /* CRC-32 of /model/params as stored */
+    long data_n_train, data_n_dim, image_rows, image_cols; /* the training data's shape */
     char *config;             /* resolved config text (malloc'd) */
 };
 
@@ -48,15 +51,17 @@ struct ckpt_meta {
  * -1 (agreed on all ranks) with the previous checkpoints untouched.
  */
 int ckpt_save(const struct comm *c, const char *run_dir, const struct config *cfg,
-              const struct vae *m, const struct optim *o, int64_t step, long epoch);
+              const struct dataset_info *data, const struct vae *m, const struct optim *o,
+              int64_t step, long epoch);
 
 /*
- * Validate and load `path` into m and o (already built from the config).
- * The file's model shape must match m: mismatches are named. Collective.
- * Returns 0 and the step, or -1 (agreed) with a message.
+ * Validate and load `path` into m and o (already built from the config; o
+ * may be NULL to load the model only). The file's model shape must match m,
+ * and when data is not NULL its training-set size and dimension must match:
+ * mismatches are named. Collective. Returns 0 and the step, or -1 (agreed).
  */
-int ckpt_load(const struct comm *c, const char *path, struct vae *m, struct optim *o,
-              int64_t *step);
+int ckpt_load(const struct comm *c, const char *path, const struct dataset_info *data,
+              struct vae *m, struct optim *o, int64_t *step);
 
 /* Read and validate the header only (collective when c is not NULL). */
 int ckpt_inspect(const struct comm *c, const char *path, struct ckpt_meta *meta);
@@ -69,7 +74,7 @@ void ckpt_meta_free(struct ckpt_meta *meta);
  * loaded (step set), 0 if the run has no checkpoint (fresh start), -1 if
  * checkpoints exist but none loads (the run stops rather than start over).
  */
-int ckpt_resume_auto(const struct comm *c, const char *run_dir, struct vae *m, struct optim *o,
-                     int64_t *step);
+int ckpt_resume_auto(const struct comm *c, const char *run_dir, const struct dataset_info *data,
+                     struct vae *m, struct optim *o, int64_t *step);
 
 #endif

@@ -178,9 +178,11 @@ static int read_rows(hid_t f, const char *path, const char *name, hid_t mem_type
 }
 
 int dataset_read_shard(const struct comm *c, const char *path, const struct dataset_info *info,
-                       const char *split, struct shard *out)
+                       const char *split, size_t limit, struct shard *out)
 {
     size_t n = !strcmp(split, "train") ? info->n_train : info->n_test;
+    if (limit > 0 && limit < n)
+        n = limit;
     size_t lo, hi;
     dataset_block(n, comm_size(c), comm_rank(c), &lo, &hi);
     memset(out, 0, sizeof *out);
@@ -283,6 +285,63 @@ int dataset_write(const char *path, const struct dataset_info *info, const void 
     return rc ? -1 : 0;
 }
 
+/* Collective write of rows [lo, lo + n) of a (N[, width]) dataset of type ft. */
+static int write_rows_mpi(hid_t f, const char *name, hid_t ft, hid_t mt, size_t n_total, size_t width,
+                          size_t lo, size_t n, const void *buf)
+{
+    hsize_t dims[2] = {n_total, width}, start[2] = {lo, 0}, count[2] = {n, width};
+    int rank = width == 1 ? 1 : 2;
+    hid_t fs = H5Screate_simple(rank, dims, NULL), ms = H5Screate_simple(rank, count, NULL);
+    hid_t d = H5Dcreate2(f, name, ft, fs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = -1;
+    if (d >= 0) {
+        if (n == 0) {
+            H5Sselect_none(fs);
+            H5Sselect_none(ms);
+        } else {
+            H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
+        }
+        hid_t xfer = H5Pcreate(H5P_DATASET_XFER);
+        H5Pset_dxpl_mpio(xfer, H5FD_MPIO_COLLECTIVE);
+        rc = H5Dwrite(d, mt, ms, fs, xfer, buf) < 0 ? -1 : 0;
+        H5Pclose(xfer);
+        H5Dclose(d);
+    }
+    H5Sclose(ms);
+    H5Sclose(fs);
+    return rc;
+}
+
+int dataset_write_columns(const struct comm *c, const char *path, const char *format,
+                          size_t n_total, size_t first_row, size_t n_rows, const struct column *cols,
+                          size_t n_cols, const uint8_t *labels)
+{
+    h5_quiet();
+    hid_t fapl = h5_fapl(c);
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    if (!comm_agree(c, f >= 0)) {
+        if (f >= 0)
+            H5Fclose(f);
+        log_error("%s: cannot create the output file (directory missing or not writable?)", path);
+        return -1;
+    }
+    int rc = h5_attr_put_string(f, "format", format);
+    rc |= h5_attr_put_long(f, "version", 1);
+    for (size_t i = 0; i < n_cols; i++)
+        rc |= write_rows_mpi(f, cols[i].name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, n_total, cols[i].width,
+                             first_row, n_rows, cols[i].data);
+    if (labels)
+        rc |= write_rows_mpi(f, "y", H5T_STD_U8LE, H5T_NATIVE_UINT8, n_total, 1, first_row, n_rows,
+                             labels);
+    rc |= H5Fclose(f) < 0 ? -1 : 0;
+    if (!comm_agree(c, rc == 0)) {
+        log_error("%s: writing the output failed (disk full?)", path);
+        return -1;
+    }
+    return 0;
+}
+
 int dataset_make_synthetic(const char *path, size_t n_train, size_t n_test, size_t n_dim,
                            int is_u8, double anomalies, uint64_t seed)
 {
@@ -314,11 +373,14 @@ int dataset_make_synthetic(const char *path, size_t n_train, size_t n_test, size
             float f = (float)(d + 1) / (float)n_dim;
             row[d] = sinf(3.0f * f * a) + f * b * b - 0.5f * cosf(2.0f * f * b) + 0.05f * (u[d] - 0.5f);
             if (anomalous)
-                row[d] += 1.5f * (u[d] - 0.5f) * 2.0f;
+                row[d] += 0.3f * (u[d] - 0.5f); /* up to ±0.15: six times the noise */
         }
     }
     struct dataset_info info = {.n_train = n_train, .n_test = n_test, .n_dim = n_dim,
                                 .is_u8 = is_u8, .has_labels = 1};
+    long side = lrint(sqrt((double)n_dim));
+    if (is_u8 && (size_t)(side * side) == n_dim)
+        info.image_rows = info.image_cols = side; /* square images can be drawn */
     rc = dataset_write(path, &info, x, y, n_test ? x + n_train * n_dim * elem : NULL,
                        n_test ? y + n_train : NULL);
 out_free:

@@ -47,9 +47,12 @@ struct shard {
  */
 int dataset_open(const struct comm *c, const char *path, struct dataset_info *info);
 
-/* Collective read of this rank's contiguous shard of a split ("train"/"test"). */
+/*
+ * Collective read of this rank's contiguous shard of a split ("train"/"test"),
+ * of its first `limit` rows when limit > 0 (all rows otherwise).
+ */
 int dataset_read_shard(const struct comm *c, const char *path, const struct dataset_info *info,
-                       const char *split, struct shard *out);
+                       const char *split, size_t limit, struct shard *out);
 
 /* Allocate a shard of n_rows (rows, ids, and labels if with_labels). */
 int shard_alloc(struct shard *s, size_t n_rows, size_t n_dim, int is_u8, int with_labels);
@@ -67,6 +70,23 @@ void dataset_block(size_t n, int p, int r, size_t *lo, size_t *hi);
  */
 int dataset_write(const char *path, const struct dataset_info *info, const void *x_train,
                   const uint8_t *y_train, const void *x_test, const uint8_t *y_test);
+
+/* One per-sample output column: this rank's rows (n_rows, width). */
+struct column {
+    const char *name;         /* dataset name, e.g. "mu" */
+    const float *data;        /* (n_rows, width) */
+    size_t width;             /* 1: stored as (N); else (N, width) */
+};
+
+/*
+ * Write per-sample results (latents, scores) collectively: root attributes
+ * format and version = 1, one float32 dataset per column of N = n_total
+ * rows, and /y (uint8) when labels is not NULL. This rank's rows are
+ * [first_row, first_row + n_rows). Returns 0 or -1 (agreed).
+ */
+int dataset_write_columns(const struct comm *c, const char *path, const char *format,
+                          size_t n_total, size_t first_row, size_t n_rows, const struct column *cols,
+                          size_t n_cols, const uint8_t *labels);
 
 /*
  * Synthetic data for tests, benchmarks and demos, a pure function of

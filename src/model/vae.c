@@ -254,6 +254,29 @@ void vae_backward(struct vae *m, const float *x, const float *eps, size_t n_b, f
     back_layers(m, 0, m->head, x, dh, dz, n_b, on_ready, ctx);
 }
 
+void vae_log_weights(struct vae *m, double *logw, const float *x, const float *mu,
+                     const float *logvar, const float *eps, size_t n_k)
+{
+    VAE_ASSERT(n_k <= m->max_batch);
+    size_t n_z = m->n_latent, n_d = m->n_in;
+    double prior_q = 0; /* Σ_j 0.5·log σ²_j: the part of log p(z) − log q(z|x) shared by all draws */
+    for (size_t j = 0; j < n_z; j++)
+        prior_q += 0.5 * (double)logvar[j];
+    for (size_t k = 0; k < n_k; k++) {
+        double s = prior_q;
+        for (size_t j = 0; j < n_z; j++) {
+            float e = eps[k * n_z + j], z = mu[j] + vexpf(0.5f * logvar[j]) * e;
+            m->z[k * n_z + j] = z;
+            s += 0.5 * ((double)e * e - (double)z * z);
+        }
+        logw[k] = s;
+    }
+    run_layers(m, m->head + 1, m->n_layers - 1, m->z, n_k);
+    const float *out = m->out[m->n_layers - 1];
+    for (size_t k = 0; k < n_k; k++)
+        logw[k] -= rec_term(m, out + k * n_d, x, NULL, NULL, 0.0f);
+}
+
 void vae_decode(struct vae *m, float *out, const float *z, size_t n_b)
 {
     VAE_ASSERT(n_b <= m->max_batch);

@@ -92,6 +92,16 @@ struct vae_loss vae_forward(struct vae *m, const float *x, const float *eps, siz
 void vae_backward(struct vae *m, const float *x, const float *eps, size_t n_b, float beta,
                   float scale, void (*on_ready)(void *ctx, size_t off), void *ctx);
 
+/*
+ * Importance log weights of one sample x (D) with encoder output mu, logvar
+ * (Z) and draws eps (K, Z), K <= max_batch: logw[k] = log p(x|z_k) +
+ * log p(z_k) − log q(z_k|x) with z_k = μ + σ·ε_k. Decodes the K draws as one
+ * batch. The IWAE bound is logsumexp(logw) − log K; with K = 1 it is the
+ * single-sample ELBO estimate (Monte-Carlo KL) of the same ε.
+ */
+void vae_log_weights(struct vae *m, double *logw, const float *x, const float *mu,
+                     const float *logvar, const float *eps, size_t n_k);
+
 /* Decoder only: out (B, D) = decoder mean (probabilities or Gaussian means) of z (B, Z). */
 void vae_decode(struct vae *m, float *out, const float *z, size_t n_b);
 

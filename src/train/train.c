@@ -229,9 +229,9 @@ static int trainer_init(struct trainer *t, const struct config *cfg, const struc
         return -1;
     }
     t->steps_per_epoch = t->info.n_train / (size_t)cfg->batch_size;
-    if (dataset_read_shard(c, cfg->data_path, &t->info, "train", &t->train))
+    if (dataset_read_shard(c, cfg->data_path, &t->info, "train", 0, &t->train))
         return -1;
-    if (t->info.n_test && dataset_read_shard(c, cfg->data_path, &t->info, "test", &t->test))
+    if (t->info.n_test && dataset_read_shard(c, cfg->data_path, &t->info, "test", 0, &t->test))
         return -1;
     size_t max_b = t->n_local > EVAL_CHUNK ? t->n_local : EVAL_CHUNK;
     int ok = vae_init(&t->m, cfg, t->info.n_dim, max_b) == 0;
@@ -386,7 +386,7 @@ static void log_epoch_end(struct trainer *t, long epoch, int64_t step, double tr
 static int save_checkpoint(struct trainer *t, int64_t step)
 {
     double t0 = timer_now();
-    int rc = ckpt_save(t->c, t->cfg->run_dir, t->cfg, &t->m, &t->opt, step,
+    int rc = ckpt_save(t->c, t->cfg->run_dir, t->cfg, &t->info, &t->m, &t->opt, step,
                        (long)(step / (int64_t)t->steps_per_epoch));
     t->t_phase[PH_CKPT] += timer_now() - t0;
     return rc;
@@ -405,10 +405,10 @@ int train_run(const struct config *cfg, const struct comm *c, const char *resume
         goto out_free;
     int64_t step = 0;
     if (!strcmp(resume, "auto")) {
-        if (ckpt_resume_auto(c, cfg->run_dir, &t->m, &t->opt, &step) < 0)
+        if (ckpt_resume_auto(c, cfg->run_dir, &t->info, &t->m, &t->opt, &step) < 0)
             goto out_free;
     } else if (strcmp(resume, "none")) {
-        if (ckpt_load(c, resume, &t->m, &t->opt, &step))
+        if (ckpt_load(c, resume, &t->info, &t->m, &t->opt, &step))
             goto out_free;
     }
     replica_check(t, step);

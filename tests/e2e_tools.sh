@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The commands on a trained model, through the real binary under mpirun:
+# eval (the same JSON numbers on 1, 2 and 4 ranks), sample and recon (PNG),
+# encode (HDF5 latents), score (HDF5 scores; AUROC on synthetic tabular data
+# with injected anomalies), and their errors.
+. "$(dirname "$0")/e2e_lib.sh"
+"$VAE" synth --out "$WORK/img.h5" --n-train 1024 --n-test 100 --dim 64 >/dev/null
+run_np 2 train --resume none --set data.path="$WORK/img.h5" --set run.dir="$WORK/img" --set model.hidden=32 \
+    --set model.latent=4 --set train.batch_size=32 --set train.epochs=3 >/dev/null 2>&1
+C="$WORK/img/ckpt/step-00000096.h5"
+check "trained a model on synthetic 8x8 images" test -e "$C"
+nums() { grep '"event": "eval"' | sed 's/.*"n": \([0-9]*\).*"neg_elbo": \([0-9.-]*\).*"neg_iwae": \([0-9.-]*\).*/\1 \2 \3/'; }
+e1=$(run_np 1 eval --checkpoint "$C" --iw-samples 50 2>/dev/null | nums)
+e2=$(run_np 2 eval --checkpoint "$C" --iw-samples 50 2>/dev/null | nums)
+e4=$(run_np 4 eval --checkpoint "$C" --iw-samples 50 2>/dev/null | nums)
+check "eval on 1, 2, 4 ranks: identical n, -ELBO, -IWAE ($e1)" test -n "$e1" -a "$e1" = "$e2" -a "$e1" = "$e4"
+check "eval appended an eval event to metrics.jsonl" grep -q '"event": "eval"' "$WORK/img/metrics.jsonl"
+run_np 2 sample --checkpoint "$C" --n 32 --out "$WORK/s.png" >/dev/null 2>&1
+check "sample wrote a PNG" bash -c "head -c 4 '$WORK/s.png' | od -c | grep -q 'P   N   G'"
+run_np 2 recon --checkpoint "$C" --n 20 --out "$WORK/r.png" >/dev/null 2>&1
+check "recon wrote a PNG" bash -c "head -c 4 '$WORK/r.png' | od -c | grep -q 'P   N   G'"
+run_np 2 encode --checkpoint "$C" --out "$WORK/lat.h5" >/dev/null 2>&1
+check "encode wrote mu (100, 4), logvar and labels" \
+    bash -c "h5dump -H '$WORK/lat.h5' | tr -d '\n' | grep -q 'DATASET \"mu\" {.*( 100, 4 )'"
+expect_error "eval without --checkpoint" "--checkpoint PATH is required" run_np 1 eval
+expect_error "eval of a missing checkpoint" "cannot read the file" run_np 2 eval --checkpoint "$WORK/none.h5"
+expect_error "eval on data of another dimension" "the model in" \
+    bash -c "'$VAE' synth --out '$WORK/d9.h5' --dim 9 --n-train 64 --n-test 8 >/dev/null &&
+             timeout 60 mpirun -np 2 '$VAE' eval --checkpoint '$C' --data '$WORK/d9.h5'"
+
+# Anomaly scores on tabular data: 10% of the test rows pushed off the manifold.
+"$VAE" synth --out "$WORK/tab.h5" --tabular --dim 16 --n-train 4096 --n-test 1000 --anomalies 0.1 >/dev/null
+run_np 2 train --resume none --set data.path="$WORK/tab.h5" --set run.dir="$WORK/tab" --set model.hidden=32 \
+    --set model.latent=2 --set model.likelihood=gaussian_learned --set train.batch_size=64 \
+    --set train.epochs=20 --set optim.lr=0.003 >/dev/null 2>&1
+T=$(ls "$WORK"/tab/ckpt/step-*.h5 | tail -1)
+out=$(run_np 2 score --checkpoint "$T" --iw-samples 100 --out "$WORK/scores.h5" 2>&1)
+auroc=$(echo "$out" | sed -n 's/.*"auroc_neg_iwae": \([0-9.]*\).*/\1/p')
+echo "# $(echo "$out" | grep '"event": "score"')"
+check "score: AUROC of -IWAE on injected anomalies >= 0.9 (found $auroc)" test "$(echo "${auroc:-0} >= 0.9" | bc)" -eq 1
+check "score wrote neg_elbo, neg_iwae and y (1000)" \
+    bash -c "h5dump -H '$WORK/scores.h5' | tr -d '\n' | grep -q 'DATASET \"neg_iwae\" {.*( 1000 )'"
+expect_error "sample on a model of non-image data" "draws pictures only for image data" \
+    run_np 1 sample --checkpoint "$T" --n 4 --out "$WORK/x.png"
+finish
