@@ -9,8 +9,9 @@
 
 #include "core/log.h"
 
-/* The libpng calls, alone in a function: libpng reports errors by longjmp. */
-static int write_rows(FILE *f, png_bytep *lines, size_t w, size_t h)
+/* The libpng calls, alone in a function: libpng reports errors by longjmp.
+ * color_type: PNG_COLOR_TYPE_GRAY (1 byte a pixel) or PNG_COLOR_TYPE_RGB (3). */
+static int write_rows(FILE *f, png_bytep *lines, size_t w, size_t h, int color_type)
 {
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
     png_infop info = png ? png_create_info_struct(png) : NULL;
@@ -19,7 +20,7 @@ static int write_rows(FILE *f, png_bytep *lines, size_t w, size_t h)
         return -1;
     }
     png_init_io(png, f);
-    png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
+    png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8, color_type, PNG_INTERLACE_NONE,
                  PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     png_write_info(png, info);
     png_write_image(png, lines);
@@ -58,7 +59,7 @@ int png_write_grid(const char *path, const float *images, size_t n, size_t rows,
         log_error("%s: cannot create: %s", path, strerror(errno));
         goto out_free;
     }
-    if (write_rows(f, lines, w, h)) {
+    if (write_rows(f, lines, w, h, PNG_COLOR_TYPE_GRAY)) {
         log_error("%s: writing the PNG failed (disk full?)", path);
         goto out_free;
     }
@@ -68,5 +69,73 @@ out_free:
         rc = -1;
     free(pix);
     free(lines);
+    return rc;
+}
+
+static void put(unsigned char *rgb, size_t w, size_t h, long x, long y, const unsigned char c[3])
+{
+    if (x >= 0 && y >= 0 && (size_t)x < w && (size_t)y < h)
+        memcpy(rgb + 3 * ((size_t)y * w + (size_t)x), c, 3);
+}
+
+int png_write_curve(const char *path, const double *y, size_t n, size_t w, size_t h)
+{
+    static const unsigned char grid[3] = {225, 225, 225}, axis[3] = {0, 0, 0}, line[3] = {31, 119, 180};
+    const long m = 20; /* margin */
+    unsigned char *rgb = malloc(3 * w * h);
+    png_bytep *rows = malloc(h * sizeof *rows);
+    FILE *f = NULL;
+    int rc = -1;
+    if (!rgb || !rows || n < 2) {
+        log_error("%s: %s", path, n < 2 ? "fewer than two points to plot" : "out of memory");
+        goto out_free;
+    }
+    memset(rgb, 255, 3 * w * h);
+    double lo = y[0], hi = y[0];
+    for (size_t i = 1; i < n; i++) {
+        lo = y[i] < lo ? y[i] : lo;
+        hi = y[i] > hi ? y[i] : hi;
+    }
+    if (hi <= lo)
+        hi = lo + 1;
+    long pw = (long)w - 2 * m, ph = (long)h - 2 * m;
+    for (int g = 0; g <= 10; g++) {
+        for (long x = m; x < m + pw; x++)
+            put(rgb, w, h, x, m + ph * g / 10, g == 10 ? axis : grid);
+        for (long yy = m; yy <= m + ph; yy++)
+            put(rgb, w, h, m + pw * g / 10, yy, g == 0 ? axis : grid);
+    }
+    long px = 0, py = 0;
+    for (size_t i = 0; i < n; i++) {
+        long x = m + (long)((double)pw * (double)i / (double)(n - 1));
+        long yy = m + ph - (long)((double)ph * (y[i] - lo) / (hi - lo));
+        if (i > 0) { /* a 2-pixel-thick segment from the previous point */
+            long steps = labs(x - px) > labs(yy - py) ? labs(x - px) : labs(yy - py);
+            for (long s = 0; s <= steps; s++) {
+                long sx = px + (steps ? (x - px) * s / steps : 0), sy = py + (steps ? (yy - py) * s / steps : 0);
+                put(rgb, w, h, sx, sy, line);
+                put(rgb, w, h, sx, sy + 1, line);
+            }
+        }
+        px = x;
+        py = yy;
+    }
+    for (size_t r = 0; r < h; r++)
+        rows[r] = rgb + 3 * w * r;
+    f = fopen(path, "wb");
+    if (!f) {
+        log_error("%s: cannot create: %s", path, strerror(errno));
+        goto out_free;
+    }
+    if (write_rows(f, rows, w, h, PNG_COLOR_TYPE_RGB)) {
+        log_error("%s: writing the PNG failed (disk full?)", path);
+        goto out_free;
+    }
+    rc = 0;
+out_free:
+    if (f && fclose(f))
+        rc = -1;
+    free(rgb);
+    free(rows);
     return rc;
 }

@@ -11,4 +11,11 @@
 int png_write_grid(const char *path, const float *images, size_t n, size_t rows, size_t cols,
                    size_t n_cols);
 
+/*
+ * A line plot of y (n) against its index, w × h pixels: white ground, grey
+ * grid (10 × 10), black axes, the curve in blue. No text: the caller states
+ * the ranges (the y range is [y_min, y_max] of the data). Returns 0 or -1.
+ */
+int png_write_curve(const char *path, const double *y, size_t n, size_t w, size_t h);
+
 #endif

@@ -23,6 +23,14 @@ int metrics_open(struct metrics *mt, const char *run_dir, int rank)
     return 0;
 }
 
+static void write_pair(FILE *f, const char *k, double v)
+{
+    if (isfinite(v))
+        fprintf(f, ", \"%s\": %.10g", k, v);
+    else
+        fprintf(f, ", \"%s\": null", k);
+}
+
 void metrics_write(struct metrics *mt, const char *event, ...)
 {
     if (!mt->f)
@@ -30,14 +38,21 @@ void metrics_write(struct metrics *mt, const char *event, ...)
     va_list ap;
     va_start(ap, event);
     fprintf(mt->f, "{\"event\": \"%s\"", event);
-    for (const char *k = va_arg(ap, const char *); k; k = va_arg(ap, const char *)) {
-        double v = va_arg(ap, double);
-        if (isfinite(v))
-            fprintf(mt->f, ", \"%s\": %.10g", k, v);
-        else
-            fprintf(mt->f, ", \"%s\": null", k);
-    }
+    for (const char *k = va_arg(ap, const char *); k; k = va_arg(ap, const char *))
+        write_pair(mt->f, k, va_arg(ap, double));
     va_end(ap);
+    fputs("}\n", mt->f);
+    fflush(mt->f);
+}
+
+void metrics_write_array(struct metrics *mt, const char *event, const char *const *names,
+                         const double *values, size_t n)
+{
+    if (!mt->f)
+        return;
+    fprintf(mt->f, "{\"event\": \"%s\"", event);
+    for (size_t i = 0; i < n; i++)
+        write_pair(mt->f, names[i], values[i]);
     fputs("}\n", mt->f);
     fflush(mt->f);
 }

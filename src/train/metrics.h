@@ -7,6 +7,7 @@
 #ifndef VAE_METRICS_H
 #define VAE_METRICS_H
 
+#include <stddef.h>
 #include <stdio.h>
 
 struct metrics {
@@ -17,6 +18,9 @@ struct metrics {
 int metrics_open(struct metrics *mt, const char *run_dir, int rank);
 /* Write one line: "event" then the pairs (name, value) ..., NULL-terminated. */
 void metrics_write(struct metrics *mt, const char *event, ...);
+/* Write one line from arrays: "event", then names[i]: values[i] for i < n. */
+void metrics_write_array(struct metrics *mt, const char *event, const char *const *names,
+                         const double *values, size_t n);
 void metrics_close(struct metrics *mt);
 
 #endif

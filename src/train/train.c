@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -22,6 +23,7 @@
 #include "core/timer.h"
 #include "data/ckpt.h"
 #include "data/dataset.h"
+#include "data/png.h"
 #include "data/shuffle.h"
 #include "model/linear.h"
 #include "model/vae.h"
@@ -54,8 +56,16 @@ void train_install_signals(void)
 }
 
 enum phase { PH_DATA, PH_COMPUTE, PH_WAIT, PH_OPT, PH_CKPT, N_PHASES };
-static const char *const phase_names[N_PHASES] = {"t_data", "t_compute", "t_allreduce_wait",
-                                                  "t_optim", "t_ckpt"};
+
+/* A step event: the loss terms, then each phase's seconds per step as the
+ * mean over ranks and its min and max (a rank that waits long in the
+ * allreduce is waiting for a slower one). */
+enum { M_STEP, M_EPOCH, M_NEG_ELBO, M_REC, M_KL, M_SPS, M_LR, M_NORM, M_SKIPPED, M_PHASES };
+static const char *const step_names[M_PHASES + 3 * N_PHASES] = {
+    "step", "epoch", "neg_elbo", "rec", "kl", "samples_per_s", "lr", "grad_norm", "skipped_total",
+    "t_data", "t_compute", "t_allreduce_wait", "t_optim", "t_ckpt",
+    "t_data_min", "t_compute_min", "t_allreduce_wait_min", "t_optim_min", "t_ckpt_min",
+    "t_data_max", "t_compute_max", "t_allreduce_wait_max", "t_optim_max", "t_ckpt_max"};
 
 struct trainer {
     const struct config *cfg;
@@ -76,6 +86,10 @@ struct trainer {
     size_t n_buckets, next_bucket; /* buckets >= next_bucket have been started */
     struct metrics mt;
     double t_phase[N_PHASES];
+    double *curve;            /* mean −ELBO of each log interval, for loss.png */
+    size_t n_curve, cap_curve;
+    int tty;                  /* rank 0 writes to a terminal: draw a progress bar */
+    double t_bar;             /* when the bar was last drawn */
     /* Fault-suite hooks, read once from the environment (docs/usage.md). */
     long delay_ms;            /* VAE_TEST_STEP_DELAY_MS: sleep per step */
     int64_t nan_from, nan_to; /* VAE_TEST_NAN_STEPS=a:b: last rank's gradient NaN in [a, b) */
@@ -182,6 +196,7 @@ static int make_run_dir(const struct trainer *t)
 
 static void trainer_free(struct trainer *t)
 {
+    free(t->curve);
     metrics_close(&t->mt);
     comm_reducer_free(t->red);
     free(t->bucket_off);
@@ -247,6 +262,7 @@ static int trainer_init(struct trainer *t, const struct config *cfg, const struc
     if (!comm_agree(c, ok))
         return -1;
     vae_init_params(&t->m, cfg->seed);
+    t->tty = t->rank == 0 && isatty(STDOUT_FILENO);
     /* Fault-suite hook: slow steps down so a test can signal or kill a run
      * mid-training on any machine. */
     const char *hook = getenv("VAE_TEST_STEP_DELAY_MS");
@@ -383,6 +399,41 @@ static void log_epoch_end(struct trainer *t, long epoch, int64_t step, double tr
         res->test_neg_elbo = test;
 }
 
+/* One line, redrawn in place: epoch, a bar of the epoch, step, speed, −ELBO, ETA. */
+static void draw_progress(struct trainer *t, int64_t step, int64_t end, double sps, double loss)
+{
+    const int64_t spe = (int64_t)t->steps_per_epoch;
+    int64_t in_epoch = (step - 1) % spe + 1;
+    char bar[31];
+    int fill = (int)(30 * in_epoch / spe);
+    for (int i = 0; i < 30; i++)
+        bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
+    bar[30] = 0;
+    double eta = sps > 0 ? (double)(end - step) * (double)t->cfg->batch_size / sps : 0;
+    printf("\r\033[Kepoch %lld/%ld [%s] %lld/%lld | %.0f samples/s | -ELBO %.3f | ETA %dm%02ds",
+           (long long)((step - 1) / spe + 1), t->cfg->epochs, bar, (long long)in_epoch, (long long)spe,
+           sps, loss, (int)(eta / 60), (int)eta % 60);
+    fflush(stdout);
+}
+
+/* Rank 0: run_dir/loss.png from the logged −ELBO. */
+static void write_loss_curve(struct trainer *t)
+{
+    if (t->rank != 0 || t->n_curve < 2)
+        return;
+    char path[CONFIG_STR_MAX + 16];
+    snprintf(path, sizeof path, "%s/loss.png", t->cfg->run_dir);
+    double lo = t->curve[0], hi = t->curve[0];
+    for (size_t i = 1; i < t->n_curve; i++) {
+        lo = t->curve[i] < lo ? t->curve[i] : lo;
+        hi = t->curve[i] > hi ? t->curve[i] : hi;
+    }
+    if (png_write_curve(path, t->curve, t->n_curve, 800, 400) == 0)
+        log_info("wrote %s: train -ELBO at %zu log points, y axis %.3f (bottom) to %.3f (top); "
+                 "launch/plot_metrics.sh draws a labelled version",
+                 path, t->n_curve, lo, hi);
+}
+
 static int save_checkpoint(struct trainer *t, int64_t step)
 {
     double t0 = timer_now();
@@ -495,24 +546,46 @@ int train_run(const struct config *cfg, const struct comm *c, const char *resume
         }
         if (cfg->replica_check_every > 0 && step % cfg->replica_check_every == 0)
             replica_check(t, step);
+        if (t->tty && timer_now() - t->t_bar > 0.2) {
+            draw_progress(t, step, end, sps_time > 0 ? sps_samples / sps_time : 0, loss);
+            t->t_bar = timer_now();
+        }
         if (step % cfg->log_every == 0 || step == end) {
             double now = timer_now(), n = log_sum[2];
             double sps = n / (now - t_log);
+            if (t->tty)
+                printf("\r\033[K");
+            if (t->n_curve == t->cap_curve) {
+                t->cap_curve = t->cap_curve ? 2 * t->cap_curve : 256;
+                t->curve = realloc(t->curve, t->cap_curve * sizeof *t->curve);
+                VAE_ASSERT(t->curve);
+            }
+            t->curve[t->n_curve++] = (log_sum[0] + log_sum[1]) / n;
             log_info("epoch %ld/%ld step %lld/%lld | -ELBO %.3f (rec %.3f, KL %.3f) | %.0f samples/s | "
                      "lr %.3g%s",
                      epoch + 1, cfg->epochs, (long long)(in_epoch + 1), (long long)spe,
                      (log_sum[0] + log_sum[1]) / n, log_sum[0] / n, log_sum[1] / n, sps,
                      optim_lr(&t->opt, t->opt.t ? t->opt.t - 1 : 0),
                      skipped_total ? " | skipped steps" : "");
-            double k = 1.0 / (double)(step - log_from);
-            metrics_write(&t->mt, "step", "step", (double)step, "epoch", (double)(epoch + 1),
-                          "neg_elbo", (log_sum[0] + log_sum[1]) / n, "rec", log_sum[0] / n, "kl",
-                          log_sum[1] / n, "samples_per_s", sps, "lr",
-                          optim_lr(&t->opt, t->opt.t ? t->opt.t - 1 : 0), "grad_norm", norm,
-                          "skipped_total", (double)skipped_total, phase_names[PH_DATA],
-                          t->t_phase[PH_DATA] * k, phase_names[PH_COMPUTE], t->t_phase[PH_COMPUTE] * k,
-                          phase_names[PH_WAIT], t->t_phase[PH_WAIT] * k, phase_names[PH_OPT],
-                          t->t_phase[PH_OPT] * k, phase_names[PH_CKPT], t->t_phase[PH_CKPT] * k, NULL);
+            double v[M_PHASES + 3 * N_PHASES], k = 1.0 / (double)(step - log_from);
+            double *mean = v + M_PHASES, *lo = mean + N_PHASES, *hi = lo + N_PHASES;
+            for (int p = 0; p < N_PHASES; p++)
+                mean[p] = lo[p] = hi[p] = t->t_phase[p] * k;
+            comm_allreduce_sum_f64(c, mean, N_PHASES);
+            comm_allreduce_min_f64(c, lo, N_PHASES);
+            comm_allreduce_max_f64(c, hi, N_PHASES);
+            for (int p = 0; p < N_PHASES; p++)
+                mean[p] /= t->size;
+            v[M_STEP] = (double)step;
+            v[M_EPOCH] = (double)(epoch + 1);
+            v[M_NEG_ELBO] = (log_sum[0] + log_sum[1]) / n;
+            v[M_REC] = log_sum[0] / n;
+            v[M_KL] = log_sum[1] / n;
+            v[M_SPS] = sps;
+            v[M_LR] = optim_lr(&t->opt, t->opt.t ? t->opt.t - 1 : 0);
+            v[M_NORM] = norm;
+            v[M_SKIPPED] = (double)skipped_total;
+            metrics_write_array(&t->mt, "step", step_names, v, M_PHASES + 3 * N_PHASES);
             memset(log_sum, 0, sizeof log_sum);
             memset(t->t_phase, 0, sizeof t->t_phase);
             log_from = step;
@@ -548,6 +621,7 @@ int train_run(const struct config *cfg, const struct comm *c, const char *resume
     }
     status = VAE_EXIT_OK;
 out_result:
+    write_loss_curve(t);
     if (res) {
         res->n_params = t->m.n_params;
         res->params = malloc(t->m.n_params * sizeof *res->params);

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Scaling study: strong scaling (fixed global batch) and weak scaling (fixed
+# per-rank batch) for P = 1, 2, 4, ... MAX_P ranks, per-phase times
+# (min/mean/max over ranks), a measured model of step time projected to
+# 1024 ranks, CSV files and PNG plots.
+#
+#   launch/scaling.sh [MAX_P=nproc] [STEPS=300] [OUTDIR=docs/scaling]
+#   env: CONFIG (default configs/default.ini), BATCH (strong, 128), LOCAL_BATCH (weak, 64),
+#        REPS (runs per point, median, default 3)
+#
+# Model (fitted on the 1-rank run and the allreduce microbenchmark only):
+#   step(P, b) = b·(c_compute + c_data) + t_optim + allreduce(P, bytes)
+#   allreduce(P, n) = 2(P−1)·α + 2(P−1)/P · n/β      (ring; α, β fitted on 2 ranks)
+# so the measured points at P >= 2 test it. Runs with P above the core count
+# share cores ("oversubscribed" in the CSV and the plots): they measure the
+# code's correctness under contention, not its speed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MAX_P=${1:-$(nproc)}; STEPS=${2:-300}; OUTDIR=${3:-docs/scaling}
+CONFIG=${CONFIG:-configs/default.ini}; BATCH=${BATCH:-128}; LOCAL_BATCH=${LOCAL_BATCH:-64}; REPS=${REPS:-3}
+CORES=$(nproc)
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+mkdir -p "$OUTDIR"
+W=$(mktemp -d /tmp/vae_scaling_XXXXXX)
+trap 'rm -rf "$W"' EXIT
+median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+# Mean over a run's step events after the first: samples/s and phase stats (ms).
+run_stats() {
+    awk '/"event": "step"/ { if (++k == 1) next; line = $0; m++
+        n = split("samples_per_s t_data t_compute t_compute_min t_compute_max t_allreduce_wait t_allreduce_wait_min t_allreduce_wait_max t_optim", keys, " ")
+        for (i = 1; i <= n; i++) { key = "\"" keys[i] "\": "; p = index(line, key)
+            v[i] += substr(line, p + length(key)) + 0 } }
+        END { printf "%.1f", v[1] / m; for (i = 2; i <= 9; i++) printf " %.4f", 1e3 * v[i] / m; printf "\n" }' "$1"
+}
+
+echo "mode,ranks,cores,oversubscribed,global_batch,samples_per_s,speedup,efficiency,data_ms,compute_ms_mean,compute_ms_min,compute_ms_max,allreduce_ms_mean,allreduce_ms_min,allreduce_ms_max,optim_ms" >"$OUTDIR/scaling.csv"
+for mode in strong weak; do
+    base=""
+    for ((p = 1; p <= MAX_P; p *= 2)); do
+        gb=$([ $mode = strong ] && echo "$BATCH" || echo $((LOCAL_BATCH * p)))
+        for rep in $(seq "$REPS"); do
+            mpirun -np $p build/vae_dist train --config "$CONFIG" --resume none --set run.dir="$W/$mode-$p-$rep" \
+                --set train.batch_size="$gb" --set train.max_steps="$STEPS" --set train.log_every=50 \
+                --set ckpt.every_seconds=0 >/dev/null 2>&1
+            run_stats "$W/$mode-$p-$rep/metrics.jsonl" >>"$W/$mode-$p.txt"
+        done
+        # The run with the median throughput stands for the point.
+        med=$(awk '{ print $1 }' "$W/$mode-$p.txt" | median)
+        row=$(awk -v m="$med" '{ d = ($1 > m) ? $1 - m : m - $1; if (!n++ || d < best) { best = d; r = $0 } } END { print r }' "$W/$mode-$p.txt")
+        read -r sps data cm cmin cmax am amin amax opt <<<"$row"
+        [ -z "$base" ] && base=$sps
+        if [ $mode = strong ]; then speed=$(echo "$sps / $base" | bc -l); else speed=$(echo "$sps / $base" | bc -l); fi
+        eff=$(echo "$speed / $p" | bc -l)
+        echo "$mode,$p,$CORES,$([ $p -gt "$CORES" ] && echo yes || echo no),$gb,$sps,$(printf %.4f "$speed"),$(printf %.4f "$eff"),$data,$cm,$cmin,$cmax,$am,$amin,$amax,$opt" >>"$OUTDIR/scaling.csv"
+        echo "measured $mode P=$p batch=$gb: $sps samples/s (speedup $(printf %.3f "$speed"))"
+    done
+done
+
+# Allreduce α (latency) and β (bandwidth) from the microbenchmark on 2 ranks.
+if [ "$CORES" -ge 2 ]; then
+    mpirun -np 2 build/bench/vae_allreduce_bench 30 >"$W/ar.txt"
+else
+    echo "2 0.0000001" >"$W/ar.txt"
+fi
+cp "$W/ar.txt" "$OUTDIR/allreduce_2ranks.txt"
+read -r alpha inv_beta <<<"$(awk '{ x = $2; y = $3; n++; sx += x; sy += y; sxx += x * x; sxy += x * y }
+    END { b = (n * sxy - sx * sy) / (n * sxx - sx * sx); a = (sy - b * sx) / n; if (a < 0) a = 0; printf "%.9g %.9g\n", a, b }' "$W/ar.txt")"
+# For a ring on 2 ranks: T = 2α + n/β, so the fitted intercept is 2α and the slope 1/β.
+alpha=$(echo "$alpha / 2" | bc -l)
+# Per-sample compute and data, and the optimizer, from the 1-rank strong run.
+read -r c1 d1 o1 <<<"$(awk -F, -v b="$BATCH" '$1 == "strong" && $2 == 1 { printf "%.9g %.9g %.9g\n", $10 / 1e3 / b, $9 / 1e3 / b, $16 / 1e3 }' "$OUTDIR/scaling.csv")"
+# Gradient bytes of the configured model: from a 1-step run's parameter count.
+mpirun -np 1 build/vae_dist train --config "$CONFIG" --resume none --set run.dir="$W/count" --set train.max_steps=1 \
+    --set ckpt.every_seconds=0 2>/dev/null | sed -n 's/.*| \([0-9]*\) parameters |.*/\1/p' >"$W/nparams"
+grad_bytes=$(( $(cat "$W/nparams") * 4 ))
+cat >"$OUTDIR/model.txt" <<M
+step(P, b) = b*(c_compute + c_data) + t_optim + 2(P-1)*alpha + 2(P-1)/P * bytes/beta
+c_compute = $c1 s/sample, c_data = $d1 s/sample, t_optim = $o1 s (from the 1-rank strong run)
+alpha = $alpha s, 1/beta = $inv_beta s/byte (beta = $(echo "1 / $inv_beta / 1e9" | bc -l | cut -c1-6) GB/s), from the 2-rank allreduce benchmark
+bytes = $grad_bytes (gradient of the configured model)
+M
+echo "mode,ranks,global_batch,samples_per_s_projected,speedup_projected" >"$OUTDIR/projection.csv"
+for mode in strong weak; do
+    for p in 1 2 4 8 16 32 64 128 256 512 1024; do
+        [ $mode = strong ] && [ "$p" -gt "$BATCH" ] && continue
+        awk -v mode=$mode -v p="$p" -v B="$BATCH" -v b0="$LOCAL_BATCH" -v c="$c1" -v d="$d1" -v o="$o1" \
+            -v a="$alpha" -v ib="$inv_beta" -v n="$grad_bytes" 'function step(P, b) {
+                return b * (c + d) + o + (P > 1 ? 2 * (P - 1) * a + 2 * (P - 1) / P * n * ib : 0) }
+            BEGIN { if (mode == "strong") { s = B / step(p, B / p); s1 = B / step(1, B) }
+                    else { s = p * b0 / step(p, b0); s1 = b0 / step(1, b0) }
+                    printf "%s,%d,%d,%.1f,%.4f\n", mode, p, (mode == "strong") ? B : p * b0, s, s / s1 }' \
+            >>"$OUTDIR/projection.csv"
+    done
+done
+echo "mode,ranks,measured_samples_per_s,projected_samples_per_s,error_percent,oversubscribed" >"$OUTDIR/check.csv"
+awk -F, 'NR == FNR { if (FNR > 1) proj[$1 "," $2] = $4; next }
+    FNR > 1 { k = $1 "," $2; if (k in proj) printf "%s,%s,%.1f,%.1f,%+.1f,%s\n", $1, $2, $6, proj[k], 100 * (proj[k] - $6) / $6, $4 }' \
+    "$OUTDIR/projection.csv" "$OUTDIR/scaling.csv" >>"$OUTDIR/check.csv"
+
+if command -v gnuplot >/dev/null; then
+    gnuplot <<GP
+set datafile separator ","
+set terminal pngcairo size 900,560 noenhanced font ",10"
+set logscale x 2
+set key top left
+set grid
+set xlabel "ranks P"
+set output "$OUTDIR/throughput.png"
+set ylabel "samples/s"
+set logscale y 10
+set title "vae_dist throughput: measured on $CORES cores (hollow: oversubscribed), projected by the step-time model"
+plot "$OUTDIR/projection.csv" using (strcol(1) eq "strong" ? \$2 : NaN):4 with lines lw 2 lc rgb "#1f77b4" title "strong (B=$BATCH), projected", \
+     "$OUTDIR/projection.csv" using (strcol(1) eq "weak" ? \$2 : NaN):4 with lines lw 2 lc rgb "#d62728" title "weak (b=$LOCAL_BATCH/rank), projected", \
+     "$OUTDIR/scaling.csv" using (strcol(1) eq "strong" && strcol(4) eq "no" ? \$2 : NaN):6 with points pt 7 ps 1.5 lc rgb "#1f77b4" title "strong, measured", \
+     "$OUTDIR/scaling.csv" using (strcol(1) eq "weak" && strcol(4) eq "no" ? \$2 : NaN):6 with points pt 7 ps 1.5 lc rgb "#d62728" title "weak, measured", \
+     "$OUTDIR/scaling.csv" using (strcol(1) eq "strong" && strcol(4) eq "yes" ? \$2 : NaN):6 with points pt 6 ps 1.5 lc rgb "#1f77b4" title "strong, measured, oversubscribed", \
+     "$OUTDIR/scaling.csv" using (strcol(1) eq "weak" && strcol(4) eq "yes" ? \$2 : NaN):6 with points pt 6 ps 1.5 lc rgb "#d62728" title "weak, measured, oversubscribed"
+set output "$OUTDIR/efficiency.png"
+unset logscale y
+set yrange [0:1.1]
+set ylabel "parallel efficiency (speedup / P)"
+set title "vae_dist parallel efficiency: measured (points) and projected (lines)"
+plot "$OUTDIR/projection.csv" using (strcol(1) eq "strong" ? \$2 : NaN):(\$5/\$2) with lines lw 2 lc rgb "#1f77b4" title "strong, projected", \
+     "$OUTDIR/projection.csv" using (strcol(1) eq "weak" ? \$2 : NaN):(\$5/\$2) with lines lw 2 lc rgb "#d62728" title "weak, projected", \
+     "$OUTDIR/scaling.csv" using (strcol(1) eq "strong" ? \$2 : NaN):8 with points pt 7 ps 1.5 lc rgb "#1f77b4" title "strong, measured", \
+     "$OUTDIR/scaling.csv" using (strcol(1) eq "weak" ? \$2 : NaN):8 with points pt 7 ps 1.5 lc rgb "#d62728" title "weak, measured"
+set output "$OUTDIR/phases.png"
+unset logscale x
+set yrange [0:*]
+set style data histograms
+set style histogram rowstacked
+set style fill solid 0.8 border -1
+set boxwidth 0.7
+set ylabel "ms per step (mean over ranks)"
+set xlabel "ranks P (strong scaling, B=$BATCH)"
+set title "where a step goes (error bars: min..max over ranks of compute and allreduce)"
+plot "$OUTDIR/scaling.csv" using (strcol(1) eq "strong" ? \$9 : NaN):xtic(2) title "data", \
+     "" using (strcol(1) eq "strong" ? \$10 : NaN) title "compute (fwd+bwd)", \
+     "" using (strcol(1) eq "strong" ? \$13 : NaN) title "allreduce + wait", \
+     "" using (strcol(1) eq "strong" ? \$16 : NaN) title "optimizer"
+GP
+fi
+echo; cat "$OUTDIR/model.txt"; echo; column -s, -t "$OUTDIR/check.csv"
+echo "wrote $OUTDIR/scaling.csv projection.csv check.csv model.txt and the PNG plots"

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Slurm, for real: a private slurmctld + slurmd + munge on this machine.
+# launch/slurm/train.sbatch trains a tiny model (reproducible mode, 2 tasks);
+# an early USR1 (scancel --batch --signal=USR1, as --signal=B:USR1@T would
+# send) makes the ranks checkpoint and exit 42, the job requeues itself,
+# resumes with --resume auto and completes. The final parameters must equal
+# an uninterrupted run's. Skipped (77) without the Slurm packages.
+. "$(dirname "$0")/e2e_lib.sh"
+. "$(dirname "$0")/slurm/cluster.sh"
+for b in slurmctld slurmd sbatch munged; do
+    command -v "$b" >/dev/null || { echo "skipped: $b not installed"; exit 77; }
+done
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+CL="$WORK/cluster"
+trap 'slurm_down "$CL"; rm -rf "$WORK"' EXIT
+check "slurm controller and node up" slurm_up "$CL"
+
+"$VAE" synth --out "$WORK/d.h5" --n-train 4096 --n-test 64 --dim 64 >/dev/null
+cat >"$WORK/run.ini" <<INI
+[data]
+path = $WORK/d.h5
+[model]
+hidden = 32
+latent = 4
+[train]
+batch_size = 64
+micro_batch = 16
+reproducible = true
+epochs = 100
+max_steps = 400
+log_every = 100
+[ckpt]
+every_steps = 50
+every_seconds = 0
+[run]
+dir = $WORK/slurm-run
+INI
+run_np 2 train --config "$WORK/run.ini" --resume none --set run.dir="$WORK/ref" >/dev/null 2>&1
+REF=$(params_crc "$WORK/ref/ckpt/step-00000400.h5")
+check "uninterrupted reference (params crc $REF)" test -n "$REF"
+
+cd "$WORK"
+jid=$(VAE_CONFIG="$WORK/run.ini" VAE_BIN="$VAE" VAE_TEST_STEP_DELAY_MS=10 \
+    sbatch --parsable -n 2 -t 5 --output="$WORK/job-%j.out" "$ROOT/launch/slurm/train.sbatch")
+check "sbatch accepted the job ($jid)" test -n "$jid"
+for _ in $(seq 600); do [ -e "$WORK/slurm-run/ckpt/step-00000100.h5" ] && break; sleep 0.1; done
+check "the job is training (a checkpoint at step 100)" test -e "$WORK/slurm-run/ckpt/step-00000100.h5"
+scancel --batch --signal=USR1 "$jid"
+# Poll (sbatch --wait polls slowly): requeue, second run, completion.
+state=""
+for _ in $(seq 1200); do
+    state=$(scontrol show job "$jid" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p')
+    [ "$state" = COMPLETED ] || [ "$state" = FAILED ] || [ "$state" = CANCELLED ] && break
+    sleep 0.5
+done
+info=$(scontrol show job "$jid")
+out="$WORK/job-$jid.out"
+check "job completed (state $state)" test "$state" = COMPLETED
+check "exit code 0:0" bash -c "echo \"\$1\" | grep -q 'ExitCode=0:0'" _ "$info"
+check "requeued once (Restarts=1)" bash -c "echo \"\$1\" | grep -q 'Restarts=1'" _ "$info"
+check "first run: the signal was forwarded and the ranks checkpointed" grep -q "stopped by a signal at step" "$out"
+check "first run: exit 42 led to a requeue" grep -q "checkpointed: requeueing job $jid" "$out"
+check "second run resumed from the checkpoint" grep -q "resuming at step" "$out"
+check "final parameters equal the uninterrupted run's" \
+    test "$(params_crc "$WORK/slurm-run/ckpt/step-00000400.h5")" = "$REF"
+[ "$FAILED" -eq 0 ] || { echo "--- job output"; cat "$out"; echo "--- slurmctld"; tail -20 "$CL/log/slurmctld.log"; }
+finish
