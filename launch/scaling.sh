@@ -50,8 +50,8 @@ for mode in strong weak; do
         row=$(awk -v m="$med" '{ d = ($1 > m) ? $1 - m : m - $1; if (!n++ || d < best) { best = d; r = $0 } } END { print r }' "$W/$mode-$p.txt")
         read -r sps data cm cmin cmax am amin amax opt <<<"$row"
         [ -z "$base" ] && base=$sps
-        if [ $mode = strong ]; then speed=$(echo "$sps / $base" | bc -l); else speed=$(echo "$sps / $base" | bc -l); fi
-        eff=$(echo "$speed / $p" | bc -l)
+        speed=$(awk -v a="$sps" -v b="$base" 'BEGIN { print a / b }')
+        eff=$(awk -v a="$speed" -v p="$p" 'BEGIN { print a / p }')
         echo "$mode,$p,$CORES,$([ $p -gt "$CORES" ] && echo yes || echo no),$gb,$sps,$(printf %.4f "$speed"),$(printf %.4f "$eff"),$data,$cm,$cmin,$cmax,$am,$amin,$amax,$opt" >>"$OUTDIR/scaling.csv"
         echo "measured $mode P=$p batch=$gb: $sps samples/s (speedup $(printf %.3f "$speed"))"
     done
@@ -64,20 +64,24 @@ else
     echo "2 0.0000001" >"$W/ar.txt"
 fi
 cp "$W/ar.txt" "$OUTDIR/allreduce_2ranks.txt"
-read -r alpha inv_beta <<<"$(awk '{ x = $2; y = $3; n++; sx += x; sy += y; sxx += x * x; sxy += x * y }
-    END { b = (n * sxy - sx * sy) / (n * sxx - sx * sx); a = (sy - b * sx) / n; if (a < 0) a = 0; printf "%.9g %.9g\n", a, b }' "$W/ar.txt")"
-# For a ring on 2 ranks: T = 2α + n/β, so the fitted intercept is 2α and the slope 1/β.
-alpha=$(echo "$alpha / 2" | bc -l)
-# Per-sample compute and data, and the optimizer, from the 1-rank strong run.
-read -r c1 d1 o1 <<<"$(awk -F, -v b="$BATCH" '$1 == "strong" && $2 == 1 { printf "%.9g %.9g %.9g\n", $10 / 1e3 / b, $9 / 1e3 / b, $16 / 1e3 }' "$OUTDIR/scaling.csv")"
-# Gradient bytes of the configured model: from a 1-step run's parameter count.
+# Gradient bytes of the configured model, from a 1-step run's parameter count.
 mpirun -np 1 build/vae_dist train --config "$CONFIG" --resume none --set run.dir="$W/count" --set train.max_steps=1 \
     --set ckpt.every_seconds=0 2>/dev/null | sed -n 's/.*| \([0-9]*\) parameters |.*/\1/p' >"$W/nparams"
 grad_bytes=$(( $(cat "$W/nparams") * 4 ))
+# On 2 ranks a ring allreduce costs 2α + n/β: α from the smallest message, β at
+# the gradient's size, interpolating between the two measured sizes around it
+# (bandwidth depends on size: caches), so the model is right where it is used.
+read -r alpha inv_beta <<<"$(awk -v n="$grad_bytes" '{ x[NR] = $2; y[NR] = $3 }
+    END { a = y[1] / 2; t = y[NR]
+          for (i = 1; i < NR; i++) if (n >= x[i] && n <= x[i + 1]) t = y[i] + (y[i + 1] - y[i]) * (n - x[i]) / (x[i + 1] - x[i])
+          if (n < x[1]) t = y[1]
+          printf "%.9g %.9g\n", a, (t - 2 * a) / n }' "$W/ar.txt")"
+# Per-sample compute and data, and the optimizer, from the 1-rank strong run.
+read -r c1 d1 o1 <<<"$(awk -F, -v b="$BATCH" '$1 == "strong" && $2 == 1 { printf "%.9g %.9g %.9g\n", $10 / 1e3 / b, $9 / 1e3 / b, $16 / 1e3 }' "$OUTDIR/scaling.csv")"
 cat >"$OUTDIR/model.txt" <<M
 step(P, b) = b*(c_compute + c_data) + t_optim + 2(P-1)*alpha + 2(P-1)/P * bytes/beta
 c_compute = $c1 s/sample, c_data = $d1 s/sample, t_optim = $o1 s (from the 1-rank strong run)
-alpha = $alpha s, 1/beta = $inv_beta s/byte (beta = $(echo "1 / $inv_beta / 1e9" | bc -l | cut -c1-6) GB/s), from the 2-rank allreduce benchmark
+alpha = $alpha s (half the 4 KiB allreduce on 2 ranks), 1/beta = $inv_beta s/byte (beta = $(awk -v b="$inv_beta" 'BEGIN { printf "%.2f", 1 / b / 1e9 }') GB/s at the gradient size), from the 2-rank allreduce benchmark (allreduce_2ranks.txt)
 bytes = $grad_bytes (gradient of the configured model)
 M
 echo "mode,ranks,global_batch,samples_per_s_projected,speedup_projected" >"$OUTDIR/projection.csv"
@@ -99,6 +103,7 @@ awk -F, 'NR == FNR { if (FNR > 1) proj[$1 "," $2] = $4; next }
     "$OUTDIR/projection.csv" "$OUTDIR/scaling.csv" >>"$OUTDIR/check.csv"
 
 if command -v gnuplot >/dev/null; then
+    awk -F, '$1 == "strong"' "$OUTDIR/scaling.csv" >"$W/strong.csv"
     gnuplot <<GP
 set datafile separator ","
 set terminal pngcairo size 900,560 noenhanced font ",10"
@@ -134,11 +139,12 @@ set style fill solid 0.8 border -1
 set boxwidth 0.7
 set ylabel "ms per step (mean over ranks)"
 set xlabel "ranks P (strong scaling, B=$BATCH)"
-set title "where a step goes (error bars: min..max over ranks of compute and allreduce)"
-plot "$OUTDIR/scaling.csv" using (strcol(1) eq "strong" ? \$9 : NaN):xtic(2) title "data", \
-     "" using (strcol(1) eq "strong" ? \$10 : NaN) title "compute (fwd+bwd)", \
-     "" using (strcol(1) eq "strong" ? \$13 : NaN) title "allreduce + wait", \
-     "" using (strcol(1) eq "strong" ? \$16 : NaN) title "optimizer"
+set title "where a step goes (mean over ranks; min and max per rank are in scaling.csv)"
+set key top right
+plot "$W/strong.csv" using 9:xtic(sprintf("%d%s", \$2, strcol(4) eq "yes" ? " (oversubscribed)" : "")) title "data", \
+     "" using 10 title "compute (fwd+bwd)", \
+     "" using 13 title "allreduce + wait", \
+     "" using 16 title "optimizer"
 GP
 fi
 echo; cat "$OUTDIR/model.txt"; echo; column -s, -t "$OUTDIR/check.csv"
