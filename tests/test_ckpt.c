@@ -223,16 +223,7 @@ static void test_unwritable_dir_keeps_checkpoints(void **state)
 int main(int argc, char **argv)
 {
     g_world = comm_init(&argc, &argv);
-    if (comm_rank(g_world) == 0) {
-        strcpy(g_dir, "/tmp/vae_test_ckpt_XXXXXX");
-        char data[300];
-        if (!mkdtemp(g_dir))
-            comm_abort(1);
-        snprintf(data, sizeof data, "%s/data.h5", g_dir);
-        if (make_dataset(data, 256, 32, 16))
-            comm_abort(1);
-    }
-    comm_bcast(g_world, g_dir, sizeof g_dir, 0);
+    test_dir_setup(g_world, g_dir, "vae_test_ckpt", 256, 32, 16, 0);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resume_exact),
         cmocka_unit_test(test_resume_elastic_on_one_rank),
@@ -242,13 +233,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_unwritable_dir_keeps_checkpoints),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
-    rc = comm_agree(g_world, rc == 0) ? 0 : 1;
-    if (comm_rank(g_world) == 0) {
-        char cmd[300];
-        snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
-        if (system(cmd) != 0)
-            rc = 1;
-    }
+    rc = test_dir_finish(g_world, rc, g_dir);
     comm_finalize();
     return rc;
 }

@@ -175,13 +175,7 @@ static void test_overlap_and_blocking_agree(void **state)
 int main(int argc, char **argv)
 {
     g_world = comm_init(&argc, &argv);
-    if (comm_rank(g_world) == 0) {
-        strcpy(g_dir, "/tmp/vae_test_dist_XXXXXX");
-        if (!mkdtemp(g_dir) || make_dataset(strcat(strcpy((char[300]){0}, g_dir), "/data.h5"),
-                                            N_TRAIN, N_TEST, DIM))
-            comm_abort(1);
-    }
-    comm_bcast(g_world, g_dir, sizeof g_dir, 0);
+    test_dir_setup(g_world, g_dir, "vae_test_dist", N_TRAIN, N_TEST, DIM, 0);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shuffle_exactly_once_and_rank_invariant),
         cmocka_unit_test(test_float_mode_matches_one_rank),
@@ -190,13 +184,7 @@ int main(int argc, char **argv)
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     /* A failure on any rank fails the job. */
-    rc = comm_agree(g_world, rc == 0) ? 0 : 1;
-    if (comm_rank(g_world) == 0) {
-        char cmd[300];
-        snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
-        if (system(cmd) != 0)
-            rc = 1;
-    }
+    rc = test_dir_finish(g_world, rc, g_dir);
     comm_finalize();
     return rc;
 }

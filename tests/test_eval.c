@@ -192,19 +192,7 @@ static void test_auroc(void **state)
 int main(int argc, char **argv)
 {
     g_world = comm_init(&argc, &argv);
-    if (comm_rank(g_world) == 0) {
-        strcpy(g_dir, "/tmp/vae_test_eval_XXXXXX");
-        char data[300];
-        if (!mkdtemp(g_dir))
-            comm_abort(1);
-        snprintf(data, sizeof data, "%s/data.h5", g_dir);
-        if (make_dataset(data, 512, 64, 16))
-            comm_abort(1);
-        snprintf(data, sizeof data, "%s/tabular.h5", g_dir);
-        if (dataset_make_synthetic(data, 2048, 64, 16, 0, 0.0, 7))
-            comm_abort(1);
-    }
-    comm_bcast(g_world, g_dir, sizeof g_dir, 0);
+    test_dir_setup(g_world, g_dir, "vae_test_eval", 512, 64, 16, 2048);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_iwae_k1_is_single_sample_elbo),
         cmocka_unit_test(test_bound_rises_with_k_and_rank_invariant),
@@ -212,13 +200,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_auroc),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    rc = comm_agree(g_world, rc == 0) ? 0 : 1;
-    if (comm_rank(g_world) == 0) {
-        char cmd[300];
-        snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
-        if (system(cmd) != 0)
-            rc = 1;
-    }
+    rc = test_dir_finish(g_world, rc, g_dir);
     comm_finalize();
     return rc;
 }

@@ -1,13 +1,54 @@
-/* Shared helpers of the tests: small synthetic datasets. */
+/* Shared helpers of the tests: small synthetic datasets, the MPI tests' work directory. */
 #ifndef VAE_TESTUTIL_H
 #define VAE_TESTUTIL_H
 
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm/comm.h"
 #include "data/dataset.h"
 
 /* The synthetic uint8 image set of `vae_dist synth` (serial write). */
 static inline int make_dataset(const char *path, size_t n_train, size_t n_test, size_t n_dim)
 {
     return dataset_make_synthetic(path, n_train, n_test, n_dim, 1, 0.0, 2024);
+}
+
+/*
+ * Rank 0 makes a fresh directory /tmp/<name>_XXXXXX holding data.h5 (the
+ * synthetic images, n_train + n_test rows of n_dim) and, when n_tabular > 0,
+ * tabular.h5 (float32, 16-D, n_tabular + 64 rows); every rank gets its name.
+ */
+static inline void test_dir_setup(const struct comm *w, char dir[256], const char *name, size_t n_train,
+                                  size_t n_test, size_t n_dim, size_t n_tabular)
+{
+    if (comm_rank(w) == 0) {
+        char path[300];
+        snprintf(dir, 256, "/tmp/%s_XXXXXX", name);
+        if (!mkdtemp(dir))
+            comm_abort(1);
+        snprintf(path, sizeof path, "%s/data.h5", dir);
+        if (make_dataset(path, n_train, n_test, n_dim))
+            comm_abort(1);
+        snprintf(path, sizeof path, "%s/tabular.h5", dir);
+        if (n_tabular && dataset_make_synthetic(path, n_tabular, 64, 16, 0, 0.0, 7))
+            comm_abort(1);
+    }
+    comm_bcast(w, dir, 256, 0);
+}
+
+/* The job's result: failed if cmocka failed on any rank; rank 0 removes dir. */
+static inline int test_dir_finish(const struct comm *w, int cmocka_rc, const char *dir)
+{
+    int rc = comm_agree(w, cmocka_rc == 0) ? 0 : 1;
+    if (comm_rank(w) == 0) {
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+        if (system(cmd) != 0)
+            rc = 1;
+    }
+    return rc;
 }
 
 #endif

@@ -59,33 +59,19 @@ static uint32_t crc_distributed(const struct comm *c, const float *buf, size_t n
     return (uint32_t)crc;
 }
 
-/* Write buf (n) as 1-D float32 dataset `name`, each rank its slice. */
+/* Write buf (n) as the 1-D float32 dataset `name`, each rank its slice, with
+ * the CRC-32 of the whole buffer as its attribute "crc32". */
 static int write_flat(const struct comm *c, hid_t f, const char *name, const float *buf, size_t n)
 {
     size_t lo, hi;
     dataset_block(n, comm_size(c), comm_rank(c), &lo, &hi);
-    hsize_t dims[1] = {n}, start[1] = {lo}, count[1] = {hi - lo};
-    hid_t fs = H5Screate_simple(1, dims, NULL);
-    hid_t d = H5Dcreate2(f, name, H5T_IEEE_F32LE, fs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (d < 0) {
-        H5Sclose(fs);
+    if (h5_write_rows(f, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, n, 1, lo, hi - lo, buf + lo))
         return -1;
-    }
-    hid_t ms = H5Screate_simple(1, count, NULL);
-    if (hi == lo) {
-        H5Sselect_none(fs);
-        H5Sselect_none(ms);
-    } else {
-        H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
-    }
-    hid_t xfer = H5Pcreate(H5P_DATASET_XFER);
-    H5Pset_dxpl_mpio(xfer, H5FD_MPIO_COLLECTIVE);
-    int rc = H5Dwrite(d, H5T_NATIVE_FLOAT, ms, fs, xfer, buf + lo) < 0 ? -1 : 0;
-    rc |= h5_attr_put_long(d, "crc32", (long)crc_distributed(c, buf, n));
-    H5Pclose(xfer);
-    H5Sclose(ms);
-    H5Sclose(fs);
-    H5Dclose(d);
+    long crc = (long)crc_distributed(c, buf, n);
+    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+    int rc = d >= 0 && h5_attr_put_long(d, "crc32", crc) == 0 ? 0 : -1;
+    if (d >= 0)
+        H5Dclose(d);
     return rc;
 }
 
@@ -110,12 +96,11 @@ static int read_flat(const struct comm *c, hid_t f, const char *path, const char
         else if ((d = H5Dopen2(f, name, H5P_DEFAULT)) >= 0 && h5_attr_get_long(d, path, "crc32", &crc) == 0)
             ok = 1;
     }
+    if (d >= 0)
+        H5Dclose(d);
     /* The header is the same file for all: still, agree before the collective read. */
-    if (!comm_agree(c, ok)) {
-        if (d >= 0)
-            H5Dclose(d);
+    if (!comm_agree(c, ok))
         return -1;
-    }
     int p = comm_size(c);
     size_t *count = malloc(2 * (size_t)p * sizeof *count);
     VAE_ASSERT(count);
@@ -126,23 +111,7 @@ static int read_flat(const struct comm *c, hid_t f, const char *path, const char
         count[q] = hi - off[q];
     }
     size_t me = (size_t)comm_rank(c);
-    hsize_t start[1] = {off[me]}, cnt[1] = {count[me]};
-    hid_t fs = H5Dget_space(d), ms = H5Screate_simple(1, cnt, NULL);
-    if (count[me] == 0) {
-        H5Sselect_none(fs);
-        H5Sselect_none(ms);
-    } else {
-        H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL);
-    }
-    hid_t xfer = H5Pcreate(H5P_DATASET_XFER);
-    H5Pset_dxpl_mpio(xfer, H5FD_MPIO_COLLECTIVE);
-    ok = H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, xfer, buf + off[me]) >= 0;
-    H5Pclose(xfer);
-    H5Sclose(ms);
-    H5Sclose(fs);
-    H5Dclose(d);
-    if (!ok)
-        log_error("%s: reading '%s' failed (file truncated?)", path, name);
+    ok = h5_read_rows(f, path, name, H5T_NATIVE_FLOAT, off[me], off[me] + count[me], 1, buf + off[me]) == 0;
     if (!comm_agree(c, ok)) {
         free(count);
         return -1;

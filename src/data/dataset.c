@@ -141,42 +141,6 @@ void shard_free(struct shard *s)
     memset(s, 0, sizeof *s);
 }
 
-/* Collective read of rows [lo, hi) of a dataset (1-D or 2-D) into buf. */
-static int read_rows(hid_t f, const char *path, const char *name, hid_t mem_type, size_t lo,
-                     size_t hi, size_t n_cols, void *buf)
-{
-    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-    if (d < 0) {
-        log_error("%s: cannot open dataset '%s'", path, name);
-        return -1;
-    }
-    hid_t fs = H5Dget_space(d);
-    int nd = H5Sget_simple_extent_ndims(fs);
-    hsize_t start[2] = {lo, 0}, count[2] = {hi - lo, n_cols};
-    hsize_t mcount[1] = {(hi - lo) * n_cols};
-    hid_t ms = H5Screate_simple(1, mcount, NULL);
-    if (hi == lo) {
-        H5Sselect_none(fs);
-        H5Sselect_none(ms);
-    } else {
-        H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
-    }
-    (void)nd;
-    hid_t xfer = H5Pcreate(H5P_DATASET_XFER);
-    H5Pset_dxpl_mpio(xfer, H5FD_MPIO_COLLECTIVE);
-    herr_t rc = H5Dread(d, mem_type, ms, fs, xfer, buf);
-    H5Pclose(xfer);
-    H5Sclose(ms);
-    H5Sclose(fs);
-    H5Dclose(d);
-    if (rc < 0) {
-        log_error("%s: reading rows [%zu, %zu) of '%s' failed (file truncated or damaged?)", path, lo,
-                  hi, name);
-        return -1;
-    }
-    return 0;
-}
-
 int dataset_read_shard(const struct comm *c, const char *path, const struct dataset_info *info,
                        const char *split, size_t limit, struct shard *out)
 {
@@ -195,10 +159,10 @@ int dataset_read_shard(const struct comm *c, const char *path, const struct data
     if (f >= 0) {
         snprintf(name, sizeof name, "/%s/x", split);
         hid_t t = info->is_u8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT;
-        ok = read_rows(f, path, name, t, lo, hi, info->n_dim, out->rows) == 0;
+        ok = h5_read_rows(f, path, name, t, lo, hi, info->n_dim, out->rows) == 0;
         snprintf(name, sizeof name, "/%s/y", split);
         if (ok && info->has_labels)
-            ok = read_rows(f, path, name, H5T_NATIVE_UINT8, lo, hi, 1, out->labels) == 0;
+            ok = h5_read_rows(f, path, name, H5T_NATIVE_UINT8, lo, hi, 1, out->labels) == 0;
         H5Fclose(f);
     }
     for (size_t i = 0; i < out->n_rows; i++)
@@ -285,33 +249,6 @@ int dataset_write(const char *path, const struct dataset_info *info, const void 
     return rc ? -1 : 0;
 }
 
-/* Collective write of rows [lo, lo + n) of a (N[, width]) dataset of type ft. */
-static int write_rows_mpi(hid_t f, const char *name, hid_t ft, hid_t mt, size_t n_total, size_t width,
-                          size_t lo, size_t n, const void *buf)
-{
-    hsize_t dims[2] = {n_total, width}, start[2] = {lo, 0}, count[2] = {n, width};
-    int rank = width == 1 ? 1 : 2;
-    hid_t fs = H5Screate_simple(rank, dims, NULL), ms = H5Screate_simple(rank, count, NULL);
-    hid_t d = H5Dcreate2(f, name, ft, fs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = -1;
-    if (d >= 0) {
-        if (n == 0) {
-            H5Sselect_none(fs);
-            H5Sselect_none(ms);
-        } else {
-            H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
-        }
-        hid_t xfer = H5Pcreate(H5P_DATASET_XFER);
-        H5Pset_dxpl_mpio(xfer, H5FD_MPIO_COLLECTIVE);
-        rc = H5Dwrite(d, mt, ms, fs, xfer, buf) < 0 ? -1 : 0;
-        H5Pclose(xfer);
-        H5Dclose(d);
-    }
-    H5Sclose(ms);
-    H5Sclose(fs);
-    return rc;
-}
-
 int dataset_write_columns(const struct comm *c, const char *path, const char *format,
                           size_t n_total, size_t first_row, size_t n_rows, const struct column *cols,
                           size_t n_cols, const uint8_t *labels)
@@ -329,10 +266,10 @@ int dataset_write_columns(const struct comm *c, const char *path, const char *fo
     int rc = h5_attr_put_string(f, "format", format);
     rc |= h5_attr_put_long(f, "version", 1);
     for (size_t i = 0; i < n_cols; i++)
-        rc |= write_rows_mpi(f, cols[i].name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, n_total, cols[i].width,
+        rc |= h5_write_rows(f, cols[i].name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, n_total, cols[i].width,
                              first_row, n_rows, cols[i].data);
     if (labels)
-        rc |= write_rows_mpi(f, "y", H5T_STD_U8LE, H5T_NATIVE_UINT8, n_total, 1, first_row, n_rows,
+        rc |= h5_write_rows(f, "y", H5T_STD_U8LE, H5T_NATIVE_UINT8, n_total, 1, first_row, n_rows,
                              labels);
     rc |= H5Fclose(f) < 0 ? -1 : 0;
     if (!comm_agree(c, rc == 0)) {

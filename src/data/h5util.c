@@ -181,3 +181,64 @@ int h5_dataset_shape(hid_t file, const char *path, const char *dset, int *rank, 
     H5Dclose(d);
     return rc;
 }
+
+int h5_read_rows(hid_t f, const char *path, const char *name, hid_t mem_type, size_t lo,
+                     size_t hi, size_t n_cols, void *buf)
+{
+    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+    if (d < 0) {
+        log_error("%s: cannot open dataset '%s'", path, name);
+        return -1;
+    }
+    hid_t fs = H5Dget_space(d);
+    int nd = H5Sget_simple_extent_ndims(fs);
+    hsize_t start[2] = {lo, 0}, count[2] = {hi - lo, n_cols};
+    hsize_t mcount[1] = {(hi - lo) * n_cols};
+    hid_t ms = H5Screate_simple(1, mcount, NULL);
+    if (hi == lo) {
+        H5Sselect_none(fs);
+        H5Sselect_none(ms);
+    } else {
+        H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
+    }
+    (void)nd;
+    hid_t xfer = H5Pcreate(H5P_DATASET_XFER);
+    H5Pset_dxpl_mpio(xfer, H5FD_MPIO_COLLECTIVE);
+    herr_t rc = H5Dread(d, mem_type, ms, fs, xfer, buf);
+    H5Pclose(xfer);
+    H5Sclose(ms);
+    H5Sclose(fs);
+    H5Dclose(d);
+    if (rc < 0) {
+        log_error("%s: reading rows [%zu, %zu) of '%s' failed (file truncated or damaged?)", path, lo,
+                  hi, name);
+        return -1;
+    }
+    return 0;
+}
+
+int h5_write_rows(hid_t f, const char *name, hid_t ft, hid_t mt, size_t n_total, size_t width,
+                          size_t lo, size_t n, const void *buf)
+{
+    hsize_t dims[2] = {n_total, width}, start[2] = {lo, 0}, count[2] = {n, width};
+    int rank = width == 1 ? 1 : 2;
+    hid_t fs = H5Screate_simple(rank, dims, NULL), ms = H5Screate_simple(rank, count, NULL);
+    hid_t d = H5Dcreate2(f, name, ft, fs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = -1;
+    if (d >= 0) {
+        if (n == 0) {
+            H5Sselect_none(fs);
+            H5Sselect_none(ms);
+        } else {
+            H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
+        }
+        hid_t xfer = H5Pcreate(H5P_DATASET_XFER);
+        H5Pset_dxpl_mpio(xfer, H5FD_MPIO_COLLECTIVE);
+        rc = H5Dwrite(d, mt, ms, fs, xfer, buf) < 0 ? -1 : 0;
+        H5Pclose(xfer);
+        H5Dclose(d);
+    }
+    H5Sclose(ms);
+    H5Sclose(fs);
+    return rc;
+}

@@ -37,4 +37,20 @@ int h5_attr_put_long(hid_t obj, const char *name, long value);
 int h5_dataset_shape(hid_t file, const char *path, const char *dset, int *rank, size_t dims[2],
                      H5T_class_t *cls, size_t *elem_bytes, int *is_signed);
 
+/*
+ * Collective read of rows [lo, hi) of the 1-D or 2-D (N, n_cols) dataset
+ * `name` into buf (memory type mem_type); a rank may read none (lo == hi).
+ * Returns 0 or -1 with a message naming path and dataset.
+ */
+int h5_read_rows(hid_t f, const char *path, const char *name, hid_t mem_type, size_t lo, size_t hi,
+                 size_t n_cols, void *buf);
+
+/*
+ * Create the dataset `name` of n_total rows (1-D when width is 1, else
+ * (n_total, width)) of file type ft, and write this rank's rows
+ * [lo, lo + n) from buf (memory type mt) collectively. Returns 0 or -1.
+ */
+int h5_write_rows(hid_t f, const char *name, hid_t ft, hid_t mt, size_t n_total, size_t width,
+                  size_t lo, size_t n, const void *buf);
+
 #endif

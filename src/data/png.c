@@ -29,6 +29,22 @@ static int write_rows(FILE *f, png_bytep *lines, size_t w, size_t h, int color_t
     return 0;
 }
 
+/* Create path and write the rows into it; -1 with a message naming path. */
+static int save(const char *path, png_bytep *rows, size_t w, size_t h, int color_type)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        log_error("%s: cannot create: %s", path, strerror(errno));
+        return -1;
+    }
+    int rc = write_rows(f, rows, w, h, color_type);
+    if (fclose(f))
+        rc = -1;
+    if (rc)
+        log_error("%s: writing the PNG failed (disk full?)", path);
+    return rc;
+}
+
 int png_write_grid(const char *path, const float *images, size_t n, size_t rows, size_t cols,
                    size_t n_cols)
 {
@@ -36,7 +52,6 @@ int png_write_grid(const char *path, const float *images, size_t n, size_t rows,
     size_t w = n_cols * (cols + 1) + 1, h = n_rows * (rows + 1) + 1;
     unsigned char *pix = malloc(w * h);
     png_bytep *lines = malloc(h * sizeof *lines);
-    FILE *f = NULL;
     int rc = -1;
     if (!pix || !lines) {
         log_error("%s: out of memory for a %zux%zu picture", path, w, h);
@@ -54,19 +69,8 @@ int png_write_grid(const char *path, const float *images, size_t n, size_t rows,
     }
     for (size_t r = 0; r < h; r++)
         lines[r] = pix + r * w;
-    f = fopen(path, "wb");
-    if (!f) {
-        log_error("%s: cannot create: %s", path, strerror(errno));
-        goto out_free;
-    }
-    if (write_rows(f, lines, w, h, PNG_COLOR_TYPE_GRAY)) {
-        log_error("%s: writing the PNG failed (disk full?)", path);
-        goto out_free;
-    }
-    rc = 0;
+    rc = save(path, lines, w, h, PNG_COLOR_TYPE_GRAY);
 out_free:
-    if (f && fclose(f))
-        rc = -1;
     free(pix);
     free(lines);
     return rc;
@@ -84,7 +88,6 @@ int png_write_curve(const char *path, const double *y, size_t n, size_t w, size_
     const long m = 20; /* margin */
     unsigned char *rgb = malloc(3 * w * h);
     png_bytep *rows = malloc(h * sizeof *rows);
-    FILE *f = NULL;
     int rc = -1;
     if (!rgb || !rows || n < 2) {
         log_error("%s: %s", path, n < 2 ? "fewer than two points to plot" : "out of memory");
@@ -122,19 +125,8 @@ int png_write_curve(const char *path, const double *y, size_t n, size_t w, size_
     }
     for (size_t r = 0; r < h; r++)
         rows[r] = rgb + 3 * w * r;
-    f = fopen(path, "wb");
-    if (!f) {
-        log_error("%s: cannot create: %s", path, strerror(errno));
-        goto out_free;
-    }
-    if (write_rows(f, rows, w, h, PNG_COLOR_TYPE_RGB)) {
-        log_error("%s: writing the PNG failed (disk full?)", path);
-        goto out_free;
-    }
-    rc = 0;
+    rc = save(path, rows, w, h, PNG_COLOR_TYPE_RGB);
 out_free:
-    if (f && fclose(f))
-        rc = -1;
     free(rgb);
     free(rows);
     return rc;

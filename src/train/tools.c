@@ -21,11 +21,16 @@
 
 #define TOOL_BATCH 256
 
-/* What every command needs: the config, the model, the checkpoint header. */
+/* What every command needs: the config, the model, the checkpoint header,
+ * and (load_data) this rank's shard of the split it works on. */
 struct loaded {
     struct config cfg;
     struct ckpt_meta meta;
     struct vae m;
+    struct dataset_info info;
+    struct shard s;
+    const char *split;
+    size_t n_total;           /* rows of the split worked on, over all ranks */
 };
 
 static int load(const struct comm *c, const struct tool_args *a, struct loaded *l)
@@ -56,57 +61,59 @@ static int load(const struct comm *c, const struct tool_args *a, struct loaded *
 
 static void unload(struct loaded *l)
 {
+    shard_free(&l->s);
     vae_free(&l->m);
     ckpt_meta_free(&l->meta);
 }
 
-/* This rank's shard of the chosen split, checked against the model's D. */
-static int read_split(const struct comm *c, const struct tool_args *a, const struct loaded *l,
-                      struct dataset_info *info, struct shard *s, const char **split_out,
-                      size_t *n_total)
+/*
+ * This rank's shard of the chosen split into l, checked against the model's
+ * D; `cmd` names the command when it needs --out. Collective over c.
+ */
+static int load_data(const struct comm *c, const struct tool_args *a, struct loaded *l, const char *cmd)
 {
-    const char *path = a->data ? a->data : l->cfg.data_path;
-    if (dataset_open(c, path, info))
-        return -1;
-    if (info->n_dim != (size_t)l->meta.data_n_dim) {
-        log_error("%s: samples have D = %zu, the model in %s was trained on D = %ld", path, info->n_dim,
-                  a->checkpoint, l->meta.data_n_dim);
+    if (cmd && !a->out) {
+        log_error("%s: --out FILE is required", cmd);
         return -1;
     }
-    const char *split = a->split ? a->split : (info->n_test ? "test" : "train");
+    const char *path = a->data ? a->data : l->cfg.data_path;
+    if (dataset_open(c, path, &l->info))
+        return -1;
+    if (l->info.n_dim != (size_t)l->meta.data_n_dim) {
+        log_error("%s: samples have D = %zu, the model in %s was trained on D = %ld", path,
+                  l->info.n_dim, a->checkpoint, l->meta.data_n_dim);
+        return -1;
+    }
+    const char *split = a->split ? a->split : (l->info.n_test ? "test" : "train");
     if (strcmp(split, "train") && strcmp(split, "test")) {
         log_error("--split: expected train or test, found '%s'", split);
         return -1;
     }
-    if (!strcmp(split, "test") && info->n_test == 0) {
+    if (!strcmp(split, "test") && l->info.n_test == 0) {
         log_error("%s: has no test split (use --split train)", path);
         return -1;
     }
-    *split_out = split;
-    *n_total = !strcmp(split, "test") ? info->n_test : info->n_train;
-    if (a->n > 0 && (size_t)a->n < *n_total)
-        *n_total = (size_t)a->n;
-    return dataset_read_shard(c, path, info, split, a->n > 0 ? (size_t)a->n : 0, s);
+    l->split = split;
+    l->n_total = !strcmp(split, "test") ? l->info.n_test : l->info.n_train;
+    if (a->n > 0 && (size_t)a->n < l->n_total)
+        l->n_total = (size_t)a->n;
+    return dataset_read_shard(c, path, &l->info, split, a->n > 0 ? (size_t)a->n : 0, &l->s);
 }
 
 int tool_eval(const struct comm *c, const struct tool_args *a)
 {
     struct loaded l;
-    struct dataset_info info;
-    struct shard s = {0};
-    const char *split;
-    size_t n_total;
     if (load(c, a, &l))
         return VAE_EXIT_ERROR;
     int rc = VAE_EXIT_ERROR;
-    if (read_split(c, a, &l, &info, &s, &split, &n_total))
+    if (load_data(c, a, &l, NULL))
         goto out_free;
     struct eval_result r;
-    eval_shard(c, &l.m, &s, l.cfg.seed, a->k, NULL, NULL, &r);
+    eval_shard(c, &l.m, &l.s, l.cfg.seed, a->k, NULL, NULL, &r);
     log_info("{\"event\": \"eval\", \"checkpoint\": \"%s\", \"step\": %lld, \"split\": \"%s\", \"n\": %zu, "
              "\"neg_elbo\": %.6f, \"rec\": %.6f, \"kl\": %.6f, \"iw_samples\": %ld, \"neg_iwae\": %.6f, "
              "\"ranks\": %d, \"seconds\": %.3f}",
-             a->checkpoint, (long long)l.meta.step, split, r.n, r.neg_elbo, r.rec, r.kl, r.k,
+             a->checkpoint, (long long)l.meta.step, l.split, r.n, r.neg_elbo, r.rec, r.kl, r.k,
              r.neg_iwae, comm_size(c), r.seconds);
     /* Append to the run's metrics when the checkpoint sits in a run directory. */
     char dir[CONFIG_STR_MAX + 8];
@@ -121,7 +128,6 @@ int tool_eval(const struct comm *c, const struct tool_args *a)
     }
     rc = VAE_EXIT_OK;
 out_free:
-    shard_free(&s);
     unload(&l);
     return rc;
 }
@@ -177,24 +183,20 @@ int tool_recon(const struct comm *c, const struct tool_args *a)
     if (load(c, a, &l))
         return VAE_EXIT_ERROR;
     int rc = VAE_EXIT_ERROR;
-    struct dataset_info info;
-    struct shard s = {0};
-    const char *split;
-    size_t n_total;
     if (need_images(&l, a->checkpoint, "recon") || !a->out || a->n < 1) {
         if (!a->out || a->n < 1)
             log_error("recon: --out FILE.png and --n N (N >= 1) are required");
         goto out_free;
     }
-    /* A picture is small: rank 0 reads the split alone; the others wait. */
+    /* A picture is small: rank 0 reads the first n samples alone; the others wait. */
     int ok = 1;
     float *img = NULL;
     size_t n = 0;
     if (comm_rank(c) == 0) {
-        ok = read_split(comm_self(), a, &l, &info, &s, &split, &n_total) == 0;
-        n = ok ? (s.n_rows < (size_t)a->n ? s.n_rows : (size_t)a->n) : 0;
+        ok = load_data(comm_self(), a, &l, "recon") == 0;
+        n = ok ? l.s.n_rows : 0;
         size_t n_d = l.m.n_in, n_z = l.m.n_latent, per_row = n < 16 ? n : 16;
-        size_t cells = 2 * ((n + per_row - 1) / per_row) * per_row;
+        size_t cells = per_row ? 2 * ((n + per_row - 1) / per_row) * per_row : 0;
         img = calloc(cells * n_d + 1, sizeof *img); /* empty cells stay black */
         float *mu = malloc(2 * n_z * sizeof *mu);
         VAE_ASSERT(img && mu);
@@ -203,7 +205,7 @@ int tool_recon(const struct comm *c, const struct tool_args *a)
             size_t block = i / per_row, col = i % per_row;
             float *in = img + (2 * block * per_row + col) * n_d;
             float *out = img + ((2 * block + 1) * per_row + col) * n_d;
-            shard_rows_to_float(in, &s, i, 1);
+            shard_rows_to_float(in, &l.s, i, 1);
             vae_encode(&l.m, mu, mu + n_z, in, 1);
             vae_decode(&l.m, out, mu, 1);
         }
@@ -217,7 +219,6 @@ int tool_recon(const struct comm *c, const struct tool_args *a)
         rc = VAE_EXIT_OK;
     }
 out_free:
-    shard_free(&s);
     unload(&l);
     return rc;
 }
@@ -228,40 +229,69 @@ int tool_encode(const struct comm *c, const struct tool_args *a)
     if (load(c, a, &l))
         return VAE_EXIT_ERROR;
     int rc = VAE_EXIT_ERROR;
-    struct dataset_info info;
-    struct shard s = {0};
-    const char *split;
-    size_t n_total;
-    if (!a->out) {
-        log_error("encode: --out FILE.h5 is required");
+    if (load_data(c, a, &l, "encode"))
         goto out_free;
-    }
-    if (read_split(c, a, &l, &info, &s, &split, &n_total))
-        goto out_free;
+    const struct shard *s = &l.s;
     size_t n_z = l.m.n_latent, n_d = l.m.n_in;
-    float *mu = malloc(s.n_rows * n_z * sizeof *mu + 1), *lv = malloc(s.n_rows * n_z * sizeof *lv + 1);
+    float *mu = malloc(s->n_rows * n_z * sizeof *mu + 1), *lv = malloc(s->n_rows * n_z * sizeof *lv + 1);
     float *x = malloc(TOOL_BATCH * n_d * sizeof *x);
     VAE_ASSERT(mu && lv && x);
-    for (size_t i0 = 0; i0 < s.n_rows; i0 += TOOL_BATCH) {
-        size_t b = s.n_rows - i0 < TOOL_BATCH ? s.n_rows - i0 : TOOL_BATCH;
-        shard_rows_to_float(x, &s, i0, b);
+    for (size_t i0 = 0; i0 < s->n_rows; i0 += TOOL_BATCH) {
+        size_t b = s->n_rows - i0 < TOOL_BATCH ? s->n_rows - i0 : TOOL_BATCH;
+        shard_rows_to_float(x, s, i0, b);
         vae_encode(&l.m, mu + i0 * n_z, lv + i0 * n_z, x, b);
     }
     struct column cols[2] = {{"mu", mu, n_z}, {"logvar", lv, n_z}};
-    size_t first = s.n_rows ? s.ids[0] : 0;
-    if (dataset_write_columns(c, a->out, "vae_dist-latents", n_total, first, s.n_rows, cols, 2,
-                              s.labels) == 0) {
-        log_info("wrote %s: mu and logvar (%zu x %zu)%s of the %s split", a->out, n_total, n_z,
-                 s.labels ? " and labels y" : "", split);
+    size_t first = s->n_rows ? s->ids[0] : 0;
+    if (dataset_write_columns(c, a->out, "vae_dist-latents", l.n_total, first, s->n_rows, cols, 2,
+                              s->labels) == 0) {
+        log_info("wrote %s: mu and logvar (%zu x %zu)%s of the %s split", a->out, l.n_total, n_z,
+                 s->labels ? " and labels y" : "", l.split);
         rc = VAE_EXIT_OK;
     }
     free(mu);
     free(lv);
     free(x);
 out_free:
-    shard_free(&s);
     unload(&l);
     return rc;
+}
+
+/* AUROC of each score against 0/1 labels, over all ranks' rows (NAN if the
+ * labels are not 0/1). Collective. */
+static void auroc_all(const struct comm *c, const struct loaded *l, const float *elbo, const float *iwae,
+                      double auroc[2])
+{
+    size_t n = l->n_total, first = l->s.n_rows ? l->s.ids[0] : 0;
+    int p = comm_size(c);
+    size_t *count = malloc(2 * (size_t)p * sizeof *count);
+    float *all = malloc(3 * n * sizeof *all + 1);
+    uint8_t *lab = malloc(n + 1);
+    VAE_ASSERT(count && all && lab);
+    size_t *off = count + p;
+    memcpy(all + first, elbo, l->s.n_rows * sizeof *all);
+    memcpy(all + n + first, iwae, l->s.n_rows * sizeof *all);
+    for (size_t i = 0; i < l->s.n_rows; i++)
+        all[2 * n + first + i] = l->s.labels[i];
+    for (int col = 0; col < 3; col++) { /* the three columns, one allgather each */
+        for (int q = 0; q < p; q++) {
+            size_t hi;
+            dataset_block(n, p, q, &off[q], &hi);
+            count[q] = hi - off[q];
+            off[q] += (size_t)col * n;
+        }
+        comm_allgatherv_f32(c, all, count, off);
+    }
+    int binary = 1;
+    for (size_t i = 0; i < n; i++) {
+        lab[i] = (uint8_t)all[2 * n + i];
+        binary &= lab[i] <= 1;
+    }
+    auroc[0] = binary ? eval_auroc(all, lab, n) : NAN;
+    auroc[1] = binary && iwae ? eval_auroc(all + n, lab, n) : NAN;
+    free(count);
+    free(all);
+    free(lab);
 }
 
 int tool_score(const struct comm *c, const struct tool_args *a)
@@ -270,71 +300,30 @@ int tool_score(const struct comm *c, const struct tool_args *a)
     if (load(c, a, &l))
         return VAE_EXIT_ERROR;
     int rc = VAE_EXIT_ERROR;
-    struct dataset_info info;
-    struct shard s = {0};
-    const char *split;
-    size_t n_total;
-    if (!a->out) {
-        log_error("score: --out FILE.h5 is required");
+    if (load_data(c, a, &l, "score"))
         goto out_free;
-    }
-    if (read_split(c, a, &l, &info, &s, &split, &n_total))
-        goto out_free;
-    float *elbo = malloc(s.n_rows * sizeof *elbo + 1), *iwae = malloc(s.n_rows * sizeof *iwae + 1);
+    const struct shard *s = &l.s;
+    float *elbo = malloc(s->n_rows * sizeof *elbo + 1), *iwae = malloc(s->n_rows * sizeof *iwae + 1);
     VAE_ASSERT(elbo && iwae);
     struct eval_result r;
-    eval_shard(c, &l.m, &s, l.cfg.seed, a->k, elbo, a->k > 0 ? iwae : NULL, &r);
+    eval_shard(c, &l.m, s, l.cfg.seed, a->k, elbo, a->k > 0 ? iwae : NULL, &r);
     struct column cols[2] = {{"neg_elbo", elbo, 1}, {"neg_iwae", iwae, 1}};
-    size_t first = s.n_rows ? s.ids[0] : 0;
-    if (dataset_write_columns(c, a->out, "vae_dist-scores", n_total, first, s.n_rows, cols,
-                              a->k > 0 ? 2 : 1, s.labels) == 0) {
+    size_t first = s->n_rows ? s->ids[0] : 0;
+    if (dataset_write_columns(c, a->out, "vae_dist-scores", l.n_total, first, s->n_rows, cols,
+                              a->k > 0 ? 2 : 1, s->labels) == 0) {
         /* With 0/1 labels (anomaly flags), how well each score separates them. */
         double auroc[2] = {NAN, NAN};
-        if (s.labels) {
-            int p = comm_size(c);
-            size_t *count = malloc(2 * (size_t)p * sizeof *count);
-            float *all = malloc(3 * n_total * sizeof *all + 1);
-            uint8_t *lab = malloc(n_total + 1);
-            VAE_ASSERT(count && all && lab);
-            for (int q = 0; q < p; q++) {
-                size_t hi;
-                dataset_block(n_total, p, q, &count[p + q], &hi);
-                count[q] = hi - count[p + q];
-            }
-            memcpy(all + first, elbo, s.n_rows * sizeof *all);
-            memcpy(all + n_total + first, iwae, s.n_rows * sizeof *all);
-            for (size_t i = 0; i < s.n_rows; i++)
-                all[2 * n_total + first + i] = s.labels[i];
-            for (int col = 0; col < 3; col++) {
-                size_t *off = count + p;
-                for (int q = 0; q < p; q++)
-                    off[q] += col ? n_total : 0;
-                comm_allgatherv_f32(c, all, count, off);
-            }
-            int binary = 1;
-            for (size_t i = 0; i < n_total; i++) {
-                lab[i] = (uint8_t)all[2 * n_total + i];
-                binary &= lab[i] <= 1;
-            }
-            if (binary) {
-                auroc[0] = eval_auroc(all, lab, n_total);
-                if (a->k > 0)
-                    auroc[1] = eval_auroc(all + n_total, lab, n_total);
-            }
-            free(count);
-            free(all);
-            free(lab);
-        }
+        if (s->labels)
+            auroc_all(c, &l, elbo, a->k > 0 ? iwae : NULL, auroc);
         log_info("{\"event\": \"score\", \"out\": \"%s\", \"split\": \"%s\", \"n\": %zu, \"neg_elbo\": %.6f, "
                  "\"iw_samples\": %ld, \"neg_iwae\": %.6f, \"auroc_neg_elbo\": %.4f, "
                  "\"auroc_neg_iwae\": %.4f, \"seconds\": %.3f}",
-                 a->out, split, r.n, r.neg_elbo, r.k, r.neg_iwae, auroc[0], auroc[1], r.seconds);
+                 a->out, l.split, r.n, r.neg_elbo, r.k, r.neg_iwae, auroc[0], auroc[1], r.seconds);
         rc = VAE_EXIT_OK;
     }
     free(elbo);
     free(iwae);
 out_free:
-    shard_free(&s);
     unload(&l);
     return rc;
 }
