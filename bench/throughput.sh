@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Training throughput of vae_dist on this machine, in one invocation:
 # 1 rank, 2 ranks with the overlapped (bucketed) allreduce, 2 ranks with one
-# blocking allreduce, and the reproducible (int64) mode on 1 and 2 ranks.
+# blocking allreduce, the reproducible (int64) mode on 1 and 2 ranks, and the
+# hybrid setting of 1 rank with 2 OpenBLAS threads.
 # Each configuration runs REPS times, interleaved (so machine noise hits all
 # alike); a run's figure is the mean samples/s of its step events after the
 # first (warm-up); the table gives the median over runs, ratios against the
@@ -14,12 +15,14 @@ REPS=${1:-5}; STEPS=${2:-400}; shift $(( $# > 2 ? 2 : $# )) || true
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 OUT=$(mktemp -d /tmp/vae_bench_XXXXXX)
 trap 'rm -rf "$OUT"' EXIT
-configs=("np1:1:" "np2_overlap:2:--set comm.overlap=true" "np2_blocking:2:--set comm.overlap=false"
-         "np1_repro:1:--set train.reproducible=true" "np2_repro:2:--set train.reproducible=true")
+# name:ranks:OpenBLAS threads per rank:extra flags
+configs=("np1:1:1:" "np2_overlap:2:1:--set comm.overlap=true" "np2_blocking:2:1:--set comm.overlap=false"
+         "np1_repro:1:1:--set train.reproducible=true" "np2_repro:2:1:--set train.reproducible=true"
+         "np1_2threads:1:2:")
 for rep in $(seq "$REPS"); do
     for c in "${configs[@]}"; do
-        IFS=: read -r name np extra <<<"$c"
-        mpirun -np "$np" build/vae_dist train --config configs/default.ini --resume none \
+        IFS=: read -r name np threads extra <<<"$c"
+        OPENBLAS_NUM_THREADS=$threads mpirun -x OPENBLAS_NUM_THREADS --bind-to none -np "$np" build/vae_dist train --config configs/default.ini --resume none \
             --set run.dir="$OUT/$name-$rep" --set train.max_steps="$STEPS" --set train.log_every=100 \
             --set ckpt.every_seconds=0 $extra "$@" >/dev/null 2>&1
         # mean over step events after the first: samples/s and phases
