@@ -152,8 +152,8 @@ static void expect_open_error(const char *path, const char *needle)
 }
 
 /* An HDF5 file with chosen attributes and one /train/x of the given shape/type. */
-static void write_h5(const char *path, const char *format, long version, int rank, hsize_t d0,
-                     hsize_t d1, hid_t type)
+static void write_h5(const char *path, const char *format, long version, int rank, hsize_t d0, hsize_t d1,
+                     hid_t type)
 {
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (format) {

@@ -107,8 +107,8 @@ static void test_bound_rises_with_k_and_rank_invariant(void **state)
     for (int i = 0; i < 3; i++)
         eval_shard(g_world, &m, &s, 1, ks[i], NULL, NULL, &r[i]);
     if (comm_rank(g_world) == 0)
-        printf("trained model, %zu test samples: -ELBO %.4f, -IWAE K=1 %.4f, K=10 %.4f, K=100 %.4f\n",
-               r[0].n, r[0].neg_elbo, r[0].neg_iwae, r[1].neg_iwae, r[2].neg_iwae);
+        printf("trained model, %zu test samples: -ELBO %.4f, -IWAE K=1 %.4f, K=10 %.4f, K=100 %.4f\n", r[0].n,
+               r[0].neg_elbo, r[0].neg_iwae, r[1].neg_iwae, r[2].neg_iwae);
     assert_true(r[0].neg_iwae > r[1].neg_iwae);
     assert_true(r[1].neg_iwae > r[2].neg_iwae);
     /* The same on 1 rank, bit for bit. */

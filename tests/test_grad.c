@@ -308,8 +308,8 @@ static void test_vmath_matches_libm(void **state)
             assert_true(l[k] == vlogf(y));
         }
     }
-    printf("vexpf: max relative error %.2e; vlogf: %.2e; log(1+e) absolute %.2e\n", worst_exp,
-           worst_log, worst_log1p);
+    printf("vexpf: max relative error %.2e; vlogf: %.2e; log(1+e) absolute %.2e\n", worst_exp, worst_log,
+           worst_log1p);
     assert_true(worst_exp < 5e-7);
     assert_true(worst_log < 5e-7);
     assert_true(worst_log1p < 2e-7);
@@ -319,10 +319,8 @@ int main(int argc, char **argv)
 {
     comm_init(&argc, &argv);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_linear_matches_ref_and_fd),
-        cmocka_unit_test(test_activations_fd),
-        cmocka_unit_test(test_vae_full_elbo_fd),
-        cmocka_unit_test(test_backward_accumulates),
+        cmocka_unit_test(test_linear_matches_ref_and_fd), cmocka_unit_test(test_activations_fd),
+        cmocka_unit_test(test_vae_full_elbo_fd),          cmocka_unit_test(test_backward_accumulates),
         cmocka_unit_test(test_vmath_matches_libm),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -87,7 +87,7 @@ static int cmd_prep(int argc, char **argv)
 {
     const char *ti = NULL, *tl = NULL, *vi = NULL, *vl = NULL, *out = NULL;
     for (int i = 0; i < argc; i++) {
-        const char **dst = !strcmp(argv[i], "--train-images")  ? &ti
+        const char **dst = !strcmp(argv[i], "--train-images")   ? &ti
                            : !strcmp(argv[i], "--train-labels") ? &tl
                            : !strcmp(argv[i], "--test-images")  ? &vi
                            : !strcmp(argv[i], "--test-labels")  ? &vl
@@ -122,8 +122,8 @@ static int cmd_prep(int argc, char **argv)
         }
     }
     if (x[1].data && (x[1].rows != x[0].rows || x[1].cols != x[0].cols)) {
-        log_error("%s: images are %zux%zu but the training images are %zux%zu", vi, x[1].rows,
-                  x[1].cols, x[0].rows, x[0].cols);
+        log_error("%s: images are %zux%zu but the training images are %zux%zu", vi, x[1].rows, x[1].cols,
+                  x[0].rows, x[0].cols);
         goto out_free;
     }
     if ((tl == NULL) != (vi && vl == NULL) && vi) {
@@ -314,8 +314,8 @@ static int cmd_info(const struct comm *c, int argc, char **argv)
              "\"world_size\": %ld, \"n_params\": %zu, \"optim\": \"%s\", \"optim_t\": %lld, "
              "\"params_crc32\": \"%08lx\"}",
              path, meta.version, (long long)meta.step, meta.epoch, (unsigned long long)meta.seed,
-             meta.world_size, meta.n_params, config_optim_name((int)meta.optim),
-             (long long)meta.optim_t, meta.params_crc32);
+             meta.world_size, meta.n_params, config_optim_name((int)meta.optim), (long long)meta.optim_t,
+             meta.params_crc32);
     log_info("%s", meta.config);
     ckpt_meta_free(&meta);
     return VAE_EXIT_OK;

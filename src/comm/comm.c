@@ -21,21 +21,21 @@ struct comm_reducer {
     const struct comm *c;
     float *buf;
     size_t n_buckets;
-    size_t *off;            /* n_buckets + 1 offsets into buf */
-    MPI_Request *req;       /* one per bucket */
+    size_t *off;      /* n_buckets + 1 offsets into buf */
+    MPI_Request *req; /* one per bucket */
 };
 
 static struct comm g_world, g_self;
 
-#define MPI_CHECK(call)                                                         \
-    do {                                                                        \
-        int rc_ = (call);                                                       \
-        if (rc_ != MPI_SUCCESS) {                                               \
-            char msg_[MPI_MAX_ERROR_STRING];                                    \
-            int len_ = 0;                                                       \
-            MPI_Error_string(rc_, msg_, &len_);                                 \
-            vae_fatal(__FILE__, __LINE__, "%s failed: %s", #call, msg_);        \
-        }                                                                       \
+#define MPI_CHECK(call)                                                                                      \
+    do {                                                                                                     \
+        int rc_ = (call);                                                                                    \
+        if (rc_ != MPI_SUCCESS) {                                                                            \
+            char msg_[MPI_MAX_ERROR_STRING];                                                                 \
+            int len_ = 0;                                                                                    \
+            MPI_Error_string(rc_, msg_, &len_);                                                              \
+            vae_fatal(__FILE__, __LINE__, "%s failed: %s", #call, msg_);                                     \
+        }                                                                                                    \
     } while (0)
 
 /* MPI's counts are int: chunk anything larger. */
@@ -124,8 +124,7 @@ void comm_bcast(const struct comm *c, void *buf, size_t n_bytes, int root)
     }
 }
 
-static void allreduce(const struct comm *c, void *buf, size_t n, size_t elem_bytes, MPI_Datatype t,
-                      MPI_Op op)
+static void allreduce(const struct comm *c, void *buf, size_t n, size_t elem_bytes, MPI_Datatype t, MPI_Op op)
 {
     if (c->size == 1)
         return;
@@ -240,8 +239,8 @@ void comm_reducer_start(struct comm_reducer *r, size_t bucket)
     if (r->c->size == 1)
         return;
     size_t n = r->off[bucket + 1] - r->off[bucket];
-    MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, r->buf + r->off[bucket], (int)n, MPI_FLOAT, MPI_SUM,
-                             r->c->mpi, &r->req[bucket]));
+    MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, r->buf + r->off[bucket], (int)n, MPI_FLOAT, MPI_SUM, r->c->mpi,
+                             &r->req[bucket]));
 }
 
 void comm_reducer_progress(struct comm_reducer *r)

@@ -21,9 +21,9 @@ struct key {
     const char *section, *name;
     enum key_type type;
     size_t offset;
-    double min, max;            /* K_INT, K_FLOAT, K_LIST elements */
-    const char *const *names;   /* K_ENUM: NULL-terminated */
-    const char *def;            /* default, as text */
+    double min, max;          /* K_INT, K_FLOAT, K_LIST elements */
+    const char *const *names; /* K_ENUM: NULL-terminated */
+    const char *def;          /* default, as text */
     const char *doc;
 };
 
@@ -33,7 +33,7 @@ static const char *const optim_names[] = {"sgd", "adagrad", "rmsprop", "adam", "
 static const char *const sched_names[] = {"constant", "warmup", "cosine", NULL};
 
 #define F(field) offsetof(struct config, field)
-#define NONE NULL
+#define NONE     NULL
 static const struct key keys[] = {
     {"data", "path", K_STR, F(data_path), 0, 0, NONE, "data/fashion-mnist.h5",
      "HDF5 dataset made by `vae_dist prep`"},
@@ -43,8 +43,7 @@ static const struct key keys[] = {
      "encoder hidden widths, comma-separated (decoder mirrors them)"},
     {"model", "latent", K_INT, F(latent), 1, 1 << 16, NONE, "20", "latent dimension Z"},
     {"model", "activation", K_ENUM, F(activation), 0, 0, act_names, "relu", "hidden activation"},
-    {"model", "likelihood", K_ENUM, F(likelihood), 0, 0, lik_names, "bernoulli",
-     "decoder likelihood p(x|z)"},
+    {"model", "likelihood", K_ENUM, F(likelihood), 0, 0, lik_names, "bernoulli", "decoder likelihood p(x|z)"},
     {"model", "obs_logvar", K_FLOAT, F(obs_logvar), -20, 20, NONE, "0",
      "Gaussian likelihood log variance (fixed, or initial value when learned)"},
     {"optim", "name", K_ENUM, F(optim), 0, 0, optim_names, "adam", "optimizer"},
@@ -60,8 +59,7 @@ static const struct key keys[] = {
      "adagrad/rmsprop constant; 0 picks the notes' 1e-7 (adagrad) or 1e-6 (rmsprop)"},
     {"optim", "weight_decay", K_FLOAT, F(weight_decay), 0, 1e3, NONE, "0",
      "L2 penalty (decoupled for adamw)"},
-    {"optim", "schedule", K_ENUM, F(schedule), 0, 0, sched_names, "constant",
-     "learning-rate schedule"},
+    {"optim", "schedule", K_ENUM, F(schedule), 0, 0, sched_names, "constant", "learning-rate schedule"},
     {"optim", "warmup_steps", K_INT, F(warmup_steps), 0, 1e12, NONE, "0",
      "linear warm-up steps (warmup, cosine)"},
     {"optim", "min_lr", K_FLOAT, F(min_lr), 0, 1e6, NONE, "0", "final learning rate of cosine"},
@@ -168,8 +166,8 @@ static int parse_long(const char *s, long *out)
     return 0;
 }
 
-int config_set_kv(struct config *cfg, const char *section, const char *name, const char *value,
-                  char *err, size_t err_bytes)
+int config_set_kv(struct config *cfg, const char *section, const char *name, const char *value, char *err,
+                  size_t err_bytes)
 {
     char allowed[512];
     if (!section_known(section)) {
@@ -189,8 +187,8 @@ int config_set_kv(struct config *cfg, const char *section, const char *name, con
     switch (k->type) {
     case K_INT:
         if (parse_long(value, &l) || l < k->min || l > k->max) {
-            snprintf(err, err_bytes, "[%s] %s: expected an integer in [%.0f, %.0f], found '%s'",
-                     section, name, k->min, k->max, value);
+            snprintf(err, err_bytes, "[%s] %s: expected an integer in [%.0f, %.0f], found '%s'", section,
+                     name, k->min, k->max, value);
             return -1;
         }
         *(long *)field = l;
@@ -200,8 +198,8 @@ int config_set_kv(struct config *cfg, const char *section, const char *name, con
         errno = 0;
         unsigned long long u = strtoull(value, &end, 0);
         if (end == value || *end || errno || value[0] == '-') {
-            snprintf(err, err_bytes, "[%s] %s: expected a non-negative integer, found '%s'", section,
-                     name, value);
+            snprintf(err, err_bytes, "[%s] %s: expected a non-negative integer, found '%s'", section, name,
+                     value);
             return -1;
         }
         *(uint64_t *)field = (uint64_t)u;
@@ -209,8 +207,8 @@ int config_set_kv(struct config *cfg, const char *section, const char *name, con
     }
     case K_FLOAT:
         if (parse_double(value, &d) || d < k->min || d > k->max) {
-            snprintf(err, err_bytes, "[%s] %s: expected a number in [%g, %g], found '%s'", section,
-                     name, k->min, k->max, value);
+            snprintf(err, err_bytes, "[%s] %s: expected a number in [%g, %g], found '%s'", section, name,
+                     k->min, k->max, value);
             return -1;
         }
         *(double *)field = d;
@@ -266,8 +264,8 @@ int config_set_kv(struct config *cfg, const char *section, const char *name, con
         return 0;
     bad_list:
         snprintf(err, err_bytes,
-                 "[%s] %s: expected 1 to %d comma-separated integers in [%.0f, %.0f], found '%s'",
-                 section, name, CONFIG_MAX_HIDDEN, k->min, k->max, value);
+                 "[%s] %s: expected 1 to %d comma-separated integers in [%.0f, %.0f], found '%s'", section,
+                 name, CONFIG_MAX_HIDDEN, k->min, k->max, value);
         return -1;
     }
     }
@@ -287,8 +285,8 @@ void config_defaults(struct config *cfg)
 struct ini_ctx {
     struct config *cfg;
     const char *path;
-    FILE *f;                  /* NULL when parsing a string */
-    int line;                 /* lines read so far: the handler's line */
+    FILE *f;  /* NULL when parsing a string */
+    int line; /* lines read so far: the handler's line */
     int failed;
 };
 

@@ -15,7 +15,7 @@
 #include <stdio.h>
 
 #define CONFIG_MAX_HIDDEN 8
-#define CONFIG_STR_MAX 1024
+#define CONFIG_STR_MAX    1024
 
 enum act_kind { ACT_RELU, ACT_TANH, ACT_SIGMOID };
 enum likelihood_kind { LIK_BERNOULLI, LIK_GAUSSIAN, LIK_GAUSSIAN_LEARNED };
@@ -34,28 +34,28 @@ struct config {
     int likelihood;                   /* enum likelihood_kind */
     double obs_logvar;                /* Gaussian log σ² (fixed, or initial if learned) */
     /* [optim] */
-    int optim;                        /* enum optim_kind */
+    int optim; /* enum optim_kind */
     double lr, momentum, rho, beta1, beta2, eps, delta, weight_decay;
     int nesterov;
-    int schedule;                     /* enum sched_kind */
+    int schedule; /* enum sched_kind */
     long warmup_steps;
     double min_lr;
     /* [train] */
     long epochs;
-    long batch_size;                  /* global batch B */
-    long micro_batch;                 /* reproducible-mode micro-batch */
+    long batch_size;  /* global batch B */
+    long micro_batch; /* reproducible-mode micro-batch */
     uint64_t seed;
     int reproducible;
     double beta;
     long kl_warmup_steps;
-    double clip_norm;                 /* 0: off */
+    double clip_norm; /* 0: off */
     long log_every;
-    long max_skipped;                 /* consecutive non-finite steps before abort */
-    long replica_check_every;         /* 0: off */
-    long max_steps;                   /* 0: run all epochs */
+    long max_skipped;         /* consecutive non-finite steps before abort */
+    long replica_check_every; /* 0: off */
+    long max_steps;           /* 0: run all epochs */
     /* [ckpt] */
-    long ckpt_every_steps;            /* 0: off */
-    double ckpt_every_seconds;        /* 0: off */
+    long ckpt_every_steps;     /* 0: off */
+    double ckpt_every_seconds; /* 0: off */
     long ckpt_keep;
     /* [comm] */
     double bucket_mb;
@@ -80,8 +80,8 @@ int config_load_file(struct config *cfg, const char *path);
 int config_set(struct config *cfg, const char *assignment, const char *origin);
 
 /* Set one key from its parts (the INI handler and config_set share it). */
-int config_set_kv(struct config *cfg, const char *section, const char *key,
-                  const char *value, char *err, size_t err_bytes);
+int config_set_kv(struct config *cfg, const char *section, const char *key, const char *value, char *err,
+                  size_t err_bytes);
 
 /* Cross-key checks (e.g. reproducible micro-batch divides the batch). */
 int config_validate(const struct config *cfg, char *err, size_t err_bytes);

@@ -14,16 +14,16 @@
 /* Exit codes a batch script can act on (documented in docs/usage.md). */
 enum vae_exit {
     VAE_EXIT_OK = 0,
-    VAE_EXIT_ERROR = 1,     /* bad input, bad config, I/O failure */
-    VAE_EXIT_USAGE = 2,     /* bad command line */
-    VAE_EXIT_FATAL = 3,     /* internal error or a failed MPI/HDF5 call */
-    VAE_EXIT_SIGNAL = 42,   /* stopped by a signal after a checkpoint: requeue */
+    VAE_EXIT_ERROR = 1,   /* bad input, bad config, I/O failure */
+    VAE_EXIT_USAGE = 2,   /* bad command line */
+    VAE_EXIT_FATAL = 3,   /* internal error or a failed MPI/HDF5 call */
+    VAE_EXIT_SIGNAL = 42, /* stopped by a signal after a checkpoint: requeue */
 };
 
-#define VAE_ASSERT(cond)                                                        \
-    do {                                                                        \
-        if (!(cond))                                                            \
-            vae_fatal(__FILE__, __LINE__, "assertion failed: %s", #cond);       \
+#define VAE_ASSERT(cond)                                                                                     \
+    do {                                                                                                     \
+        if (!(cond))                                                                                         \
+            vae_fatal(__FILE__, __LINE__, "assertion failed: %s", #cond);                                    \
     } while (0)
 
 /* Print "[rank r/P] fatal: <message> (file:line)" and end the job. */

@@ -4,8 +4,7 @@
 #include <Random123/philox.h>
 #include <math.h>
 
-void rng_block(uint32_t out[4], uint64_t seed, uint32_t purpose, uint32_t stream, uint32_t id,
-               uint32_t index)
+void rng_block(uint32_t out[4], uint64_t seed, uint32_t purpose, uint32_t stream, uint32_t id, uint32_t index)
 {
     philox4x32_ctr_t c = {{index, id, stream, purpose}};
     philox4x32_key_t k = {{(uint32_t)seed, (uint32_t)(seed >> 32)}};
@@ -20,8 +19,8 @@ static inline float u01(uint32_t w)
     return ((float)(w >> 8) + 0.5f) * (1.0f / 16777216.0f);
 }
 
-void rng_uniform(float *out, size_t n, float lo, float hi, uint64_t seed, uint32_t purpose,
-                 uint32_t stream, uint32_t id)
+void rng_uniform(float *out, size_t n, float lo, float hi, uint64_t seed, uint32_t purpose, uint32_t stream,
+                 uint32_t id)
 {
     uint32_t w[4];
     for (size_t i = 0; i < n; i++) {

@@ -34,8 +34,8 @@ void rng_block(uint32_t out[4], uint64_t seed, uint32_t purpose, uint32_t stream
                uint32_t index);
 
 /* n uniforms in (lo, hi), open at both ends; element i from block i/4. */
-void rng_uniform(float *out, size_t n, float lo, float hi, uint64_t seed, uint32_t purpose,
-                 uint32_t stream, uint32_t id);
+void rng_uniform(float *out, size_t n, float lo, float hi, uint64_t seed, uint32_t purpose, uint32_t stream,
+                 uint32_t id);
 
 /* n standard normals (Box-Muller on each pair of words); element i from block i/4. */
 void rng_normal(float *out, size_t n, uint64_t seed, uint32_t purpose, uint32_t stream, uint32_t id);

@@ -81,8 +81,7 @@ static int write_flat(const struct comm *c, hid_t f, const char *name, const flo
  * stored one, and the slices are shared with an allgather. Collective: every
  * rank returns the same result.
  */
-static int read_flat(const struct comm *c, hid_t f, const char *path, const char *name, float *buf,
-                     size_t n)
+static int read_flat(const struct comm *c, hid_t f, const char *path, const char *name, float *buf, size_t n)
 {
     int rank, is_signed, ok = 0;
     size_t dims[2], elem;
@@ -91,8 +90,8 @@ static int read_flat(const struct comm *c, hid_t f, const char *path, const char
     hid_t d = -1;
     if (h5_dataset_shape(f, path, name, &rank, dims, &cls, &elem, &is_signed) == 0) {
         if (rank != 1 || dims[0] != n || cls != H5T_FLOAT || elem != 4)
-            log_error("%s: dataset '%s' should be (%zu) float32, found %d-D (%zu) of %zu-byte %s", path,
-                      name, n, rank, dims[0], elem, cls == H5T_FLOAT ? "floats" : "non-floats");
+            log_error("%s: dataset '%s' should be (%zu) float32, found %d-D (%zu) of %zu-byte %s", path, name,
+                      n, rank, dims[0], elem, cls == H5T_FLOAT ? "floats" : "non-floats");
         else if ((d = H5Dopen2(f, name, H5P_DEFAULT)) >= 0 && h5_attr_get_long(d, path, "crc32", &crc) == 0)
             ok = 1;
     }
@@ -118,8 +117,8 @@ static int read_flat(const struct comm *c, hid_t f, const char *path, const char
     }
     uint32_t computed = crc_distributed(c, buf, n);
     if ((uint32_t)crc != computed) {
-        log_error("%s: checksum mismatch in '%s' (stored %08lx, computed %08x): the file is damaged",
-                  path, name, crc, computed);
+        log_error("%s: checksum mismatch in '%s' (stored %08lx, computed %08x): the file is damaged", path,
+                  name, crc, computed);
         free(count);
         return -1;
     }
@@ -209,8 +208,7 @@ static size_t list_ckpts(const char *dir, char (*names)[64], size_t max)
 }
 
 /* Rank 0: rename into place, fsync, update latest, prune. Returns 0 or -1. */
-static int commit(const char *run_dir, const char *tmp, const char *final, const char *base,
-                  long keep)
+static int commit(const char *run_dir, const char *tmp, const char *final, const char *base, long keep)
 {
     char dir[PATH_BYTES], latest[PATH_BYTES], latest_tmp[PATH_BYTES + 8];
     snprintf(dir, sizeof dir, "%s/ckpt", run_dir);
@@ -252,8 +250,8 @@ static int commit(const char *run_dir, const char *tmp, const char *final, const
 }
 
 int ckpt_save(const struct comm *c, const char *run_dir, const struct config *cfg,
-              const struct dataset_info *data, const struct vae *m, const struct optim *o,
-              int64_t step, long epoch)
+              const struct dataset_info *data, const struct vae *m, const struct optim *o, int64_t step,
+              long epoch)
 {
     char base[64], tmp[PATH_BYTES + 64], final[PATH_BYTES + 64];
     snprintf(base, sizeof base, "step-%08lld.h5", (long long)step);
@@ -311,15 +309,14 @@ int ckpt_save(const struct comm *c, const char *run_dir, const struct config *cf
     if (ok && comm_rank(c) == 0)
         ok = commit(run_dir, tmp, final, base, cfg->ckpt_keep) == 0;
     else if (!ok && comm_rank(c) == 0)
-        log_error("%s: writing the checkpoint failed (disk full?); previous checkpoints are kept",
-                  tmp);
+        log_error("%s: writing the checkpoint failed (disk full?); previous checkpoints are kept", tmp);
     if (!ok && comm_rank(c) == 0)
         unlink(tmp);
     ok = comm_agree(c, ok);
     if (ok) {
         double dt = timer_now() - t0, mb = (double)((1 + o->n_states) * m->n_params * 4) / 1e6;
-        log_info("checkpoint %s committed (step %lld): %.1f MB in %.3f s, %.0f MB/s", final,
-                 (long long)step, mb, dt, mb / dt);
+        log_info("checkpoint %s committed (step %lld): %.1f MB in %.3f s, %.0f MB/s", final, (long long)step,
+                 mb, dt, mb / dt);
     }
     return ok ? 0 : -1;
 }
@@ -470,8 +467,8 @@ static int check_layout(hid_t f, const char *path, const struct vae *m)
     return 0;
 }
 
-int ckpt_load(const struct comm *c, const char *path, const struct dataset_info *data,
-              struct vae *m, struct optim *o, int64_t *step)
+int ckpt_load(const struct comm *c, const char *path, const struct dataset_info *data, struct vae *m,
+              struct optim *o, int64_t *step)
 {
     struct ckpt_meta meta;
     double t0 = timer_now();
@@ -485,7 +482,8 @@ int ckpt_load(const struct comm *c, const char *path, const struct dataset_info 
                   m->n_params);
         ok = 0;
     }
-    if (ok && data && ((size_t)meta.data_n_train != data->n_train || (size_t)meta.data_n_dim != data->n_dim)) {
+    if (ok && data &&
+        ((size_t)meta.data_n_train != data->n_train || (size_t)meta.data_n_dim != data->n_dim)) {
         log_error("%s: checkpoint was trained on %ld samples of dimension %ld, the dataset has %zu of %zu "
                   "(HINT: resume with the same data.path, or start fresh with --resume none)",
                   path, meta.data_n_train, meta.data_n_dim, data->n_train, data->n_dim);
@@ -511,8 +509,8 @@ int ckpt_load(const struct comm *c, const char *path, const struct dataset_info 
             o->t = meta.optim_t;
         *step = meta.step;
         double dt = timer_now() - t0, mb = (double)((1 + (o ? o->n_states : 0)) * m->n_params * 4) / 1e6;
-        log_info("loaded checkpoint %s (step %lld, written by %ld ranks): %.1f MB in %.3f s, %.0f MB/s",
-                 path, (long long)meta.step, meta.world_size, mb, dt, mb / dt);
+        log_info("loaded checkpoint %s (step %lld, written by %ld ranks): %.1f MB in %.3f s, %.0f MB/s", path,
+                 (long long)meta.step, meta.world_size, mb, dt, mb / dt);
     }
     ckpt_meta_free(&meta);
     return ok ? 0 : -1;

@@ -27,7 +27,7 @@
 #include "model/vae.h"
 #include "optim/optim.h"
 
-#define CKPT_FORMAT "vae_dist-checkpoint"
+#define CKPT_FORMAT  "vae_dist-checkpoint"
 #define CKPT_VERSION 1
 
 /* What a checkpoint says about itself (read by ckpt_inspect). */
@@ -40,9 +40,9 @@ struct ckpt_meta {
     size_t n_params;
     long optim;
     int64_t optim_t;
-    long params_crc32;        /* CRC-32 of /model/params as stored */
+    long params_crc32;                                     /* CRC-32 of /model/params as stored */
     long data_n_train, data_n_dim, image_rows, image_cols; /* the training data's shape */
-    char *config;             /* resolved config text (malloc'd) */
+    char *config;                                          /* resolved config text (malloc'd) */
 };
 
 /*
@@ -51,8 +51,8 @@ struct ckpt_meta {
  * -1 (agreed on all ranks) with the previous checkpoints untouched.
  */
 int ckpt_save(const struct comm *c, const char *run_dir, const struct config *cfg,
-              const struct dataset_info *data, const struct vae *m, const struct optim *o,
-              int64_t step, long epoch);
+              const struct dataset_info *data, const struct vae *m, const struct optim *o, int64_t step,
+              long epoch);
 
 /*
  * Validate and load `path` into m and o (already built from the config; o
@@ -60,8 +60,8 @@ int ckpt_save(const struct comm *c, const char *run_dir, const struct config *cf
  * and when data is not NULL its training-set size and dimension must match:
  * mismatches are named. Collective. Returns 0 and the step, or -1 (agreed).
  */
-int ckpt_load(const struct comm *c, const char *path, const struct dataset_info *data,
-              struct vae *m, struct optim *o, int64_t *step);
+int ckpt_load(const struct comm *c, const char *path, const struct dataset_info *data, struct vae *m,
+              struct optim *o, int64_t *step);
 
 /* Read and validate the header only (collective when c is not NULL). */
 int ckpt_inspect(const struct comm *c, const char *path, struct ckpt_meta *meta);

@@ -17,8 +17,8 @@ void dataset_block(size_t n, int p, int r, size_t *lo, size_t *hi)
 }
 
 /* Check one split; fills n and D (and dtype on the first). */
-static int check_split(hid_t f, const char *path, const char *split, struct dataset_info *info,
-                       size_t *n_out, int first)
+static int check_split(hid_t f, const char *path, const char *split, struct dataset_info *info, size_t *n_out,
+                       int first)
 {
     char name[64];
     int rank, is_signed;
@@ -30,14 +30,17 @@ static int check_split(hid_t f, const char *path, const char *split, struct data
     int u8 = cls == H5T_INTEGER && elem == 1 && !is_signed;
     int f32 = cls == H5T_FLOAT && elem == 4;
     if (rank != 2 || !(u8 || f32)) {
-        log_error("%s: dataset '%s' should be 2-D (N, D) uint8 or float32, found %d-D %s of %zu bytes",
-                  path, name, rank, cls == H5T_INTEGER ? "integer" : cls == H5T_FLOAT ? "float" : "other",
+        log_error("%s: dataset '%s' should be 2-D (N, D) uint8 or float32, found %d-D %s of %zu bytes", path,
+                  name, rank,
+                  cls == H5T_INTEGER ? "integer"
+                  : cls == H5T_FLOAT ? "float"
+                                     : "other",
                   elem);
         return -1;
     }
     if (dims[0] == 0 || dims[1] == 0 || dims[0] > UINT32_MAX) {
-        log_error("%s: dataset '%s' has shape (%zu, %zu); expected 1 <= N < 2^32 and D >= 1", path,
-                  name, dims[0], dims[1]);
+        log_error("%s: dataset '%s' has shape (%zu, %zu); expected 1 <= N < 2^32 and D >= 1", path, name,
+                  dims[0], dims[1]);
         return -1;
     }
     if (first) {
@@ -79,8 +82,8 @@ int dataset_open(const struct comm *c, const char *path, struct dataset_info *in
         h5_attr_get_long(f, path, "version", &version))
         goto out_close;
     if (strcmp(fmt, DATASET_FORMAT)) {
-        log_error("%s: attribute 'format' is '%s', expected '%s' (make one with `vae_dist prep`)", path,
-                  fmt, DATASET_FORMAT);
+        log_error("%s: attribute 'format' is '%s', expected '%s' (make one with `vae_dist prep`)", path, fmt,
+                  DATASET_FORMAT);
         goto out_close;
     }
     if (version < 1 || version > DATASET_VERSION) {
@@ -97,8 +100,8 @@ int dataset_open(const struct comm *c, const char *path, struct dataset_info *in
         goto out_close;
     if (info->image_rows * info->image_cols != 0 &&
         (size_t)(info->image_rows * info->image_cols) != info->n_dim) {
-        log_error("%s: image_rows x image_cols = %ld x %ld does not match D = %zu", path,
-                  info->image_rows, info->image_cols, info->n_dim);
+        log_error("%s: image_rows x image_cols = %ld x %ld does not match D = %zu", path, info->image_rows,
+                  info->image_cols, info->n_dim);
         goto out_close;
     }
     ok = 1;
@@ -171,8 +174,7 @@ int dataset_read_shard(const struct comm *c, const char *path, const struct data
         const float *x = (const float *)out->rows;
         for (size_t i = 0; i < out->n_rows * info->n_dim; i++) {
             if (!isfinite(x[i])) {
-                log_error("%s: /%s/x row %zu holds a non-finite value", path, split,
-                          lo + i / info->n_dim);
+                log_error("%s: /%s/x row %zu holds a non-finite value", path, split, lo + i / info->n_dim);
                 ok = 0;
                 break;
             }
@@ -249,9 +251,9 @@ int dataset_write(const char *path, const struct dataset_info *info, const void 
     return rc ? -1 : 0;
 }
 
-int dataset_write_columns(const struct comm *c, const char *path, const char *format,
-                          size_t n_total, size_t first_row, size_t n_rows, const struct column *cols,
-                          size_t n_cols, const uint8_t *labels)
+int dataset_write_columns(const struct comm *c, const char *path, const char *format, size_t n_total,
+                          size_t first_row, size_t n_rows, const struct column *cols, size_t n_cols,
+                          const uint8_t *labels)
 {
     h5_quiet();
     hid_t fapl = h5_fapl(c);
@@ -267,10 +269,9 @@ int dataset_write_columns(const struct comm *c, const char *path, const char *fo
     rc |= h5_attr_put_long(f, "version", 1);
     for (size_t i = 0; i < n_cols; i++)
         rc |= h5_write_rows(f, cols[i].name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, n_total, cols[i].width,
-                             first_row, n_rows, cols[i].data);
+                            first_row, n_rows, cols[i].data);
     if (labels)
-        rc |= h5_write_rows(f, "y", H5T_STD_U8LE, H5T_NATIVE_UINT8, n_total, 1, first_row, n_rows,
-                             labels);
+        rc |= h5_write_rows(f, "y", H5T_STD_U8LE, H5T_NATIVE_UINT8, n_total, 1, first_row, n_rows, labels);
     rc |= H5Fclose(f) < 0 ? -1 : 0;
     if (!comm_agree(c, rc == 0)) {
         log_error("%s: writing the output failed (disk full?)", path);
@@ -279,8 +280,8 @@ int dataset_write_columns(const struct comm *c, const char *path, const char *fo
     return 0;
 }
 
-int dataset_make_synthetic(const char *path, size_t n_train, size_t n_test, size_t n_dim,
-                           int is_u8, double anomalies, uint64_t seed)
+int dataset_make_synthetic(const char *path, size_t n_train, size_t n_test, size_t n_dim, int is_u8,
+                           double anomalies, uint64_t seed)
 {
     size_t n = n_train + n_test, elem = is_u8 ? 1 : sizeof(float);
     unsigned char *x = malloc(n * n_dim * elem + 1);
@@ -313,8 +314,8 @@ int dataset_make_synthetic(const char *path, size_t n_train, size_t n_test, size
                 row[d] += 0.3f * (u[d] - 0.5f); /* up to ±0.15: six times the noise */
         }
     }
-    struct dataset_info info = {.n_train = n_train, .n_test = n_test, .n_dim = n_dim,
-                                .is_u8 = is_u8, .has_labels = 1};
+    struct dataset_info info = {
+        .n_train = n_train, .n_test = n_test, .n_dim = n_dim, .is_u8 = is_u8, .has_labels = 1};
     long side = lrint(sqrt((double)n_dim));
     if (is_u8 && (size_t)(side * side) == n_dim)
         info.image_rows = info.image_cols = side; /* square images can be drawn */

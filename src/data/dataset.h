@@ -18,25 +18,25 @@
 
 #include "comm/comm.h"
 
-#define DATASET_FORMAT "vae_dist-dataset"
+#define DATASET_FORMAT  "vae_dist-dataset"
 #define DATASET_VERSION 1
 
 struct dataset_info {
-    size_t n_train, n_test;   /* N of each split (n_test = 0: no test split) */
-    size_t n_dim;             /* D */
-    int is_u8;                /* uint8 pixels (else float32) */
+    size_t n_train, n_test; /* N of each split (n_test = 0: no test split) */
+    size_t n_dim;           /* D */
+    int is_u8;              /* uint8 pixels (else float32) */
     int has_labels;
     long image_rows, image_cols;
 };
 
 /* Rows of one split held by this rank (a shard, or an epoch buffer). */
 struct shard {
-    size_t n_rows, n_dim;     /* rows held, D */
-    size_t row_bytes;         /* D (uint8) or 4·D (float32) */
+    size_t n_rows, n_dim; /* rows held, D */
+    size_t row_bytes;     /* D (uint8) or 4·D (float32) */
     int is_u8;
-    unsigned char *rows;      /* (n_rows, row_bytes) */
-    uint32_t *ids;            /* (n_rows) global row id of each row */
-    uint8_t *labels;          /* (n_rows), or NULL */
+    unsigned char *rows; /* (n_rows, row_bytes) */
+    uint32_t *ids;       /* (n_rows) global row id of each row */
+    uint8_t *labels;     /* (n_rows), or NULL */
 };
 
 /*
@@ -73,9 +73,9 @@ int dataset_write(const char *path, const struct dataset_info *info, const void 
 
 /* One per-sample output column: this rank's rows (n_rows, width). */
 struct column {
-    const char *name;         /* dataset name, e.g. "mu" */
-    const float *data;        /* (n_rows, width) */
-    size_t width;             /* 1: stored as (N); else (N, width) */
+    const char *name;  /* dataset name, e.g. "mu" */
+    const float *data; /* (n_rows, width) */
+    size_t width;      /* 1: stored as (N); else (N, width) */
 };
 
 /*
@@ -84,9 +84,9 @@ struct column {
  * rows, and /y (uint8) when labels is not NULL. This rank's rows are
  * [first_row, first_row + n_rows). Returns 0 or -1 (agreed).
  */
-int dataset_write_columns(const struct comm *c, const char *path, const char *format,
-                          size_t n_total, size_t first_row, size_t n_rows, const struct column *cols,
-                          size_t n_cols, const uint8_t *labels);
+int dataset_write_columns(const struct comm *c, const char *path, const char *format, size_t n_total,
+                          size_t first_row, size_t n_rows, const struct column *cols, size_t n_cols,
+                          const uint8_t *labels);
 
 /*
  * Synthetic data for tests, benchmarks and demos, a pure function of
@@ -95,7 +95,7 @@ int dataset_write_columns(const struct comm *c, const char *path, const char *fo
  * anomalies > 0 that fraction of the *test* rows is pushed off it (label 1;
  * normal rows have label 0), for anomaly-scoring demos.
  */
-int dataset_make_synthetic(const char *path, size_t n_train, size_t n_test, size_t n_dim,
-                           int is_u8, double anomalies, uint64_t seed);
+int dataset_make_synthetic(const char *path, size_t n_train, size_t n_test, size_t n_dim, int is_u8,
+                           double anomalies, uint64_t seed);
 
 #endif

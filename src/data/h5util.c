@@ -70,8 +70,7 @@ int h5_attr_get_string(hid_t obj, const char *path, const char *name, char *out,
     }
     a = H5Aopen(obj, name, H5P_DEFAULT);
     t = a >= 0 ? H5Aget_type(a) : -1;
-    if (t < 0 || H5Tget_class(t) != H5T_STRING || H5Tis_variable_str(t) ||
-        H5Tget_size(t) >= out_bytes) {
+    if (t < 0 || H5Tget_class(t) != H5T_STRING || H5Tis_variable_str(t) || H5Tget_size(t) >= out_bytes) {
         log_error("%s: attribute '%s' should be a fixed-length string under %zu bytes", path, name,
                   out_bytes);
         goto out_close;
@@ -182,8 +181,8 @@ int h5_dataset_shape(hid_t file, const char *path, const char *dset, int *rank, 
     return rc;
 }
 
-int h5_read_rows(hid_t f, const char *path, const char *name, hid_t mem_type, size_t lo,
-                     size_t hi, size_t n_cols, void *buf)
+int h5_read_rows(hid_t f, const char *path, const char *name, hid_t mem_type, size_t lo, size_t hi,
+                 size_t n_cols, void *buf)
 {
     hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
     if (d < 0) {
@@ -210,15 +209,15 @@ int h5_read_rows(hid_t f, const char *path, const char *name, hid_t mem_type, si
     H5Sclose(fs);
     H5Dclose(d);
     if (rc < 0) {
-        log_error("%s: reading rows [%zu, %zu) of '%s' failed (file truncated or damaged?)", path, lo,
-                  hi, name);
+        log_error("%s: reading rows [%zu, %zu) of '%s' failed (file truncated or damaged?)", path, lo, hi,
+                  name);
         return -1;
     }
     return 0;
 }
 
-int h5_write_rows(hid_t f, const char *name, hid_t ft, hid_t mt, size_t n_total, size_t width,
-                          size_t lo, size_t n, const void *buf)
+int h5_write_rows(hid_t f, const char *name, hid_t ft, hid_t mt, size_t n_total, size_t width, size_t lo,
+                  size_t n, const void *buf)
 {
     hsize_t dims[2] = {n_total, width}, start[2] = {lo, 0}, count[2] = {n, width};
     int rank = width == 1 ? 1 : 2;

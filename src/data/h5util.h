@@ -12,10 +12,10 @@
 #include "comm/comm.h"
 
 /* For calls that cannot fail once the file was validated: fatal, whole job. */
-#define H5_CHECK(call)                                                          \
-    do {                                                                        \
-        if ((call) < 0)                                                         \
-            vae_fatal(__FILE__, __LINE__, "HDF5 call failed: %s", #call);       \
+#define H5_CHECK(call)                                                                                       \
+    do {                                                                                                     \
+        if ((call) < 0)                                                                                      \
+            vae_fatal(__FILE__, __LINE__, "HDF5 call failed: %s", #call);                                    \
     } while (0)
 
 /* Switch off HDF5's automatic error printing (once per process). */
@@ -50,7 +50,7 @@ int h5_read_rows(hid_t f, const char *path, const char *name, hid_t mem_type, si
  * (n_total, width)) of file type ft, and write this rank's rows
  * [lo, lo + n) from buf (memory type mt) collectively. Returns 0 or -1.
  */
-int h5_write_rows(hid_t f, const char *name, hid_t ft, hid_t mt, size_t n_total, size_t width,
-                  size_t lo, size_t n, const void *buf);
+int h5_write_rows(hid_t f, const char *name, hid_t ft, hid_t mt, size_t n_total, size_t width, size_t lo,
+                  size_t n, const void *buf);
 
 #endif

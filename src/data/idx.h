@@ -11,9 +11,9 @@
 #include <stdint.h>
 
 struct idx {
-    size_t n;                 /* items */
-    size_t rows, cols;        /* 1, 1 for labels */
-    uint8_t *data;            /* (n, rows·cols) */
+    size_t n;          /* items */
+    size_t rows, cols; /* 1, 1 for labels */
+    uint8_t *data;     /* (n, rows·cols) */
 };
 
 /* expect_images: 1 for an image file, 0 for labels. Returns 0, or -1 with a

@@ -45,8 +45,7 @@ static int save(const char *path, png_bytep *rows, size_t w, size_t h, int color
     return rc;
 }
 
-int png_write_grid(const char *path, const float *images, size_t n, size_t rows, size_t cols,
-                   size_t n_cols)
+int png_write_grid(const char *path, const float *images, size_t n, size_t rows, size_t cols, size_t n_cols)
 {
     size_t n_rows = (n + n_cols - 1) / n_cols;
     size_t w = n_cols * (cols + 1) + 1, h = n_rows * (rows + 1) + 1;
@@ -115,7 +114,8 @@ int png_write_curve(const char *path, const double *y, size_t n, size_t w, size_
         if (i > 0) { /* a 2-pixel-thick segment from the previous point */
             long steps = labs(x - px) > labs(yy - py) ? labs(x - px) : labs(yy - py);
             for (long s = 0; s <= steps; s++) {
-                long sx = px + (steps ? (x - px) * s / steps : 0), sy = py + (steps ? (yy - py) * s / steps : 0);
+                long sx = px + (steps ? (x - px) * s / steps : 0),
+                     sy = py + (steps ? (yy - py) * s / steps : 0);
                 put(rgb, w, h, sx, sy, line);
                 put(rgb, w, h, sx, sy + 1, line);
             }

@@ -8,8 +8,7 @@
  * Write n images (n, rows·cols) with values in [0, 1] (clamped) as a grid
  * n_cols wide, 1-pixel grey borders. Returns 0, or -1 with a message.
  */
-int png_write_grid(const char *path, const float *images, size_t n, size_t rows, size_t cols,
-                   size_t n_cols);
+int png_write_grid(const char *path, const float *images, size_t n, size_t rows, size_t cols, size_t n_cols);
 
 /*
  * A line plot of y (n) against its index, w × h pixels: white ground, grey

@@ -25,8 +25,8 @@ static int owner_of(size_t id, size_t n, int p)
     }
 }
 
-int shuffle_epoch(const struct comm *c, const struct shard *src, size_t n_total, size_t batch,
-                  uint64_t seed, uint32_t epoch, int shuffle, struct shard *dst)
+int shuffle_epoch(const struct comm *c, const struct shard *src, size_t n_total, size_t batch, uint64_t seed,
+                  uint32_t epoch, int shuffle, struct shard *dst)
 {
     const int p = comm_size(c), me = comm_rank(c);
     const size_t b = batch / (size_t)p, steps = n_total / batch, n_mine = steps * b;

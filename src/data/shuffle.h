@@ -25,7 +25,7 @@
  * shard_free it) with S·B/P rows in consumption order, ids = global row ids.
  * shuffle = 0 keeps the file order (π = identity). Collective.
  */
-int shuffle_epoch(const struct comm *c, const struct shard *src, size_t n_total, size_t batch,
-                  uint64_t seed, uint32_t epoch, int shuffle, struct shard *dst);
+int shuffle_epoch(const struct comm *c, const struct shard *src, size_t n_total, size_t batch, uint64_t seed,
+                  uint32_t epoch, int shuffle, struct shard *dst);
 
 #endif

@@ -5,17 +5,17 @@
 #include <cblas.h>
 #include <string.h>
 
-void linear_forward(float *y, const float *x, const float *w, const float *b, size_t n_b,
-                    size_t n_in, size_t n_out)
+void linear_forward(float *y, const float *x, const float *w, const float *b, size_t n_b, size_t n_in,
+                    size_t n_out)
 {
     for (size_t r = 0; r < n_b; r++)
         memcpy(y + r * n_out, b, n_out * sizeof *y);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n_b, (int)n_out, (int)n_in, 1.0f, x,
-                (int)n_in, w, (int)n_in, 1.0f, y, (int)n_out);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n_b, (int)n_out, (int)n_in, 1.0f, x, (int)n_in,
+                w, (int)n_in, 1.0f, y, (int)n_out);
 }
 
-void linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                     const float *w, size_t n_b, size_t n_in, size_t n_out)
+void linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+                     size_t n_b, size_t n_in, size_t n_out)
 {
     /* dw (O, I) += dyᵀ (O, B) · x (B, I) */
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n_out, (int)n_in, (int)n_b, 1.0f, dy,
@@ -25,12 +25,12 @@ void linear_backward(float *dx, float *dw, float *db, const float *dy, const flo
             db[o] += dy[r * n_out + o];
     /* dx (B, I) = dy (B, O) · w (O, I) */
     if (dx)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n_b, (int)n_in, (int)n_out, 1.0f,
-                    dy, (int)n_out, w, (int)n_in, 0.0f, dx, (int)n_in);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n_b, (int)n_in, (int)n_out, 1.0f, dy,
+                    (int)n_out, w, (int)n_in, 0.0f, dx, (int)n_in);
 }
 
-void linear_forward_ref(float *y, const float *x, const float *w, const float *b, size_t n_b,
-                        size_t n_in, size_t n_out)
+void linear_forward_ref(float *y, const float *x, const float *w, const float *b, size_t n_b, size_t n_in,
+                        size_t n_out)
 {
     for (size_t r = 0; r < n_b; r++)
         for (size_t o = 0; o < n_out; o++) {
@@ -41,8 +41,8 @@ void linear_forward_ref(float *y, const float *x, const float *w, const float *b
         }
 }
 
-void linear_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x,
-                         const float *w, size_t n_b, size_t n_in, size_t n_out)
+void linear_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+                         size_t n_b, size_t n_in, size_t n_out)
 {
     for (size_t o = 0; o < n_out; o++) {
         for (size_t i = 0; i < n_in; i++) {

@@ -12,15 +12,15 @@
 
 #include <stddef.h>
 
-void linear_forward(float *y, const float *x, const float *w, const float *b, size_t n_b,
-                    size_t n_in, size_t n_out);
-void linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                     const float *w, size_t n_b, size_t n_in, size_t n_out);
+void linear_forward(float *y, const float *x, const float *w, const float *b, size_t n_b, size_t n_in,
+                    size_t n_out);
+void linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+                     size_t n_b, size_t n_in, size_t n_out);
 
-void linear_forward_ref(float *y, const float *x, const float *w, const float *b, size_t n_b,
-                        size_t n_in, size_t n_out);
-void linear_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x,
-                         const float *w, size_t n_b, size_t n_in, size_t n_out);
+void linear_forward_ref(float *y, const float *x, const float *w, const float *b, size_t n_b, size_t n_in,
+                        size_t n_out);
+void linear_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
+                         size_t n_b, size_t n_in, size_t n_out);
 
 /* BLAS threads per process (the thread policy: 1 per rank by default). */
 void linear_set_threads(int n);

@@ -121,8 +121,8 @@ void vae_init_params(struct vae *m, uint64_t seed)
         float bound = 1.0f / sqrtf((float)ly->n_in);
         rng_uniform(m->params + ly->w_off, ly->n_out * ly->n_in, -bound, bound, seed, RNG_INIT,
                     (uint32_t)(2 * l), 0);
-        rng_uniform(m->params + ly->b_off, ly->n_out, -bound, bound, seed, RNG_INIT,
-                    (uint32_t)(2 * l + 1), 0);
+        rng_uniform(m->params + ly->b_off, ly->n_out, -bound, bound, seed, RNG_INIT, (uint32_t)(2 * l + 1),
+                    0);
     }
     if (m->obs_logvar_off != SIZE_MAX)
         for (size_t d = 0; d < m->n_in; d++)
@@ -134,8 +134,7 @@ static void run_layers(struct vae *m, size_t first, size_t last, const float *in
 {
     for (size_t l = first; l <= last; l++) {
         const struct vae_layer *ly = &m->layer[l];
-        linear_forward(m->out[l], in, m->params + ly->w_off, m->params + ly->b_off, n_b, ly->n_in,
-                       ly->n_out);
+        linear_forward(m->out[l], in, m->params + ly->w_off, m->params + ly->b_off, n_b, ly->n_in, ly->n_out);
         if (ly->has_act)
             act_forward(m->out[l], n_b * ly->n_out, (enum act_kind)m->activation);
         in = m->out[l];
@@ -152,8 +151,8 @@ static const float *obs_logvar_of(const struct vae *m)
  * writes its gradient (times scale) w.r.t. the decoder output, and adds the
  * gradient w.r.t. a learned log σ² into dlv.
  */
-static double rec_term(const struct vae *m, const float *out, const float *x, float *dout,
-                       float *dlv, float scale)
+static double rec_term(const struct vae *m, const float *out, const float *x, float *dout, float *dlv,
+                       float scale)
 {
     size_t n_d = m->n_in;
     double s = 0;
@@ -172,8 +171,8 @@ static double rec_term(const struct vae *m, const float *out, const float *x, fl
     return s;
 }
 
-struct vae_loss vae_forward(struct vae *m, const float *x, const float *eps, size_t n_b,
-                            double *rec, double *kl)
+struct vae_loss vae_forward(struct vae *m, const float *x, const float *eps, size_t n_b, double *rec,
+                            double *kl)
 {
     VAE_ASSERT(n_b <= m->max_batch);
     size_t n_z = m->n_latent, n_d = m->n_in;
@@ -205,8 +204,8 @@ struct vae_loss vae_forward(struct vae *m, const float *x, const float *eps, siz
 
 /* Backward through layers [first, last] given d (B, O_last) in *d; returns
  * the gradient w.r.t. the input of `first` (NULL when first == 0). */
-static float *back_layers(struct vae *m, size_t first, size_t last, const float *in0, float *d,
-                          float *spare, size_t n_b, void (*on_ready)(void *, size_t), void *ctx)
+static float *back_layers(struct vae *m, size_t first, size_t last, const float *in0, float *d, float *spare,
+                          size_t n_b, void (*on_ready)(void *, size_t), void *ctx)
 {
     for (size_t l = last + 1; l-- > first;) {
         const struct vae_layer *ly = &m->layer[l];
@@ -214,8 +213,8 @@ static float *back_layers(struct vae *m, size_t first, size_t last, const float 
         if (ly->has_act)
             act_backward(d, m->out[l], n_b * ly->n_out, (enum act_kind)m->activation);
         float *dx = l == 0 ? NULL : spare;
-        linear_backward(dx, m->grads + ly->w_off, m->grads + ly->b_off, d, in,
-                        m->params + ly->w_off, n_b, ly->n_in, ly->n_out);
+        linear_backward(dx, m->grads + ly->w_off, m->grads + ly->b_off, d, in, m->params + ly->w_off, n_b,
+                        ly->n_in, ly->n_out);
         if (on_ready)
             on_ready(ctx, ly->w_off);
         spare = d;
@@ -224,8 +223,8 @@ static float *back_layers(struct vae *m, size_t first, size_t last, const float 
     return d;
 }
 
-void vae_backward(struct vae *m, const float *x, const float *eps, size_t n_b, float beta,
-                  float scale, void (*on_ready)(void *ctx, size_t off), void *ctx)
+void vae_backward(struct vae *m, const float *x, const float *eps, size_t n_b, float beta, float scale,
+                  void (*on_ready)(void *ctx, size_t off), void *ctx)
 {
     size_t n_z = m->n_latent, n_d = m->n_in;
     const float *out = m->out[m->n_layers - 1];
@@ -254,8 +253,8 @@ void vae_backward(struct vae *m, const float *x, const float *eps, size_t n_b, f
     back_layers(m, 0, m->head, x, dh, dz, n_b, on_ready, ctx);
 }
 
-void vae_log_weights(struct vae *m, double *logw, const float *x, const float *mu,
-                     const float *logvar, const float *eps, size_t n_k)
+void vae_log_weights(struct vae *m, double *logw, const float *x, const float *mu, const float *logvar,
+                     const float *eps, size_t n_k)
 {
     VAE_ASSERT(n_k <= m->max_batch);
     size_t n_z = m->n_latent, n_d = m->n_in;

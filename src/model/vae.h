@@ -19,44 +19,44 @@
 
 #include "core/config.h"
 
-#define VAE_MAX_LAYERS (2 * CONFIG_MAX_HIDDEN + 2)
+#define VAE_MAX_LAYERS  (2 * CONFIG_MAX_HIDDEN + 2)
 #define VAE_MAX_TENSORS (2 * VAE_MAX_LAYERS + 1)
 
 struct vae_layer {
-    size_t w_off, b_off;      /* offsets into params/grads: w (O, I), b (O) */
-    size_t n_in, n_out;       /* I, O */
-    int has_act;              /* activation after this layer */
+    size_t w_off, b_off; /* offsets into params/grads: w (O, I), b (O) */
+    size_t n_in, n_out;  /* I, O */
+    int has_act;         /* activation after this layer */
 };
 
 /* A named view into the flat buffers (for checkpoints and tools). */
 struct vae_tensor {
     char name[32];
     size_t off;
-    size_t rows, cols;        /* cols = 1 for vectors */
+    size_t rows, cols; /* cols = 1 for vectors */
 };
 
 struct vae {
-    size_t n_in;              /* D */
-    size_t n_latent;          /* Z */
-    int activation;           /* enum act_kind */
-    int likelihood;           /* enum likelihood_kind */
-    float obs_logvar;         /* fixed Gaussian log σ² */
+    size_t n_in;      /* D */
+    size_t n_latent;  /* Z */
+    int activation;   /* enum act_kind */
+    int likelihood;   /* enum likelihood_kind */
+    float obs_logvar; /* fixed Gaussian log σ² */
     size_t n_layers;
-    size_t head;              /* index of the fused (μ, log σ²) layer */
+    size_t head; /* index of the fused (μ, log σ²) layer */
     struct vae_layer layer[VAE_MAX_LAYERS];
-    size_t obs_logvar_off;    /* learned log σ² (D), or SIZE_MAX */
+    size_t obs_logvar_off; /* learned log σ² (D), or SIZE_MAX */
     size_t n_tensors;
     struct vae_tensor tensor[VAE_MAX_TENSORS];
 
     size_t n_params;
-    float *params;            /* (n_params) */
-    float *grads;             /* (n_params) */
+    float *params; /* (n_params) */
+    float *grads;  /* (n_params) */
 
     /* Workspace for up to max_batch samples; no allocation after init. */
     size_t max_batch;
     float *out[VAE_MAX_LAYERS]; /* output of each layer (B, O), after activation */
-    float *z;                 /* (B, Z) */
-    float *d_a, *d_b;         /* (B, max width) scratch gradients */
+    float *z;                   /* (B, Z) */
+    float *d_a, *d_b;           /* (B, max width) scratch gradients */
 };
 
 /* Per-batch sums of the loss terms (over samples). */
@@ -80,8 +80,8 @@ void vae_init_params(struct vae *m, uint64_t seed);
  * per-sample reconstruction and KL terms into rec (B) and kl (B) when not
  * NULL, and returns their sums. Keeps activations for vae_backward.
  */
-struct vae_loss vae_forward(struct vae *m, const float *x, const float *eps, size_t n_b,
-                            double *rec, double *kl);
+struct vae_loss vae_forward(struct vae *m, const float *x, const float *eps, size_t n_b, double *rec,
+                            double *kl);
 
 /*
  * Backward of  scale · Σ_samples (rec + beta·KL)  after vae_forward on the
@@ -89,8 +89,8 @@ struct vae_loss vae_forward(struct vae *m, const float *x, const float *eps, siz
  * calls on_ready(ctx, off) (when not NULL): every gradient at offset >= off
  * is final, so buckets there may be reduced while backward goes on.
  */
-void vae_backward(struct vae *m, const float *x, const float *eps, size_t n_b, float beta,
-                  float scale, void (*on_ready)(void *ctx, size_t off), void *ctx);
+void vae_backward(struct vae *m, const float *x, const float *eps, size_t n_b, float beta, float scale,
+                  void (*on_ready)(void *ctx, size_t off), void *ctx);
 
 /*
  * Importance log weights of one sample x (D) with encoder output mu, logvar
@@ -99,8 +99,8 @@ void vae_backward(struct vae *m, const float *x, const float *eps, size_t n_b, f
  * batch. The IWAE bound is logsumexp(logw) − log K; with K = 1 it is the
  * single-sample ELBO estimate (Monte-Carlo KL) of the same ε.
  */
-void vae_log_weights(struct vae *m, double *logw, const float *x, const float *mu,
-                     const float *logvar, const float *eps, size_t n_k);
+void vae_log_weights(struct vae *m, double *logw, const float *x, const float *mu, const float *logvar,
+                     const float *eps, size_t n_k);
 
 /* Decoder only: out (B, D) = decoder mean (probabilities or Gaussian means) of z (B, Z). */
 void vae_decode(struct vae *m, float *out, const float *z, size_t n_b);

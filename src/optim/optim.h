@@ -22,16 +22,16 @@
 #include "core/config.h"
 
 struct optim {
-    int kind;                 /* enum optim_kind */
+    int kind; /* enum optim_kind */
     double lr, momentum, rho, beta1, beta2, eps, delta, weight_decay;
     int nesterov;
-    int schedule;             /* enum sched_kind */
+    int schedule; /* enum sched_kind */
     long warmup_steps, total_steps;
     double min_lr;
-    size_t n;                 /* parameter count */
-    int64_t t;                /* steps taken (Adam's bias-correction t) */
-    size_t n_states;          /* 0, 1 or 2 state vectors */
-    float *state[2];          /* (n) each: sgd/rmsprop-nesterov v; adagrad/rmsprop r; adam m, v */
+    size_t n;        /* parameter count */
+    int64_t t;       /* steps taken (Adam's bias-correction t) */
+    size_t n_states; /* 0, 1 or 2 state vectors */
+    float *state[2]; /* (n) each: sgd/rmsprop-nesterov v; adagrad/rmsprop r; adam m, v */
 };
 
 /* Allocate the state for n parameters (zeroed). total_steps feeds the cosine schedule. */

@@ -11,7 +11,7 @@
 #include <stdio.h>
 
 struct metrics {
-    FILE *f;                  /* NULL on ranks other than 0 */
+    FILE *f; /* NULL on ranks other than 0 */
 };
 
 /* Open run_dir/metrics.jsonl for appending (rank 0 only; others get f = NULL). */

@@ -30,7 +30,7 @@ struct loaded {
     struct dataset_info info;
     struct shard s;
     const char *split;
-    size_t n_total;           /* rows of the split worked on, over all ranks */
+    size_t n_total; /* rows of the split worked on, over all ranks */
 };
 
 static int load(const struct comm *c, const struct tool_args *a, struct loaded *l)
@@ -80,8 +80,8 @@ static int load_data(const struct comm *c, const struct tool_args *a, struct loa
     if (dataset_open(c, path, &l->info))
         return -1;
     if (l->info.n_dim != (size_t)l->meta.data_n_dim) {
-        log_error("%s: samples have D = %zu, the model in %s was trained on D = %ld", path,
-                  l->info.n_dim, a->checkpoint, l->meta.data_n_dim);
+        log_error("%s: samples have D = %zu, the model in %s was trained on D = %ld", path, l->info.n_dim,
+                  a->checkpoint, l->meta.data_n_dim);
         return -1;
     }
     const char *split = a->split ? a->split : (l->info.n_test ? "test" : "train");
@@ -113,8 +113,8 @@ int tool_eval(const struct comm *c, const struct tool_args *a)
     log_info("{\"event\": \"eval\", \"checkpoint\": \"%s\", \"step\": %lld, \"split\": \"%s\", \"n\": %zu, "
              "\"neg_elbo\": %.6f, \"rec\": %.6f, \"kl\": %.6f, \"iw_samples\": %ld, \"neg_iwae\": %.6f, "
              "\"ranks\": %d, \"seconds\": %.3f}",
-             a->checkpoint, (long long)l.meta.step, l.split, r.n, r.neg_elbo, r.rec, r.kl, r.k,
-             r.neg_iwae, comm_size(c), r.seconds);
+             a->checkpoint, (long long)l.meta.step, l.split, r.n, r.neg_elbo, r.rec, r.kl, r.k, r.neg_iwae,
+             comm_size(c), r.seconds);
     /* Append to the run's metrics when the checkpoint sits in a run directory. */
     char dir[CONFIG_STR_MAX + 8];
     snprintf(dir, sizeof dir, "%s", a->checkpoint);
@@ -122,8 +122,8 @@ int tool_eval(const struct comm *c, const struct tool_args *a)
     struct metrics mt;
     if (comm_rank(c) == 0 && metrics_open(&mt, run, 0) == 0) {
         metrics_write(&mt, "eval", "step", (double)l.meta.step, "n", (double)r.n, "neg_elbo", r.neg_elbo,
-                      "rec", r.rec, "kl", r.kl, "iw_samples", (double)r.k, "neg_iwae", r.neg_iwae,
-                      "seconds", r.seconds, NULL);
+                      "rec", r.rec, "kl", r.kl, "iw_samples", (double)r.k, "neg_iwae", r.neg_iwae, "seconds",
+                      r.seconds, NULL);
         metrics_close(&mt);
     }
     rc = VAE_EXIT_OK;
@@ -163,9 +163,8 @@ int tool_sample(const struct comm *c, const struct tool_args *a)
             rng_normal(z + i * n_z, n_z, l.cfg.seed, RNG_PRIOR, 0, (uint32_t)(i0 + i));
         vae_decode(&l.m, img + i0 * n_d, z, b);
     }
-    int ok = comm_rank(c) != 0 ||
-             png_write_grid(a->out, img, n, (size_t)l.meta.image_rows, (size_t)l.meta.image_cols,
-                            n < 16 ? n : 16) == 0;
+    int ok = comm_rank(c) != 0 || png_write_grid(a->out, img, n, (size_t)l.meta.image_rows,
+                                                 (size_t)l.meta.image_cols, n < 16 ? n : 16) == 0;
     free(z);
     free(img);
     if (comm_agree(c, ok)) {
@@ -209,8 +208,8 @@ int tool_recon(const struct comm *c, const struct tool_args *a)
             vae_encode(&l.m, mu, mu + n_z, in, 1);
             vae_decode(&l.m, out, mu, 1);
         }
-        ok = ok && png_write_grid(a->out, img, cells, (size_t)l.meta.image_rows,
-                                  (size_t)l.meta.image_cols, per_row) == 0;
+        ok = ok && png_write_grid(a->out, img, cells, (size_t)l.meta.image_rows, (size_t)l.meta.image_cols,
+                                  per_row) == 0;
         free(mu);
     }
     free(img);

@@ -10,12 +10,12 @@
 #include "comm/comm.h"
 
 struct tool_args {
-    const char *checkpoint;   /* required */
-    const char *data;         /* NULL: the data.path stored in the checkpoint's config */
-    const char *split;        /* "test" (default) or "train" */
-    const char *out;          /* output file (PNG or HDF5) */
-    long n;                   /* samples or pictures (0: all for eval) */
-    long k;                   /* importance samples (eval, score) */
+    const char *checkpoint; /* required */
+    const char *data;       /* NULL: the data.path stored in the checkpoint's config */
+    const char *split;      /* "test" (default) or "train" */
+    const char *out;        /* output file (PNG or HDF5) */
+    long n;                 /* samples or pictures (0: all for eval) */
+    long k;                 /* importance samples (eval, score) */
 };
 
 /* Each returns an exit code (VAE_EXIT_*); messages are printed. */

@@ -61,35 +61,56 @@ enum phase { PH_DATA, PH_COMPUTE, PH_WAIT, PH_OPT, PH_CKPT, N_PHASES };
  * mean over ranks and its min and max (a rank that waits long in the
  * allreduce is waiting for a slower one). */
 enum { M_STEP, M_EPOCH, M_NEG_ELBO, M_REC, M_KL, M_SPS, M_LR, M_NORM, M_SKIPPED, M_PHASES };
-static const char *const step_names[M_PHASES + 3 * N_PHASES] = {
-    "step", "epoch", "neg_elbo", "rec", "kl", "samples_per_s", "lr", "grad_norm", "skipped_total",
-    "t_data", "t_compute", "t_allreduce_wait", "t_optim", "t_ckpt",
-    "t_data_min", "t_compute_min", "t_allreduce_wait_min", "t_optim_min", "t_ckpt_min",
-    "t_data_max", "t_compute_max", "t_allreduce_wait_max", "t_optim_max", "t_ckpt_max"};
+/* clang-format off: a table, kept as one */
+static const char *const step_names[M_PHASES + 3 * N_PHASES] = {"step",
+                                                                "epoch",
+                                                                "neg_elbo",
+                                                                "rec",
+                                                                "kl",
+                                                                "samples_per_s",
+                                                                "lr",
+                                                                "grad_norm",
+                                                                "skipped_total",
+                                                                "t_data",
+                                                                "t_compute",
+                                                                "t_allreduce_wait",
+                                                                "t_optim",
+                                                                "t_ckpt",
+                                                                "t_data_min",
+                                                                "t_compute_min",
+                                                                "t_allreduce_wait_min",
+                                                                "t_optim_min",
+                                                                "t_ckpt_min",
+                                                                "t_data_max",
+                                                                "t_compute_max",
+                                                                "t_allreduce_wait_max",
+                                                                "t_optim_max",
+                                                                "t_ckpt_max"};
+/* clang-format on */
 
 struct trainer {
     const struct config *cfg;
     const struct comm *c;
     int rank, size;
-    size_t n_local;           /* B/P */
+    size_t n_local; /* B/P */
     size_t steps_per_epoch;
     struct dataset_info info;
     struct shard train, test, epoch_buf;
-    long epoch_loaded;        /* epoch held in epoch_buf, or -1 */
+    long epoch_loaded; /* epoch held in epoch_buf, or -1 */
     struct vae m;
     struct optim opt;
-    float *x;                 /* (B/P, D) */
-    float *eps;               /* (B/P, Z) */
-    int64_t *fixed;           /* (n_params + 1) reproducible accumulator; last: overflow count */
+    float *x;       /* (B/P, D) */
+    float *eps;     /* (B/P, Z) */
+    int64_t *fixed; /* (n_params + 1) reproducible accumulator; last: overflow count */
     struct comm_reducer *red;
-    size_t *bucket_off;       /* (n_buckets + 1) */
+    size_t *bucket_off;            /* (n_buckets + 1) */
     size_t n_buckets, next_bucket; /* buckets >= next_bucket have been started */
     struct metrics mt;
     double t_phase[N_PHASES];
-    double *curve;            /* mean −ELBO of each log interval, for loss.png */
+    double *curve; /* mean −ELBO of each log interval, for loss.png */
     size_t n_curve, cap_curve;
-    int tty;                  /* rank 0 writes to a terminal: draw a progress bar */
-    double t_bar;             /* when the bar was last drawn */
+    int tty;      /* rank 0 writes to a terminal: draw a progress bar */
+    double t_bar; /* when the bar was last drawn */
     /* Fault-suite hooks, read once from the environment (docs/usage.md). */
     long delay_ms;            /* VAE_TEST_STEP_DELAY_MS: sleep per step */
     int64_t nan_from, nan_to; /* VAE_TEST_NAN_STEPS=a:b: last rank's gradient NaN in [a, b) */
@@ -188,8 +209,7 @@ static int make_run_dir(const struct trainer *t)
         if (f && fclose(f))
             ok = 0;
         if (!ok)
-            log_error("%s: cannot create the run directory or write config.ini: %s", dir,
-                      strerror(errno));
+            log_error("%s: cannot create the run directory or write config.ini: %s", dir, strerror(errno));
     }
     return comm_agree(t->c, ok) ? 0 : -1;
 }
@@ -239,8 +259,8 @@ static int trainer_init(struct trainer *t, const struct config *cfg, const struc
     if (dataset_open(c, cfg->data_path, &t->info))
         return -1;
     if ((size_t)cfg->batch_size > t->info.n_train) {
-        log_error("%s: batch_size = %ld exceeds the %zu training samples", cfg->data_path,
-                  cfg->batch_size, t->info.n_train);
+        log_error("%s: batch_size = %ld exceeds the %zu training samples", cfg->data_path, cfg->batch_size,
+                  t->info.n_train);
         return -1;
     }
     t->steps_per_epoch = t->info.n_train / (size_t)cfg->batch_size;
@@ -286,8 +306,7 @@ static void fill_batch(struct trainer *t, size_t k0, size_t n, int64_t step)
     shard_rows_to_float(t->x, &t->epoch_buf, k0, n);
     size_t n_z = t->m.n_latent;
     for (size_t i = 0; i < n; i++)
-        rng_normal(t->eps + i * n_z, n_z, t->cfg->seed, RNG_NOISE, (uint32_t)step,
-                   t->epoch_buf.ids[k0 + i]);
+        rng_normal(t->eps + i * n_z, n_z, t->cfg->seed, RNG_NOISE, (uint32_t)step, t->epoch_buf.ids[k0 + i]);
 }
 
 /* Gradient of this rank's samples, reduced across ranks into m.grads.
@@ -384,17 +403,16 @@ double train_eval(const struct comm *c, struct vae *m, const struct shard *test,
     return (s[0] + s[1]) / (double)n_total;
 }
 
-static void log_epoch_end(struct trainer *t, long epoch, int64_t step, double train_sum,
-                          double train_n, struct train_result *res)
+static void log_epoch_end(struct trainer *t, long epoch, int64_t step, double train_sum, double train_n,
+                          struct train_result *res)
 {
     double test = NAN, rec = NAN, kl = NAN;
     if (t->info.n_test)
         test = train_eval(t->c, &t->m, &t->test, t->info.n_test, t->cfg->seed, &rec, &kl);
     log_info("epoch %ld/%ld done | train -ELBO %.3f | test -ELBO %.3f (rec %.3f, KL %.3f)", epoch + 1,
              t->cfg->epochs, train_sum / train_n, test, rec, kl);
-    metrics_write(&t->mt, "epoch", "epoch", (double)(epoch + 1), "step", (double)step,
-                  "train_neg_elbo", train_sum / train_n, "test_neg_elbo", test, "test_rec", rec,
-                  "test_kl", kl, NULL);
+    metrics_write(&t->mt, "epoch", "epoch", (double)(epoch + 1), "step", (double)step, "train_neg_elbo",
+                  train_sum / train_n, "test_neg_elbo", test, "test_rec", rec, "test_kl", kl, NULL);
     if (res)
         res->test_neg_elbo = test;
 }
@@ -411,8 +429,8 @@ static void draw_progress(struct trainer *t, int64_t step, int64_t end, double s
     bar[30] = 0;
     double eta = sps > 0 ? (double)(end - step) * (double)t->cfg->batch_size / sps : 0;
     printf("\r\033[Kepoch %lld/%ld [%s] %lld/%lld | %.0f samples/s | -ELBO %.3f | ETA %dm%02ds",
-           (long long)((step - 1) / spe + 1), t->cfg->epochs, bar, (long long)in_epoch, (long long)spe,
-           sps, loss, (int)(eta / 60), (int)eta % 60);
+           (long long)((step - 1) / spe + 1), t->cfg->epochs, bar, (long long)in_epoch, (long long)spe, sps,
+           loss, (int)(eta / 60), (int)eta % 60);
     fflush(stdout);
 }
 
@@ -443,8 +461,7 @@ static int save_checkpoint(struct trainer *t, int64_t step)
     return rc;
 }
 
-int train_run(const struct config *cfg, const struct comm *c, const char *resume,
-              struct train_result *res)
+int train_run(const struct config *cfg, const struct comm *c, const char *resume, struct train_result *res)
 {
     struct trainer tr, *t = &tr;
     int status = VAE_EXIT_ERROR;
@@ -473,8 +490,8 @@ int train_run(const struct config *cfg, const struct comm *c, const char *resume
     }
     log_info("vae_dist %s | %d ranks | %zu parameters | N = %zu, D = %zu | batch %ld (%zu per rank) | "
              "%lld steps/epoch | %s%s",
-             VAE_VERSION, t->size, t->m.n_params, t->info.n_train, t->info.n_dim, cfg->batch_size,
-             t->n_local, (long long)spe, cfg->reproducible ? "reproducible" : "float",
+             VAE_VERSION, t->size, t->m.n_params, t->info.n_train, t->info.n_dim, cfg->batch_size, t->n_local,
+             (long long)spe, cfg->reproducible ? "reproducible" : "float",
              cfg->overlap && !cfg->reproducible ? " overlapped allreduce" : "");
     if (step > 0)
         log_info("resuming at step %lld (epoch %lld)", (long long)step, (long long)(step / spe) + 1);
@@ -565,8 +582,7 @@ int train_run(const struct config *cfg, const struct comm *c, const char *resume
                      "lr %.3g%s",
                      epoch + 1, cfg->epochs, (long long)(in_epoch + 1), (long long)spe,
                      (log_sum[0] + log_sum[1]) / n, log_sum[0] / n, log_sum[1] / n, sps,
-                     optim_lr(&t->opt, t->opt.t ? t->opt.t - 1 : 0),
-                     skipped_total ? " | skipped steps" : "");
+                     optim_lr(&t->opt, t->opt.t ? t->opt.t - 1 : 0), skipped_total ? " | skipped steps" : "");
             double v[M_PHASES + 3 * N_PHASES], k = 1.0 / (double)(step - log_from);
             double *mean = v + M_PHASES, *lo = mean + N_PHASES, *hi = lo + N_PHASES;
             for (int p = 0; p < N_PHASES; p++)

@@ -16,13 +16,13 @@
 
 /* What a run leaves for its caller (tests compare these across rank counts). */
 struct train_result {
-    float *params;            /* (n_params) final parameters, malloc'd */
+    float *params; /* (n_params) final parameters, malloc'd */
     size_t n_params;
-    double *loss;             /* (n_steps) global mean −ELBO of each step taken */
-    int64_t n_steps;          /* steps taken in this run */
-    int64_t final_step;       /* global step count at the end */
-    double test_neg_elbo;     /* last end-of-epoch test −ELBO (NAN if no test split) */
-    double samples_per_s;     /* mean training throughput */
+    double *loss;         /* (n_steps) global mean −ELBO of each step taken */
+    int64_t n_steps;      /* steps taken in this run */
+    int64_t final_step;   /* global step count at the end */
+    double test_neg_elbo; /* last end-of-epoch test −ELBO (NAN if no test split) */
+    double samples_per_s; /* mean training throughput */
     int stopped_by_signal;
 };
 
@@ -31,8 +31,7 @@ struct train_result {
  * Returns VAE_EXIT_OK, VAE_EXIT_SIGNAL (checkpointed after a signal), or
  * VAE_EXIT_ERROR after an agreed error (message printed). res may be NULL.
  */
-int train_run(const struct config *cfg, const struct comm *c, const char *resume,
-              struct train_result *res);
+int train_run(const struct config *cfg, const struct comm *c, const char *resume, struct train_result *res);
 void train_result_free(struct train_result *res);
 
 /* SIGTERM, SIGUSR1, SIGUSR2 set a flag the loop agrees on at the next step. */
