@@ -5,9 +5,12 @@
 #   2. the same, resumed on a different P (1 and 4).
 #   3. kill during a checkpoint write (after the data, before the commit):
 #      the .tmp is ignored, the previous checkpoint is used and unchanged.
-#   4. SIGUSR1: checkpoint, exit code 42, resume continues exactly.
+#   4. SIGUSR1 through mpirun, and SIGTERM sent to the ranks themselves (as
+#      Slurm does at a time limit): checkpoint, exit code 42, resume exact.
 #   5. retention: at every moment at least one committed checkpoint, and
 #      `latest` names an existing one; `keep` files at the end.
+#   6. the checkpoint disk fills up (a tiny tmpfs): a clear error, no .tmp
+#      left, the committed checkpoints still load.
 # (Truncated / flipped checkpoints, malformed files and an unwritable
 # directory are covered in test_ckpt and test_data.)
 . "$(dirname "$0")/e2e_lib.sh"
@@ -84,6 +87,18 @@ check "SIGUSR1: checkpoint of the stop step $stop_step committed" \
 run_np 2 train --resume auto $(args "$dir") >"$dir.resume.log" 2>&1
 check "SIGUSR1: resumed run's final params equal the reference" test "$(final_crc "$dir")" = "$REF"
 
+# 4b: SIGTERM to every rank process, not through mpirun.
+dir="$WORK/term"; mkdir -p "$dir"
+slow_run 2 "$dir"
+wait_for "$dir/ckpt/step-00000100.h5"
+for p in $(pgrep -f "run.dir=$dir "); do
+    [ "$(cat /proc/$p/comm)" = vae_dist ] && kill -TERM "$p"
+done
+wait $BG; rc=$?
+check "SIGTERM to the ranks: exit code 42" test "$rc" -eq 42
+run_np 2 train --resume auto $(args "$dir") >"$dir.resume.log" 2>&1
+check "SIGTERM: resumed run's final params equal the reference" test "$(final_crc "$dir")" = "$REF"
+
 # 5: retention, sampled while a run checkpoints (keep = 2).
 dir="$WORK/keep"; mkdir -p "$dir"
 slow_run 2 "$dir"
@@ -100,4 +115,21 @@ wait $BG
 check "retention: $samples samples, none without a committed checkpoint or with a dangling latest" test "$bad" -eq 0
 check "retention: exactly keep = 2 checkpoints at the end" \
     test "$(ls "$dir/ckpt" | grep -c '^step-[0-9]*\.h5$')" -eq 2
+
+# 6: a disk that fills up: room for two checkpoints (each needs its data
+# plus 1 MiB of headroom before it starts).
+one=$(stat -c %s "$WORK/ref/ckpt/step-00000400.h5")
+disk="$WORK/tinyfs"; mkdir -p "$disk"
+if mount -t tmpfs -o size=$((2 * one + 1048576 + one / 2)) tmpfs "$disk" 2>/dev/null; then
+    out=$(timeout -k 5 120 mpirun -np 2 "$VAE" train --resume none $(args "$disk/run") --set ckpt.keep=5 2>&1); rc=$?
+    check "disk full: the run ends with an error (exit $rc)" test "$rc" -eq 1
+    check "disk full: the message says so" bash -c "echo \"\$1\" | grep -q 'no room for the checkpoint of step .*(disk full?); previous checkpoints are kept'" _ "$out"
+    check "disk full: no partial .tmp left" bash -c "! ls '$disk/run/ckpt' | grep -q tmp"
+    last=$(cat "$disk/run/ckpt/latest")
+    check "disk full: latest ($last) still loads and checks out" \
+        bash -c "timeout 60 mpirun -np 2 '$VAE' eval --checkpoint '$disk/run/ckpt/$last' --n 10 >/dev/null 2>&1"
+    umount "$disk"
+else
+    echo "ok - disk full: skipped (cannot mount a tmpfs here)"
+fi
 finish

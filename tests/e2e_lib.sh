@@ -3,7 +3,7 @@
 # "not ok - ..." and the script ends with "N passed, N failed".
 set -u
 VAE=$(readlink -f "$1")
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 VAE_PROGRESS=0
 # Keep Open MPI's own chatter about aborts out of the captured error text.
 export OMPI_MCA_orte_abort_print_stack=0
 WORK=$(mktemp -d /tmp/vae_e2e_XXXXXX)

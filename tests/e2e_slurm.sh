@@ -64,4 +64,27 @@ check "second run resumed from the checkpoint" grep -q "resuming at step" "$out"
 check "final parameters equal the uninterrupted run's" \
     test "$(params_crc "$WORK/slurm-run/ckpt/step-00000400.h5")" = "$REF"
 [ "$FAILED" -eq 0 ] || { echo "--- job output"; cat "$out"; echo "--- slurmctld"; tail -20 "$CL/log/slurmctld.log"; }
+
+# chain.sh: two jobs, the second after the first (afterany). The first is
+# stopped early and may not requeue (VAE_MAX_REQUEUES=0): the second job
+# must continue the training from its checkpoint and finish it.
+jobs=$(VAE_CONFIG="$WORK/run.ini" VAE_BIN="$VAE" VAE_TEST_STEP_DELAY_MS=10 VAE_MAX_REQUEUES=0 \
+    VAE_ARGS="--set run.dir=$WORK/chain-run" "$ROOT/launch/slurm/chain.sh" 2 -n 2 -t 5 --output="$WORK/chain-%j.out")
+j1=$(echo "$jobs" | sed -n 1p); j2=$(echo "$jobs" | sed -n 2p)
+check "chain.sh submitted two jobs ($j1, $j2)" test -n "$j1" -a -n "$j2"
+check "the second depends on the first (afterany)" \
+    bash -c "scontrol show job $j2 | grep -q 'Dependency=afterany:$j1'"
+for _ in $(seq 600); do [ -e "$WORK/chain-run/ckpt/step-00000100.h5" ] && break; sleep 0.1; done
+scancel --batch --signal=USR1 "$j1"
+for _ in $(seq 1200); do
+    s2=$(scontrol show job "$j2" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p')
+    [ "$s2" = COMPLETED ] || [ "$s2" = FAILED ] || [ "$s2" = CANCELLED ] && break
+    sleep 0.5
+done
+check "chain: the first job stopped with exit 42 after a checkpoint" \
+    bash -c "scontrol show job $j1 | grep -q 'ExitCode=42:0'"
+check "chain: the second job resumed and completed (state $s2)" \
+    bash -c "test '$s2' = COMPLETED && grep -q 'resuming at step' '$WORK/chain-$j2.out'"
+check "chain: final parameters equal the uninterrupted run's" \
+    test "$(params_crc "$WORK/chain-run/ckpt/step-00000400.h5")" = "$REF"
 finish

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/statvfs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -258,6 +259,26 @@ int ckpt_save(const struct comm *c, const char *run_dir, const struct config *cf
     snprintf(final, sizeof final, "%s/ckpt/%s", run_dir, base);
     snprintf(tmp, sizeof tmp, "%s.tmp", final);
     double t0 = timer_now();
+    /* Room first: a write that fails half-way leaves libhdf5 with a file it
+     * cannot close (and it retries at MPI_Finalize). Data plus 1 MiB and 1 %
+     * for the HDF5 structure and the config text. */
+    double need = (double)((1 + o->n_states) * m->n_params * sizeof(float)) * 1.01 + 1048576.0;
+    double avail = need;
+    if (comm_rank(c) == 0) {
+        char dir[PATH_BYTES];
+        struct statvfs sv;
+        snprintf(dir, sizeof dir, "%s/ckpt", run_dir);
+        if (statvfs(dir, &sv) == 0)
+            avail = (double)sv.f_bavail * (double)sv.f_frsize;
+    }
+    comm_bcast(c, &avail, sizeof avail, 0);
+    if (avail < need) {
+        if (comm_rank(c) == 0)
+            log_error("%s/ckpt: no room for the checkpoint of step %lld: it needs about %.1f MB, %.1f MB "
+                      "are free (disk full?); previous checkpoints are kept",
+                      run_dir, (long long)step, need / 1e6, avail / 1e6);
+        return -1;
+    }
     h5_quiet();
     hid_t fapl = h5_fapl(c);
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);

@@ -282,7 +282,11 @@ static int trainer_init(struct trainer *t, const struct config *cfg, const struc
     if (!comm_agree(c, ok))
         return -1;
     vae_init_params(&t->m, cfg->seed);
-    t->tty = t->rank == 0 && isatty(STDOUT_FILENO);
+    /* A progress bar only on a terminal, and never in a batch job: under
+     * mpirun a rank's stdout is a pty even when mpirun's own is a file, so
+     * VAE_PROGRESS=0 turns the bar off and =1 forces it. */
+    const char *bar = getenv("VAE_PROGRESS");
+    t->tty = t->rank == 0 && (bar ? atoi(bar) != 0 : isatty(STDOUT_FILENO) && !getenv("SLURM_JOB_ID"));
     /* Fault-suite hook: slow steps down so a test can signal or kill a run
      * mid-training on any machine. */
     const char *hook = getenv("VAE_TEST_STEP_DELAY_MS");
