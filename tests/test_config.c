@@ -11,24 +11,17 @@
 #include <cmocka.h>
 
 #include "core/config.h"
+#include "testutil.h"
 
-static char captured[4096];
+static const char *captured;
 
-/* Run f with stderr sent to a file; keep what it printed in `captured`. */
+/* Run f with stderr captured; what it printed is left in `captured`. */
 static int capture(int (*f)(struct config *, const char *), struct config *cfg, const char *arg)
 {
-    fflush(stderr);
-    int saved = dup(2);
-    FILE *tmp = tmpfile();
-    dup2(fileno(tmp), 2);
+    static struct capture cap;
+    capture_begin(&cap);
     int rc = f(cfg, arg);
-    fflush(stderr);
-    dup2(saved, 2);
-    close(saved);
-    rewind(tmp);
-    size_t n = fread(captured, 1, sizeof captured - 1, tmp);
-    captured[n] = 0;
-    fclose(tmp);
+    captured = capture_end(&cap);
     return rc;
 }
 

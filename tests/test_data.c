@@ -23,27 +23,8 @@
 #include "testutil.h"
 
 static struct comm *g_comm;
-static char captured[8192];
+static const char *captured;
 static char dir[] = "/tmp/vae_test_data_XXXXXX";
-
-static void begin_capture(int *saved, FILE **tmp)
-{
-    fflush(stderr);
-    *saved = dup(2);
-    *tmp = tmpfile();
-    dup2(fileno(*tmp), 2);
-}
-
-static void end_capture(int saved, FILE *tmp)
-{
-    fflush(stderr);
-    dup2(saved, 2);
-    close(saved);
-    rewind(tmp);
-    size_t n = fread(captured, 1, sizeof captured - 1, tmp);
-    captured[n] = 0;
-    fclose(tmp);
-}
 
 static const char *path_of(const char *name)
 {
@@ -85,11 +66,10 @@ static void write_idx(const char *path, int gz, uint32_t magic, uint32_t n, uint
 static void expect_idx_error(const char *path, int images, const char *needle)
 {
     struct idx x;
-    int saved;
-    FILE *tmp;
-    begin_capture(&saved, &tmp);
+    struct capture cap;
+    capture_begin(&cap);
     int rc = idx_read(&x, path, images);
-    end_capture(saved, tmp);
+    captured = capture_end(&cap);
     assert_int_equal(rc, -1);
     if (!strstr(captured, needle) || !strstr(captured, path))
         fail_msg("idx_read(%s) printed '%s'; expected the path and '%s'", path, captured, needle);
@@ -141,11 +121,10 @@ static void test_idx_errors(void **state)
 static void expect_open_error(const char *path, const char *needle)
 {
     struct dataset_info info;
-    int saved;
-    FILE *tmp;
-    begin_capture(&saved, &tmp);
+    struct capture cap;
+    capture_begin(&cap);
     int rc = dataset_open(g_comm, path, &info);
-    end_capture(saved, tmp);
+    captured = capture_end(&cap);
     assert_int_equal(rc, -1);
     if (!strstr(captured, needle) || !strstr(captured, path))
         fail_msg("dataset_open(%s) printed '%s'; expected the path and '%s'", path, captured, needle);
@@ -220,14 +199,13 @@ static void test_dataset_validation_errors(void **state)
     assert_int_equal(make_dataset(p, 2000, 0, 64), 0);
     assert_int_equal(truncate(p, 4096), 0);
     struct dataset_info info;
-    int saved;
-    FILE *tmp;
-    begin_capture(&saved, &tmp);
+    struct capture cap;
+    capture_begin(&cap);
     int rc = dataset_open(g_comm, p, &info);
     struct shard s;
     if (rc == 0)
         rc = dataset_read_shard(g_comm, p, &info, "train", 0, &s);
-    end_capture(saved, tmp);
+    captured = capture_end(&cap);
     assert_int_equal(rc, -1);
     assert_non_null(strstr(captured, p));
 }

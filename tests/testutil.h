@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "comm/comm.h"
 #include "data/dataset.h"
@@ -13,6 +14,33 @@
 static inline int make_dataset(const char *path, size_t n_train, size_t n_test, size_t n_dim)
 {
     return dataset_make_synthetic(path, n_train, n_test, n_dim, 1, 0.0, 2024);
+}
+
+/* What this process printed to stderr between capture_begin and capture_end. */
+struct capture {
+    int saved_fd;
+    FILE *tmp;
+    char text[8192];
+};
+
+static inline void capture_begin(struct capture *cap)
+{
+    fflush(stderr);
+    cap->saved_fd = dup(2);
+    cap->tmp = tmpfile();
+    dup2(fileno(cap->tmp), 2);
+}
+
+static inline const char *capture_end(struct capture *cap)
+{
+    fflush(stderr);
+    dup2(cap->saved_fd, 2);
+    close(cap->saved_fd);
+    rewind(cap->tmp);
+    size_t n = fread(cap->text, 1, sizeof cap->text - 1, cap->tmp);
+    cap->text[n] = 0;
+    fclose(cap->tmp);
+    return cap->text;
 }
 
 /*

@@ -128,47 +128,40 @@ static int read_flat(const struct comm *c, hid_t f, const char *path, const char
     return 0;
 }
 
+/* A row of /model/layout, and its HDF5 compound type (caller closes it). */
+struct layout_row {
+    char name[32];
+    uint64_t off, rows, cols;
+};
+
+static hid_t layout_type(void)
+{
+    hid_t st = H5Tcopy(H5T_C_S1);
+    H5Tset_size(st, sizeof((struct layout_row *)0)->name);
+    hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(struct layout_row));
+    H5Tinsert(t, "name", offsetof(struct layout_row, name), st);
+    H5Tinsert(t, "offset", offsetof(struct layout_row, off), H5T_NATIVE_UINT64);
+    H5Tinsert(t, "rows", offsetof(struct layout_row, rows), H5T_NATIVE_UINT64);
+    H5Tinsert(t, "cols", offsetof(struct layout_row, cols), H5T_NATIVE_UINT64);
+    H5Tclose(st);
+    return t;
+}
+
+/* Rank 0 writes every row; the others take part in the collective write with none. */
 static int write_layout(const struct comm *c, hid_t f, const struct vae *m)
 {
-    struct row {
-        char name[32];
-        uint64_t off, rows, cols;
-    } rows[VAE_MAX_TENSORS];
+    struct layout_row rows[VAE_MAX_TENSORS];
+    memset(rows, 0, sizeof rows);
     for (size_t i = 0; i < m->n_tensors; i++) {
-        memset(rows[i].name, 0, sizeof rows[i].name);
         strcpy(rows[i].name, m->tensor[i].name);
         rows[i].off = m->tensor[i].off;
         rows[i].rows = m->tensor[i].rows;
         rows[i].cols = m->tensor[i].cols;
     }
-    hid_t st = H5Tcopy(H5T_C_S1);
-    H5Tset_size(st, 32);
-    hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(struct row));
-    H5Tinsert(t, "name", offsetof(struct row, name), st);
-    H5Tinsert(t, "offset", offsetof(struct row, off), H5T_NATIVE_UINT64);
-    H5Tinsert(t, "rows", offsetof(struct row, rows), H5T_NATIVE_UINT64);
-    H5Tinsert(t, "cols", offsetof(struct row, cols), H5T_NATIVE_UINT64);
-    hsize_t dims[1] = {m->n_tensors};
-    hid_t fs = H5Screate_simple(1, dims, NULL);
-    hid_t d = H5Dcreate2(f, "/model/layout", t, fs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = -1;
-    if (d >= 0) {
-        /* One writer; the others take part in the collective call with nothing. */
-        hid_t ms = H5Screate_simple(1, dims, NULL);
-        if (comm_rank(c) != 0) {
-            H5Sselect_none(fs);
-            H5Sselect_none(ms);
-        }
-        hid_t xfer = H5Pcreate(H5P_DATASET_XFER);
-        H5Pset_dxpl_mpio(xfer, H5FD_MPIO_COLLECTIVE);
-        rc = H5Dwrite(d, t, ms, fs, xfer, rows) < 0 ? -1 : 0;
-        H5Pclose(xfer);
-        H5Sclose(ms);
-        H5Dclose(d);
-    }
-    H5Sclose(fs);
+    hid_t t = layout_type();
+    int rc =
+        h5_write_rows(f, "/model/layout", t, t, m->n_tensors, 1, 0, comm_rank(c) ? 0 : m->n_tensors, rows);
     H5Tclose(t);
-    H5Tclose(st);
     return rc;
 }
 
@@ -436,10 +429,7 @@ int ckpt_inspect(const struct comm *c, const char *path, struct ckpt_meta *meta)
 /* The stored layout must equal the model's, tensor by tensor. */
 static int check_layout(hid_t f, const char *path, const struct vae *m)
 {
-    struct row {
-        char name[32];
-        uint64_t off, rows, cols;
-    } rows[VAE_MAX_TENSORS];
+    struct layout_row rows[VAE_MAX_TENSORS];
     int rank, is_signed;
     size_t dims[2], elem;
     H5T_class_t cls;
@@ -450,19 +440,12 @@ static int check_layout(hid_t f, const char *path, const struct vae *m)
                   VAE_MAX_TENSORS);
         return -1;
     }
-    hid_t st = H5Tcopy(H5T_C_S1);
-    H5Tset_size(st, 32);
-    hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(struct row));
-    H5Tinsert(t, "name", offsetof(struct row, name), st);
-    H5Tinsert(t, "offset", offsetof(struct row, off), H5T_NATIVE_UINT64);
-    H5Tinsert(t, "rows", offsetof(struct row, rows), H5T_NATIVE_UINT64);
-    H5Tinsert(t, "cols", offsetof(struct row, cols), H5T_NATIVE_UINT64);
+    hid_t t = layout_type();
     hid_t d = H5Dopen2(f, "/model/layout", H5P_DEFAULT);
     herr_t r = d >= 0 ? H5Dread(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows) : -1;
     if (d >= 0)
         H5Dclose(d);
     H5Tclose(t);
-    H5Tclose(st);
     if (r < 0) {
         log_error("%s: cannot read '/model/layout'", path);
         return -1;
