@@ -283,6 +283,39 @@ static void test_backward_accumulates(void **state)
     vae_free(&m);
 }
 
+static void test_forward_backward_fused_equals_separate(void **state)
+{
+    (void)state;
+    /* The training step's fused call gives the separate calls' loss and
+     * gradients bit for bit, for both likelihood kinds. */
+    enum { B = 5, D = 12 };
+    for (int lik = LIK_BERNOULLI; lik <= LIK_GAUSSIAN_LEARNED; lik++) {
+        struct config cfg;
+        config_defaults(&cfg);
+        cfg.hidden[0] = 7;
+        cfg.latent = 3;
+        cfg.likelihood = lik;
+        struct vae m;
+        assert_int_equal(vae_init(&m, &cfg, D, B), 0);
+        vae_init_params(&m, 5);
+        float x[B * D], eps[B * 3];
+        fill(x, B * D, 0, 1, 50);
+        rng_normal(eps, B * 3, 5, RNG_TEST, 51, 0);
+        memset(m.grads, 0, m.n_params * sizeof *m.grads);
+        struct vae_loss a = vae_forward(&m, x, eps, B, NULL, NULL);
+        vae_backward(&m, x, eps, B, 0.7f, 0.2f, NULL, NULL);
+        float *g = malloc(m.n_params * sizeof *g);
+        memcpy(g, m.grads, m.n_params * sizeof *g);
+        memset(m.grads, 0, m.n_params * sizeof *m.grads);
+        struct vae_loss b = vae_forward_backward(&m, x, eps, B, 0.7f, 0.2f, NULL, NULL);
+        assert_memory_equal(&a.rec, &b.rec, sizeof a.rec);
+        assert_memory_equal(&a.kl, &b.kl, sizeof a.kl);
+        assert_memory_equal(g, m.grads, m.n_params * sizeof *g);
+        free(g);
+        vae_free(&m);
+    }
+}
+
 static void test_vmath_matches_libm(void **state)
 {
     (void)state;
@@ -319,8 +352,11 @@ int main(int argc, char **argv)
 {
     comm_init(&argc, &argv);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_linear_matches_ref_and_fd), cmocka_unit_test(test_activations_fd),
-        cmocka_unit_test(test_vae_full_elbo_fd),          cmocka_unit_test(test_backward_accumulates),
+        cmocka_unit_test(test_linear_matches_ref_and_fd),
+        cmocka_unit_test(test_activations_fd),
+        cmocka_unit_test(test_vae_full_elbo_fd),
+        cmocka_unit_test(test_backward_accumulates),
+        cmocka_unit_test(test_forward_backward_fused_equals_separate),
         cmocka_unit_test(test_vmath_matches_libm),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

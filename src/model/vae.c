@@ -171,12 +171,13 @@ static double rec_term(const struct vae *m, const float *out, const float *x, fl
     return s;
 }
 
-struct vae_loss vae_forward(struct vae *m, const float *x, const float *eps, size_t n_b, double *rec,
-                            double *kl)
+/* Encoder, z = μ + σ·ε, analytic KL (per sample into kl when not NULL, summed
+ * into sum->kl), decoder: leaves the output in m->out[last]. */
+static void forward_to_output(struct vae *m, const float *x, const float *eps, size_t n_b, double *kl,
+                              struct vae_loss *sum)
 {
     VAE_ASSERT(n_b <= m->max_batch);
-    size_t n_z = m->n_latent, n_d = m->n_in;
-    struct vae_loss sum = {0, 0};
+    size_t n_z = m->n_latent;
     run_layers(m, 0, m->head, x, n_b);
     const float *h = m->out[m->head]; /* (B, 2Z): μ | log σ² */
     for (size_t r = 0; r < n_b; r++) {
@@ -189,9 +190,17 @@ struct vae_loss vae_forward(struct vae *m, const float *x, const float *eps, siz
         }
         if (kl)
             kl[r] = k;
-        sum.kl += k;
+        sum->kl += k;
     }
     run_layers(m, m->head + 1, m->n_layers - 1, m->z, n_b);
+}
+
+struct vae_loss vae_forward(struct vae *m, const float *x, const float *eps, size_t n_b, double *rec,
+                            double *kl)
+{
+    size_t n_d = m->n_in;
+    struct vae_loss sum = {0, 0};
+    forward_to_output(m, x, eps, n_b, kl, &sum);
     const float *out = m->out[m->n_layers - 1];
     for (size_t r = 0; r < n_b; r++) {
         double s = rec_term(m, out + r * n_d, x + r * n_d, NULL, NULL, 0.0f);
@@ -200,6 +209,19 @@ struct vae_loss vae_forward(struct vae *m, const float *x, const float *eps, siz
         sum.rec += s;
     }
     return sum;
+}
+
+/* The reconstruction term's sum over the batch, and its gradient (times
+ * scale) into m->d_a and the learned log σ² gradients. */
+static double rec_and_grad(struct vae *m, const float *x, size_t n_b, float scale)
+{
+    size_t n_d = m->n_in;
+    const float *out = m->out[m->n_layers - 1];
+    float *dlv = m->obs_logvar_off == SIZE_MAX ? NULL : m->grads + m->obs_logvar_off;
+    double s = 0;
+    for (size_t r = 0; r < n_b; r++)
+        s += rec_term(m, out + r * n_d, x + r * n_d, m->d_a + r * n_d, dlv, scale);
+    return s;
 }
 
 /* Backward through layers [first, last] given d (B, O_last) in *d; returns
@@ -223,19 +245,15 @@ static float *back_layers(struct vae *m, size_t first, size_t last, const float 
     return d;
 }
 
-void vae_backward(struct vae *m, const float *x, const float *eps, size_t n_b, float beta, float scale,
-                  void (*on_ready)(void *ctx, size_t off), void *ctx)
+/* Backward from the output gradient in m->d_a down to the input. */
+static void backward_from_output(struct vae *m, const float *x, const float *eps, size_t n_b, float beta,
+                                 float scale, void (*on_ready)(void *ctx, size_t off), void *ctx)
 {
-    size_t n_z = m->n_latent, n_d = m->n_in;
-    const float *out = m->out[m->n_layers - 1];
-    float *d = m->d_a;
-    float *dlv = m->obs_logvar_off == SIZE_MAX ? NULL : m->grads + m->obs_logvar_off;
-    for (size_t r = 0; r < n_b; r++)
-        rec_term(m, out + r * n_d, x + r * n_d, d + r * n_d, dlv, scale);
-    if (dlv && on_ready)
+    size_t n_z = m->n_latent;
+    if (m->obs_logvar_off != SIZE_MAX && on_ready)
         on_ready(ctx, m->obs_logvar_off);
     /* Decoder, down to dz (B, Z). */
-    float *dz = back_layers(m, m->head + 1, m->n_layers - 1, m->z, d, m->d_b, n_b, on_ready, ctx);
+    float *dz = back_layers(m, m->head + 1, m->n_layers - 1, m->z, m->d_a, m->d_b, n_b, on_ready, ctx);
     /* Through z = μ + σ·ε and the KL into d_head (B, 2Z). */
     float *dh = dz == m->d_a ? m->d_b : m->d_a;
     const float *h = m->out[m->head];
@@ -251,6 +269,23 @@ void vae_backward(struct vae *m, const float *x, const float *eps, size_t n_b, f
         }
     }
     back_layers(m, 0, m->head, x, dh, dz, n_b, on_ready, ctx);
+}
+
+void vae_backward(struct vae *m, const float *x, const float *eps, size_t n_b, float beta, float scale,
+                  void (*on_ready)(void *ctx, size_t off), void *ctx)
+{
+    rec_and_grad(m, x, n_b, scale);
+    backward_from_output(m, x, eps, n_b, beta, scale, on_ready, ctx);
+}
+
+struct vae_loss vae_forward_backward(struct vae *m, const float *x, const float *eps, size_t n_b, float beta,
+                                     float scale, void (*on_ready)(void *ctx, size_t off), void *ctx)
+{
+    struct vae_loss sum = {0, 0};
+    forward_to_output(m, x, eps, n_b, NULL, &sum);
+    sum.rec = rec_and_grad(m, x, n_b, scale);
+    backward_from_output(m, x, eps, n_b, beta, scale, on_ready, ctx);
+    return sum;
 }
 
 void vae_log_weights(struct vae *m, double *logw, const float *x, const float *mu, const float *logvar,

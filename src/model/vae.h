@@ -93,6 +93,15 @@ void vae_backward(struct vae *m, const float *x, const float *eps, size_t n_b, f
                   void (*on_ready)(void *ctx, size_t off), void *ctx);
 
 /*
+ * A training step's model work: vae_forward (sums only) and vae_backward in
+ * one, computing the reconstruction term and its gradient in a single pass
+ * over the output (the separate calls compute it twice). Same results, bit
+ * for bit.
+ */
+struct vae_loss vae_forward_backward(struct vae *m, const float *x, const float *eps, size_t n_b, float beta,
+                                     float scale, void (*on_ready)(void *ctx, size_t off), void *ctx);
+
+/*
  * Importance log weights of one sample x (D) with encoder output mu, logvar
  * (Z) and draws eps (K, Z), K <= max_batch: logw[k] = log p(x|z_k) +
  * log p(z_k) − log q(z_k|x) with z_k = μ + σ·ε_k. Decodes the K draws as one

@@ -329,10 +329,10 @@ static struct vae_loss compute_gradient(struct trainer *t, size_t k0, int64_t st
         memset(m->grads, 0, m->n_params * sizeof *m->grads);
         if (step >= t->nan_from && step < t->nan_to && t->rank == t->size - 1)
             m->grads[0] = NAN; /* test hook; backward adds to it, buckets carry it */
-        sum = vae_forward(m, t->x, t->eps, t->n_local, NULL, NULL);
         t->next_bucket = t->n_buckets;
         int overlap = cfg->overlap && t->size > 1;
-        vae_backward(m, t->x, t->eps, t->n_local, beta, scale, overlap ? start_ready_buckets : NULL, t);
+        sum = vae_forward_backward(m, t->x, t->eps, t->n_local, beta, scale,
+                                   overlap ? start_ready_buckets : NULL, t);
         double t2 = timer_now();
         t->t_phase[PH_COMPUTE] += t2 - t1;
         if (overlap)
@@ -351,8 +351,7 @@ static struct vae_loss compute_gradient(struct trainer *t, size_t k0, int64_t st
         fill_batch(t, k0 + k, mb, step);
         double t2 = timer_now();
         memset(m->grads, 0, m->n_params * sizeof *m->grads);
-        struct vae_loss l = vae_forward(m, t->x, t->eps, mb, NULL, NULL);
-        vae_backward(m, t->x, t->eps, mb, beta, scale, NULL, NULL);
+        struct vae_loss l = vae_forward_backward(m, t->x, t->eps, mb, beta, scale, NULL, NULL);
         sum.rec += l.rec;
         sum.kl += l.kl;
         /* Truncation toward zero is as exact a rule as rounding, and vectorises. */
