@@ -172,6 +172,41 @@ static void test_overlap_and_blocking_agree(void **state)
     train_result_free(&b);
 }
 
+static void test_node_shared_and_allreduce_agree(void **state)
+{
+    (void)state;
+    /* Node-shared parameters with slot sums and sliced optimizer steps, against
+     * a replica per rank and one MPI_Allreduce. On 2 ranks both add the same
+     * two numbers, so without clipping the results are the same bits; with
+     * clipping (a norm summed by slices) and on more ranks (another summation
+     * order), they agree to float rounding. */
+    for (int clip = 0; clip < 2; clip++) {
+        struct config cfg;
+        small_config(&cfg, "allreduce");
+        cfg.max_steps = 30;
+        cfg.clip_norm = clip ? 0.05 : 0;
+        cfg.shared_memory = 0;
+        struct train_result a, b;
+        assert_int_equal(train_run(&cfg, g_world, "none", &a), 0);
+        cfg.shared_memory = 1;
+        snprintf(cfg.run_dir, sizeof cfg.run_dir, "%s/shared%d", g_dir, clip);
+        assert_int_equal(train_run(&cfg, g_world, "none", &b), 0);
+        assert_int_equal(a.n_params, b.n_params);
+        if (comm_size(g_world) == 2 && !clip) {
+            assert_memory_equal(a.params, b.params, a.n_params * sizeof *a.params);
+            assert_memory_equal(a.loss, b.loss, 30 * sizeof *a.loss);
+        }
+        for (int64_t s = 0; s < 30; s++)
+            assert_true(fabs(a.loss[s] - b.loss[s]) <= 1e-5 * fabs(a.loss[s]));
+        double worst = 0;
+        for (size_t i = 0; i < a.n_params; i++)
+            worst = fmax(worst, fabs((double)a.params[i] - b.params[i]));
+        assert_true(worst < 1e-4);
+        train_result_free(&a);
+        train_result_free(&b);
+    }
+}
+
 int main(int argc, char **argv)
 {
     g_world = comm_init(&argc, &argv);
@@ -181,6 +216,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_float_mode_matches_one_rank),
         cmocka_unit_test(test_reproducible_bit_identical),
         cmocka_unit_test(test_overlap_and_blocking_agree),
+        cmocka_unit_test(test_node_shared_and_allreduce_agree),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     /* A failure on any rank fails the job. */

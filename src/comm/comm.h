@@ -77,6 +77,32 @@ void comm_reducer_progress(struct comm_reducer *r);
 void comm_reducer_wait(struct comm_reducer *r);
 void comm_reducer_free(struct comm_reducer *r);
 
+/*
+ * Gradient reduction through MPI-3 shared memory among the ranks of a node.
+ * Every rank keeps its full replica; the window is only the exchange. Local
+ * rank q owns the slice [lo_q, lo_{q+1}) of the flat vectors.
+ * comm_node_reduce: each rank streams the other ranks' slices of its
+ * gradient into its window vector, then sums its own slice over all ranks
+ * (rank order: the same bits on every node) into grads, then allreduces that
+ * slice among the ranks of the same local rank on the other nodes. Only the
+ * own slice of grads is reduced afterwards: the rank updates that slice of
+ * the parameters, and comm_node_allgather completes the vector on every
+ * rank of the node. One pass over the gradient, no copies through MPI, and
+ * the optimizer runs on 1/L of the parameters per rank.
+ * comm_node_open returns NULL on every rank (use MPI_Allreduce then) when a
+ * node holds 1 rank, nodes hold different rank counts, or the window cannot
+ * be allocated. All of these are collective.
+ */
+struct comm_node;
+struct comm_node *comm_node_open(const struct comm *c, size_t n);
+void comm_node_close(struct comm_node *nd);
+void comm_node_range(const struct comm_node *nd, size_t *lo, size_t *hi);
+void comm_node_reduce(struct comm_node *nd, float *grads);
+/* buf (n): every rank's own slice to every rank of the node. */
+void comm_node_allgather(struct comm_node *nd, float *buf);
+/* Sum of x over the ranks of this node. */
+double comm_node_sum(struct comm_node *nd, double x);
+
 /* The underlying MPI_Comm, as an opaque pointer, for parallel HDF5 in src/data. */
 const void *comm_native(const struct comm *c);
 

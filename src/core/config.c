@@ -93,6 +93,10 @@ static const struct key keys[] = {
     {"comm", "overlap", K_BOOL, F(overlap), 0, 0, NONE, "false",
      "start each bucket's MPI_Iallreduce while backward runs; false: one blocking allreduce "
      "(faster on shared memory, see docs/performance.md)"},
+    {"comm", "shared_memory", K_BOOL, F(shared_memory), 0, 0, NONE, "true",
+     "within a node, reduce gradients through an MPI-3 shared-memory window and let each rank run the "
+     "optimizer on its slice of the parameters (float mode without overlap); false: one MPI_Allreduce "
+     "and the whole optimizer step on every rank"},
     {"run", "dir", K_STR, F(run_dir), 0, 0, NONE, "runs/default",
      "run directory: config.ini, metrics.jsonl, ckpt/"},
 };

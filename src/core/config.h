@@ -60,6 +60,7 @@ struct config {
     /* [comm] */
     double bucket_mb;
     int overlap;
+    int shared_memory;
     /* [run] */
     char run_dir[CONFIG_STR_MAX];
 };

@@ -71,14 +71,18 @@ double optim_lr(const struct optim *o, int64_t t)
 
 void optim_step(struct optim *o, float *params, const float *grads)
 {
-    const size_t n = o->n;
+    optim_step_range(o, params, grads, 0, o->n);
+}
+
+void optim_step_range(struct optim *o, float *params, const float *grads, size_t lo, size_t hi)
+{
     const float lr = (float)optim_lr(o, o->t);
     const float wd = (float)o->weight_decay, mu = (float)o->momentum, delta = (float)o->delta;
     float *s0 = o->state[0], *s1 = o->state[1];
     o->t++;
     switch (o->kind) {
     case OPT_SGD:
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = lo; i < hi; i++) {
             float g = grads[i] + wd * params[i];
             if (s0) {
                 s0[i] = mu * s0[i] + g;
@@ -88,7 +92,7 @@ void optim_step(struct optim *o, float *params, const float *grads)
         }
         break;
     case OPT_ADAGRAD:
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = lo; i < hi; i++) {
             float g = grads[i] + wd * params[i];
             s0[i] += g * g;
             params[i] -= lr / (delta + sqrtf(s0[i])) * g;
@@ -96,7 +100,7 @@ void optim_step(struct optim *o, float *params, const float *grads)
         break;
     case OPT_RMSPROP: {
         const float rho = (float)o->rho;
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = lo; i < hi; i++) {
             float g = grads[i] + wd * params[i];
             s0[i] = rho * s0[i] + (1.0f - rho) * g * g;
             float step = lr / sqrtf(delta + s0[i]) * g;
@@ -120,7 +124,7 @@ void optim_step(struct optim *o, float *params, const float *grads)
         const float rs2 = (float)(1.0 / sqrt(1.0 - pow(o->beta2, (double)o->t)));
         const float l2 = o->kind == OPT_ADAM ? wd : 0.0f;
         const float decay = o->kind == OPT_ADAMW ? 1.0f - lr * wd : 1.0f;
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = lo; i < hi; i++) {
             float g = grads[i] + l2 * params[i];
             s0[i] = b1 * s0[i] + (1.0f - b1) * g;
             s1[i] = b2 * s1[i] + (1.0f - b2) * g * g;
@@ -133,6 +137,11 @@ void optim_step(struct optim *o, float *params, const float *grads)
 
 double optim_grad_norm(const float *g, size_t n)
 {
+    return sqrt(optim_sum_squares(g, n));
+}
+
+double optim_sum_squares(const float *g, size_t n)
+{
     /* Eight independent partial sums: the adds pipeline instead of waiting
      * on one another (a strict double sum cannot be vectorised). */
     double s[8] = {0};
@@ -142,16 +151,19 @@ double optim_grad_norm(const float *g, size_t n)
             s[k] += (double)g[i + k] * g[i + k];
     for (; i < n; i++)
         s[0] += (double)g[i] * g[i];
-    return sqrt(((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7])));
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
 double optim_clip(float *g, size_t n, double max_norm)
 {
     double norm = optim_grad_norm(g, n);
-    if (max_norm > 0 && norm > max_norm) {
-        float k = (float)(max_norm / norm);
-        for (size_t i = 0; i < n; i++)
-            g[i] *= k;
-    }
+    if (max_norm > 0 && norm > max_norm)
+        optim_scale(g, n, (float)(max_norm / norm));
     return norm;
+}
+
+void optim_scale(float *g, size_t n, float k)
+{
+    for (size_t i = 0; i < n; i++)
+        g[i] *= k;
 }

@@ -43,9 +43,14 @@ double optim_lr(const struct optim *o, int64_t t);
 
 /* One step: params (n) updated from grads (n); increments o->t. */
 void optim_step(struct optim *o, float *params, const float *grads);
+/* The same step for elements [lo, hi) only (a rank's share of node-shared
+ * parameters); every rank calls it once per step, so o->t stays agreed. */
+void optim_step_range(struct optim *o, float *params, const float *grads, size_t lo, size_t hi);
 
-/* Global L2 norm of g (n), in double. */
+/* Global L2 norm of g (n), in double; and its square, for summing slices. */
 double optim_grad_norm(const float *g, size_t n);
+double optim_sum_squares(const float *g, size_t n);
+void optim_scale(float *g, size_t n, float k);
 /* Scale g so its norm is at most max_norm; returns the norm before clipping. */
 double optim_clip(float *g, size_t n, double max_norm);
 

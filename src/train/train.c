@@ -103,6 +103,8 @@ struct trainer {
     float *eps;     /* (B/P, Z) */
     int64_t *fixed; /* (n_params + 1) reproducible accumulator; last: overflow count */
     struct comm_reducer *red;
+    struct comm_node *node; /* gradient exchange through node shared memory, or NULL */
+    size_t lo, hi;          /* the slice of the parameters this rank updates */
     size_t *bucket_off;            /* (n_buckets + 1) */
     size_t n_buckets, next_bucket; /* buckets >= next_bucket have been started */
     struct metrics mt;
@@ -185,6 +187,28 @@ static void replica_check(struct trainer *t, int64_t step)
     free(all);
 }
 
+/* Reduce through node shared memory where it applies (comm_node_open);
+ * this rank then updates the slice [lo, hi) of the parameters. */
+static void open_node_exchange(struct trainer *t)
+{
+    const struct config *cfg = t->cfg;
+    t->lo = 0;
+    t->hi = t->m.n_params;
+    if (!cfg->shared_memory || cfg->overlap || cfg->reproducible || t->size == 1)
+        return;
+    t->node = comm_node_open(t->c, t->m.n_params);
+    if (t->node)
+        comm_node_range(t->node, &t->lo, &t->hi);
+}
+
+/* Node-shared exchange: every rank updated only its slice of the optimizer
+ * state; complete it on every rank before it is written. */
+static void gather_optim_state(struct trainer *t)
+{
+    for (size_t s = 0; t->node && s < t->opt.n_states; s++)
+        comm_node_allgather(t->node, t->opt.state[s]);
+}
+
 static int make_run_dir(const struct trainer *t)
 {
     int ok = 1;
@@ -219,12 +243,11 @@ static void trainer_free(struct trainer *t)
     free(t->curve);
     metrics_close(&t->mt);
     comm_reducer_free(t->red);
+    comm_node_close(t->node);
     free(t->bucket_off);
     free(t->fixed);
     free(t->x);
     free(t->eps);
-    optim_free(&t->opt);
-    vae_free(&t->m);
     shard_free(&t->epoch_buf);
     shard_free(&t->test);
     shard_free(&t->train);
@@ -337,6 +360,8 @@ static struct vae_loss compute_gradient(struct trainer *t, size_t k0, int64_t st
         t->t_phase[PH_COMPUTE] += t2 - t1;
         if (overlap)
             comm_reducer_wait(t->red);
+        else if (t->node)
+            comm_node_reduce(t->node, m->grads);
         else
             comm_allreduce_sum_f32(t->c, m->grads, m->n_params);
         t->t_phase[PH_WAIT] += timer_now() - t2;
@@ -458,6 +483,7 @@ static void write_loss_curve(struct trainer *t)
 static int save_checkpoint(struct trainer *t, int64_t step)
 {
     double t0 = timer_now();
+    gather_optim_state(t);
     int rc = ckpt_save(t->c, t->cfg->run_dir, t->cfg, &t->info, &t->m, &t->opt, step,
                        (long)(step / (int64_t)t->steps_per_epoch));
     t->t_phase[PH_CKPT] += timer_now() - t0;
@@ -483,6 +509,7 @@ int train_run(const struct config *cfg, const struct comm *c, const char *resume
             goto out_free;
     }
     replica_check(t, step);
+    open_node_exchange(t);
     const int64_t spe = (int64_t)t->steps_per_epoch;
     int64_t end = cfg->epochs * spe;
     if (cfg->max_steps > 0 && cfg->max_steps < end)
@@ -492,10 +519,11 @@ int train_run(const struct config *cfg, const struct comm *c, const char *resume
         VAE_ASSERT(res->loss);
     }
     log_info("vae_dist %s | %d ranks | %zu parameters | N = %zu, D = %zu | batch %ld (%zu per rank) | "
-             "%lld steps/epoch | %s%s",
+             "%lld steps/epoch | %s%s%s",
              VAE_VERSION, t->size, t->m.n_params, t->info.n_train, t->info.n_dim, cfg->batch_size, t->n_local,
              (long long)spe, cfg->reproducible ? "reproducible" : "float",
-             cfg->overlap && !cfg->reproducible ? " overlapped allreduce" : "");
+             cfg->overlap && !cfg->reproducible ? " overlapped allreduce" : "",
+             t->node ? " | shared-memory reduction, sliced optimizer" : "");
     if (step > 0)
         log_info("resuming at step %lld (epoch %lld)", (long long)step, (long long)(step / spe) + 1);
 
@@ -522,17 +550,21 @@ int train_run(const struct config *cfg, const struct comm *c, const char *resume
         struct vae_loss l = compute_gradient(t, in_epoch * t->n_local, step, beta);
 
         double t_opt = timer_now();
-        double norm = optim_grad_norm(t->m.grads, t->m.n_params);
+        /* Each rank steps its slice (all of it unless node-shared). */
+        double norm = optim_sum_squares(t->m.grads + t->lo, t->hi - t->lo);
+        norm = sqrt(t->node ? comm_node_sum(t->node, norm) : norm);
         int finite = isfinite(norm);
         if (finite) {
             if (cfg->clip_norm > 0 && norm > cfg->clip_norm)
-                optim_clip(t->m.grads, t->m.n_params, cfg->clip_norm);
-            optim_step(&t->opt, t->m.params, t->m.grads);
+                optim_scale(t->m.grads + t->lo, t->hi - t->lo, (float)(cfg->clip_norm / norm));
+            optim_step_range(&t->opt, t->m.params, t->m.grads, t->lo, t->hi);
             skipped = 0;
         } else {
             skipped++;
             skipped_total++;
         }
+        if (t->node && finite)
+            comm_node_allgather(t->node, t->m.params); /* every rank's slice to every rank */
         t->t_phase[PH_OPT] += timer_now() - t_opt;
         if (step == 0 && t->rank == t->diverge_rank)
             t->m.params[0] += 1e-3f; /* test hook: this replica drifts */
