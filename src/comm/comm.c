@@ -339,7 +339,8 @@ struct comm_node *comm_node_open(const struct comm *c, size_t n)
     MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, range, 2, MPI_INT, MPI_MAX, c->mpi));
     if (-range[0] != range[1] || nd->n_local == 1) {
         if (c->rank == 0 && range[1] > 1)
-            log_info("nodes run %d to %d ranks: gradients are reduced with MPI_Allreduce", -range[0], range[1]);
+            log_info("nodes run %d to %d ranks: gradients are reduced with MPI_Allreduce", -range[0],
+                     range[1]);
         node_free(nd);
         return NULL;
     }
@@ -355,8 +356,8 @@ struct comm_node *comm_node_open(const struct comm *c, size_t n)
     MPI_Aint size = nd->local == 0 ? (MPI_Aint)total : 0;
     int disp;
     float *mine = NULL;
-    int ok = MPI_Win_allocate_shared(size, sizeof(float), MPI_INFO_NULL, nd->node, &mine, &nd->win) ==
-             MPI_SUCCESS;
+    int ok =
+        MPI_Win_allocate_shared(size, sizeof(float), MPI_INFO_NULL, nd->node, &mine, &nd->win) == MPI_SUCCESS;
     if (ok) {
         MPI_CHECK(MPI_Win_shared_query(nd->win, 0, &size, &disp, &nd->base));
         MPI_CHECK(MPI_Win_lock_all(MPI_MODE_NOCHECK, nd->win));

@@ -103,8 +103,8 @@ struct trainer {
     float *eps;     /* (B/P, Z) */
     int64_t *fixed; /* (n_params + 1) reproducible accumulator; last: overflow count */
     struct comm_reducer *red;
-    struct comm_node *node; /* gradient exchange through node shared memory, or NULL */
-    size_t lo, hi;          /* the slice of the parameters this rank updates */
+    struct comm_node *node;        /* gradient exchange through node shared memory, or NULL */
+    size_t lo, hi;                 /* the slice of the parameters this rank updates */
     size_t *bucket_off;            /* (n_buckets + 1) */
     size_t n_buckets, next_bucket; /* buckets >= next_bucket have been started */
     struct metrics mt;
