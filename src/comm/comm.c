@@ -275,7 +275,8 @@ struct comm_node {
     MPI_Win win;
     int local, n_local, n_nodes;
     size_t n, stride; /* vector length, and its padded stride in the window */
-    float *base;      /* one vector per local rank (gradients), then one for gathers */
+    float *base;      /* one vector per local rank (gradients), then two for gathers */
+    unsigned gathers; /* gathers so far: they alternate between the two vectors */
     size_t *lo;       /* n_local + 1 slice bounds: local rank q owns [lo[q], lo[q + 1]) */
 };
 
@@ -352,7 +353,7 @@ struct comm_node *comm_node_open(const struct comm *c, size_t n)
     VAE_ASSERT(nd->lo);
     for (int q = 0; q <= nd->n_local; q++) /* slices of whole 64-byte lines */
         nd->lo[q] = q == nd->n_local ? n : nd->stride / 16 * (size_t)q / (size_t)nd->n_local * 16;
-    size_t total = ((size_t)nd->n_local + 1) * nd->stride * sizeof(float) + 64;
+    size_t total = ((size_t)nd->n_local + 2) * nd->stride * sizeof(float) + 64;
     MPI_Aint size = nd->local == 0 ? (MPI_Aint)total : 0;
     int disp;
     float *mine = NULL;
@@ -379,7 +380,7 @@ void comm_node_close(struct comm_node *nd)
         node_free(nd);
 }
 
-/* Vector k of the window (k < n_local: rank k's gradients; n_local: gathers), 64-byte aligned. */
+/* Vector k of the window (k < n_local: rank k's gradients; then the gather vectors), 64-byte aligned. */
 static float *node_vec(const struct comm_node *nd, int k)
 {
     float *aligned = (float *)(((uintptr_t)nd->base + 63) & ~(uintptr_t)63);
@@ -392,7 +393,7 @@ void comm_node_range(const struct comm_node *nd, size_t *lo, size_t *hi)
     *hi = nd->lo[nd->local + 1];
 }
 
-void comm_node_reduce(struct comm_node *nd, float *grads)
+double comm_node_reduce(struct comm_node *nd, float *grads)
 {
     const int me = nd->local;
     float *mine = node_vec(nd, me);
@@ -405,6 +406,7 @@ void comm_node_reduce(struct comm_node *nd, float *grads)
     enum { BLOCK = 2048 };
     float tmp[BLOCK];
     const size_t lo = nd->lo[me], hi = nd->lo[me + 1];
+    double ss[8] = {0}; /* sum of squares of the slice, as optim_sum_squares */
     for (size_t i0 = lo; i0 < hi; i0 += BLOCK) {
         size_t k = hi - i0 < BLOCK ? hi - i0 : BLOCK;
         for (int q = 0; q < nd->n_local; q++) {
@@ -416,22 +418,32 @@ void comm_node_reduce(struct comm_node *nd, float *grads)
                     tmp[j] += in[j];
         }
         memcpy(grads + i0, tmp, k * sizeof *tmp);
+        size_t j = 0;
+        for (; j + 8 <= k; j += 8)
+            for (int c = 0; c < 8; c++)
+                ss[c] += (double)tmp[j + c] * tmp[j + c];
+        for (; j < k; j++)
+            ss[0] += (double)tmp[j] * tmp[j];
     }
-    if (nd->n_nodes > 1)
+    if (nd->n_nodes > 1) {
         allreduce(&(struct comm){nd->cross, 0, nd->n_nodes}, grads + lo, hi - lo, sizeof *grads, MPI_FLOAT,
                   MPI_SUM);
+        return -1; /* the sums of squares are of the node's part only */
+    }
+    return ((ss[0] + ss[1]) + (ss[2] + ss[3])) + ((ss[4] + ss[5]) + (ss[6] + ss[7]));
 }
 
 void comm_node_allgather(struct comm_node *nd, float *buf)
 {
     const int me = nd->local;
-    float *gather = node_vec(nd, nd->n_local);
+    /* Alternate vectors: a rank that writes this one has passed the previous
+     * gather's barrier, so every rank has finished reading it two gathers ago. */
+    float *gather = node_vec(nd, nd->n_local + (int)(nd->gathers++ & 1));
     stream_copy(gather + nd->lo[me], buf + nd->lo[me], nd->lo[me + 1] - nd->lo[me]);
     node_sync(nd);
     for (int q = 0; q < nd->n_local; q++)
         if (q != me)
             memcpy(buf + nd->lo[q], gather + nd->lo[q], (nd->lo[q + 1] - nd->lo[q]) * sizeof *buf);
-    node_sync(nd); /* the gather vector may be written again */
 }
 
 double comm_node_sum(struct comm_node *nd, double x)
