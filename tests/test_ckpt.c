@@ -2,6 +2,8 @@
  * Checkpoints and restart, under mpiexec with P = 1, 2, 4 (reproducible
  * mode, so "nothing lost" means bit-identical final parameters):
  *   - stop at step 20, resume to 40 == 40 straight;
+ *   - the same in float mode on the same P, where each rank steps its slice
+ *     of the optimizer state (comm.shared_memory);
  *   - the P-rank checkpoint resumed on 1 rank (elastic) == 40 straight;
  *   - latest checkpoint with flipped bytes, or truncated: detected on every
  *     rank, resume falls back to the previous one and still ends identical;
@@ -102,6 +104,31 @@ static void test_resume_exact(void **state)
     assert_int_equal(r.n_steps, 20);
     expect_same_params(&r, "stop at 20, resume to 40");
     train_result_free(&r);
+}
+
+static void test_resume_exact_float_sliced_optimizer(void **state)
+{
+    (void)state;
+    /* Float mode on P ranks of one node: each rank steps its slice of the
+     * optimizer state (comm.shared_memory), so the checkpoint must gather it.
+     * Stop at 20 and resume to 40 on the same P == 40 straight. */
+    struct config cfg;
+    small_config(&cfg, "float_straight");
+    cfg.reproducible = 0;
+    cfg.max_steps = 40;
+    struct train_result straight, r;
+    assert_int_equal(train_run(&cfg, g_world, "none", &straight), 0);
+    small_config(&cfg, "float_resume");
+    cfg.reproducible = 0;
+    cfg.max_steps = 20;
+    assert_int_equal(train_run(&cfg, g_world, "none", &r), 0);
+    train_result_free(&r);
+    cfg.max_steps = 40;
+    assert_int_equal(train_run(&cfg, g_world, "auto", &r), 0);
+    assert_int_equal(r.n_steps, 20);
+    assert_memory_equal(r.params, straight.params, r.n_params * sizeof(float));
+    train_result_free(&r);
+    train_result_free(&straight);
 }
 
 static void test_resume_elastic_on_one_rank(void **state)
@@ -226,6 +253,7 @@ int main(int argc, char **argv)
     test_dir_setup(g_world, g_dir, "vae_test_ckpt", 256, 32, 16, 0);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resume_exact),
+        cmocka_unit_test(test_resume_exact_float_sliced_optimizer),
         cmocka_unit_test(test_resume_elastic_on_one_rank),
         cmocka_unit_test(test_flipped_bytes_fall_back),
         cmocka_unit_test(test_truncated_falls_back),
