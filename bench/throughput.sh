@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Training throughput of vae_dist on this machine, in one invocation:
-# 1 rank, 2 ranks with the overlapped (bucketed) allreduce, 2 ranks with one
-# blocking allreduce, the reproducible (int64) mode on 1 and 2 ranks, and the
-# hybrid setting of 1 rank with 2 OpenBLAS threads.
+# 1 rank, 2 ranks with the shared-memory reduction and sliced optimizer (the
+# default), 2 ranks with one blocking allreduce, 2 ranks with the overlapped
+# (bucketed) allreduce, the reproducible (int64) mode on 1 and 2 ranks, and
+# the hybrid setting of 1 rank with 2 OpenBLAS threads.
 # Each configuration runs REPS times, interleaved (so machine noise hits all
 # alike); a run's figure is the mean samples/s of its step events after the
 # first (warm-up); the table gives the median over runs, ratios against the
@@ -16,7 +17,8 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 OUT=$(mktemp -d /tmp/vae_bench_XXXXXX)
 trap 'rm -rf "$OUT"' EXIT
 # name:ranks:OpenBLAS threads per rank:extra flags
-configs=("np1:1:1:" "np2_overlap:2:1:--set comm.overlap=true" "np2_blocking:2:1:--set comm.overlap=false"
+configs=("np1:1:1:" "np2_shared:2:1:" "np2_allreduce:2:1:--set comm.shared_memory=false"
+         "np2_overlap:2:1:--set comm.overlap=true"
          "np1_repro:1:1:--set train.reproducible=true" "np2_repro:2:1:--set train.reproducible=true"
          "np1_2threads:1:2:")
 for rep in $(seq "$REPS"); do
