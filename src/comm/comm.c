@@ -393,7 +393,7 @@ void comm_node_range(const struct comm_node *nd, size_t *lo, size_t *hi)
     *hi = nd->lo[nd->local + 1];
 }
 
-double comm_node_reduce(struct comm_node *nd, float *grads)
+void comm_node_reduce(struct comm_node *nd, float *grads)
 {
     const int me = nd->local;
     float *mine = node_vec(nd, me);
@@ -406,7 +406,6 @@ double comm_node_reduce(struct comm_node *nd, float *grads)
     enum { BLOCK = 2048 };
     float tmp[BLOCK];
     const size_t lo = nd->lo[me], hi = nd->lo[me + 1];
-    double ss[8] = {0}; /* sum of squares of the slice, as optim_sum_squares */
     for (size_t i0 = lo; i0 < hi; i0 += BLOCK) {
         size_t k = hi - i0 < BLOCK ? hi - i0 : BLOCK;
         for (int q = 0; q < nd->n_local; q++) {
@@ -418,19 +417,10 @@ double comm_node_reduce(struct comm_node *nd, float *grads)
                     tmp[j] += in[j];
         }
         memcpy(grads + i0, tmp, k * sizeof *tmp);
-        size_t j = 0;
-        for (; j + 8 <= k; j += 8)
-            for (int c = 0; c < 8; c++)
-                ss[c] += (double)tmp[j + c] * tmp[j + c];
-        for (; j < k; j++)
-            ss[0] += (double)tmp[j] * tmp[j];
     }
-    if (nd->n_nodes > 1) {
+    if (nd->n_nodes > 1)
         allreduce(&(struct comm){nd->cross, 0, nd->n_nodes}, grads + lo, hi - lo, sizeof *grads, MPI_FLOAT,
                   MPI_SUM);
-        return -1; /* the sums of squares are of the node's part only */
-    }
-    return ((ss[0] + ss[1]) + (ss[2] + ss[3])) + ((ss[4] + ss[5]) + (ss[6] + ss[7]));
 }
 
 void comm_node_allgather(struct comm_node *nd, float *buf)

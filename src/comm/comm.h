@@ -97,9 +97,7 @@ struct comm_node;
 struct comm_node *comm_node_open(const struct comm *c, size_t n);
 void comm_node_close(struct comm_node *nd);
 void comm_node_range(const struct comm_node *nd, size_t *lo, size_t *hi);
-/* Returns the sum of squares of the reduced slice, or -1 when it spans
- * several nodes (compute it from grads then). */
-double comm_node_reduce(struct comm_node *nd, float *grads);
+void comm_node_reduce(struct comm_node *nd, float *grads);
 /* buf (n): every rank's own slice to every rank of the node. */
 void comm_node_allgather(struct comm_node *nd, float *buf);
 /* Sum of x over the ranks of this node. */

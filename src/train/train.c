@@ -105,7 +105,6 @@ struct trainer {
     struct comm_reducer *red;
     struct comm_node *node;        /* gradient exchange through node shared memory, or NULL */
     size_t lo, hi;                 /* the slice of the parameters this rank updates */
-    double sum_squares;            /* of the reduced slice when the reduction gave it, else -1 */
     size_t *bucket_off;            /* (n_buckets + 1) */
     size_t n_buckets, next_bucket; /* buckets >= next_bucket have been started */
     struct metrics mt;
@@ -195,7 +194,6 @@ static void open_node_exchange(struct trainer *t)
     const struct config *cfg = t->cfg;
     t->lo = 0;
     t->hi = t->m.n_params;
-    t->sum_squares = -1;
     if (!cfg->shared_memory || cfg->overlap || cfg->reproducible || t->size == 1)
         return;
     t->node = comm_node_open(t->c, t->m.n_params);
@@ -363,7 +361,7 @@ static struct vae_loss compute_gradient(struct trainer *t, size_t k0, int64_t st
         if (overlap)
             comm_reducer_wait(t->red);
         else if (t->node)
-            t->sum_squares = comm_node_reduce(t->node, m->grads);
+            comm_node_reduce(t->node, m->grads);
         else
             comm_allreduce_sum_f32(t->c, m->grads, m->n_params);
         t->t_phase[PH_WAIT] += timer_now() - t2;
@@ -553,9 +551,7 @@ int train_run(const struct config *cfg, const struct comm *c, const char *resume
 
         double t_opt = timer_now();
         /* Each rank steps its slice (all of it unless node-shared). */
-        double norm =
-            t->sum_squares >= 0 ? t->sum_squares : optim_sum_squares(t->m.grads + t->lo, t->hi - t->lo);
-        t->sum_squares = -1;
+        double norm = optim_sum_squares(t->m.grads + t->lo, t->hi - t->lo);
         norm = sqrt(t->node ? comm_node_sum(t->node, norm) : norm);
         int finite = isfinite(norm);
         if (finite) {
