@@ -274,7 +274,7 @@ struct comm_node {
     MPI_Comm node, cross; /* the ranks of this node; the ranks of the same local rank on every node */
     MPI_Win win;
     int local, n_local, n_nodes;
-    size_t n, stride; /* vector length, and its padded stride in the window */
+    size_t stride;    /* the vectors' padded length in the window */
     float *base;      /* one vector per local rank (gradients), then two for gathers */
     unsigned gathers; /* gathers so far: they alternate between the two vectors */
     size_t *lo;       /* n_local + 1 slice bounds: local rank q owns [lo[q], lo[q + 1]) */
@@ -347,7 +347,6 @@ struct comm_node *comm_node_open(const struct comm *c, size_t n)
     }
     MPI_CHECK(MPI_Comm_split(c->mpi, nd->local, c->rank, &nd->cross));
     MPI_CHECK(MPI_Comm_size(nd->cross, &nd->n_nodes));
-    nd->n = n;
     nd->stride = (n + 15) / 16 * 16;
     nd->lo = malloc(((size_t)nd->n_local + 1) * sizeof *nd->lo);
     VAE_ASSERT(nd->lo);
