@@ -46,7 +46,7 @@ for np in 2 1 4; do
     slow_run 2 "$dir"
     wait_for "$dir/ckpt/step-00000100.h5"
     victim=$(pgrep -f "run.dir=$dir " | while read -r p; do
-        [ "$(cat /proc/$p/comm)" = vae_dist ] && echo "$p"; done | tail -1)
+        [ "$(cat /proc/$p/comm)" = "$(basename "$VAE")" ] && echo "$p"; done | tail -1)
     kill -9 "$victim"
     start=$(date +%s)
     wait $BG; rc=$?
@@ -92,7 +92,7 @@ dir="$WORK/term"; mkdir -p "$dir"
 slow_run 2 "$dir"
 wait_for "$dir/ckpt/step-00000100.h5"
 for p in $(pgrep -f "run.dir=$dir "); do
-    [ "$(cat /proc/$p/comm)" = vae_dist ] && kill -TERM "$p"
+    [ "$(cat /proc/$p/comm)" = "$(basename "$VAE")" ] && kill -TERM "$p"
 done
 wait $BG; rc=$?
 check "SIGTERM to the ranks: exit code 42" test "$rc" -eq 42

@@ -204,7 +204,7 @@ static void test_dataset_validation_errors(void **state)
     int rc = dataset_open(g_comm, p, &info);
     struct shard s;
     if (rc == 0)
-        rc = dataset_read_shard(g_comm, p, &info, "train", 0, &s);
+        rc = dataset_read_shard(g_comm, p, &info, "train", 0, 1, &s);
     captured = capture_end(&cap);
     assert_int_equal(rc, -1);
     assert_non_null(strstr(captured, p));
@@ -222,7 +222,7 @@ static void test_shard_read_roundtrip(void **state)
     assert_int_equal(info.n_dim, 12);
     assert_true(info.is_u8 && info.has_labels);
     struct shard s;
-    assert_int_equal(dataset_read_shard(g_comm, p, &info, "test", 0, &s), 0);
+    assert_int_equal(dataset_read_shard(g_comm, p, &info, "test", 0, 1, &s), 0);
     assert_int_equal(s.n_rows, 50);
     assert_int_equal(s.ids[0], 0);
     assert_int_equal(s.labels[5], (uint8_t)((300 + 5) % 4));

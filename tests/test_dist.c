@@ -55,8 +55,8 @@ static void test_shuffle_exactly_once_and_rank_invariant(void **state)
     struct dataset_info info;
     assert_int_equal(dataset_open(g_world, cfg.data_path, &info), 0);
     struct shard mine, full, buf;
-    assert_int_equal(dataset_read_shard(g_world, cfg.data_path, &info, "train", 0, &mine), 0);
-    assert_int_equal(dataset_read_shard(comm_self(), cfg.data_path, &info, "train", 0, &full), 0);
+    assert_int_equal(dataset_read_shard(g_world, cfg.data_path, &info, "train", 0, 1, &mine), 0);
+    assert_int_equal(dataset_read_shard(comm_self(), cfg.data_path, &info, "train", 0, 1, &full), 0);
     const size_t steps = N_TRAIN / BATCH, b = BATCH / (size_t)p;
     for (uint32_t epoch = 0; epoch < 3; epoch++) {
         assert_int_equal(shuffle_epoch(g_world, &mine, N_TRAIN, BATCH, 5, epoch, 1, &buf), 0);

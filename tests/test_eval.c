@@ -23,7 +23,7 @@
 #include "core/config.h"
 #include "core/rng.h"
 #include "testutil.h"
-#include "train/eval.h"
+#include "infer/eval.h"
 #include "train/train.h"
 
 static struct comm *g_world;
@@ -49,7 +49,7 @@ static void trained_model(struct vae *m, long latent, long steps, const char *ru
     cfg.ckpt_every_seconds = 0;
     struct train_result r;
     assert_int_equal(train_run(&cfg, g_world, "none", &r), 0);
-    assert_int_equal(vae_init(m, &cfg, 16, EVAL_K_CHUNK), 0);
+    assert_int_equal(vae_init(m, &cfg, 16, EVAL_CHUNK), 0);
     memcpy(m->params, r.params, m->n_params * sizeof *m->params);
     train_result_free(&r);
 }
@@ -60,7 +60,7 @@ static void read_test(const struct comm *c, struct shard *s, const char *data)
     snprintf(path, sizeof path, "%s/%s.h5", g_dir, data);
     struct dataset_info info;
     assert_int_equal(dataset_open(c, path, &info), 0);
-    assert_int_equal(dataset_read_shard(c, path, &info, "test", 0, s), 0);
+    assert_int_equal(dataset_read_shard(c, path, &info, "test", 0, EVAL_CHUNK, s), 0);
 }
 
 static void test_iwae_k1_is_single_sample_elbo(void **state)
@@ -145,14 +145,14 @@ static void test_iwae_converges_to_integral(void **state)
          * (μ = 0, log σ² = 0) and ε = z, a log weight is exactly log p(x|z). */
         enum { G = 20001 };
         const double lo = -10, hi = 10, dz = (hi - lo) / (G - 1);
-        float zero = 0, z[EVAL_K_CHUNK];
-        double lw[EVAL_K_CHUNK], worst = 0;
+        float zero = 0, z[EVAL_CHUNK];
+        double lw[EVAL_CHUNK], worst = 0;
         for (size_t i = 0; i < 5; i++) {
             float x[16];
             shard_rows_to_float(x, &s, i, 1);
             double mx = -INFINITY, acc = 0;
-            for (int g0 = 0; g0 < G; g0 += EVAL_K_CHUNK) {
-                int n = G - g0 < EVAL_K_CHUNK ? G - g0 : EVAL_K_CHUNK;
+            for (int g0 = 0; g0 < G; g0 += EVAL_CHUNK) {
+                int n = G - g0 < EVAL_CHUNK ? G - g0 : EVAL_CHUNK;
                 for (int g = 0; g < n; g++)
                     z[g] = (float)(lo + (g0 + g) * dz);
                 vae_log_weights(&m, lw, x, &zero, &zero, z, (size_t)n);

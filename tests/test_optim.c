@@ -226,10 +226,17 @@ static void test_clip(void **state)
 {
     (void)state;
     float g[2] = {3, 4};
-    assert_true(fabs(optim_clip(g, 2, 10) - 5) < 1e-9);
+    double norm = sqrt(optim_sum_squares(g, 2));
+    assert_true(fabs(norm - 5) < 1e-9);
+    optim_clip(g, 2, norm, 10);
     assert_true(g[0] == 3 && g[1] == 4);
-    assert_true(fabs(optim_clip(g, 2, 1) - 5) < 1e-9);
-    assert_true(fabs(optim_grad_norm(g, 2) - 1) < 1e-6);
+    optim_clip(g, 2, norm, 0);
+    assert_true(g[0] == 3 && g[1] == 4);
+    /* A slice is scaled by the global norm: here the first half of {3, 4}. */
+    optim_clip(g, 1, norm, 1);
+    assert_true(fabs(g[0] - 0.6) < 1e-6 && g[1] == 4);
+    optim_clip(g + 1, 1, norm, 1);
+    assert_true(fabs(sqrt(optim_sum_squares(g, 2)) - 1) < 1e-6);
 }
 
 int main(void)

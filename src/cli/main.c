@@ -3,9 +3,12 @@
  * Parses flags, builds the config and calls into libvae; owns no logic of
  * its own beyond argument handling.
  */
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "comm/comm.h"
 #include "core/config.h"
@@ -14,7 +17,8 @@
 #include "data/ckpt.h"
 #include "data/dataset.h"
 #include "data/idx.h"
-#include "train/tools.h"
+#include "infer/infer.h"
+#include "model/linear.h"
 #include "train/train.h"
 
 static const char usage_main[] =
@@ -208,7 +212,8 @@ static int cmd_synth(int argc, char **argv)
     return VAE_EXIT_OK;
 }
 
-static int cmd_train(const struct comm *c, int argc, char **argv)
+/* Train; on a run that ended or stopped for a requeue, rank 0 gets run.dir in plot_dir. */
+static int cmd_train(const struct comm *c, int argc, char **argv, char plot_dir[CONFIG_STR_MAX])
 {
     struct config cfg;
     config_defaults(&cfg);
@@ -245,12 +250,43 @@ static int cmd_train(const struct comm *c, int argc, char **argv)
         }
     }
     train_install_signals();
-    return train_run(&cfg, c, resume, NULL);
+    int rc = train_run(&cfg, c, resume, NULL);
+    if (comm_rank(c) == 0 && (rc == VAE_EXIT_OK || rc == VAE_EXIT_SIGNAL))
+        snprintf(plot_dir, CONFIG_STR_MAX, "%s", cfg.run_dir);
+    return rc;
+}
+
+/*
+ * run_dir/loss.png through plot_metrics.sh beside the binary (gnuplot).
+ * Called after MPI_Finalize: a fork inside an MPI job is not safe on every
+ * transport. A missing script or gnuplot costs the picture, never the run.
+ */
+static void plot_loss(const char *run_dir)
+{
+    char exe[4096], script[4200];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return;
+    exe[n] = 0;
+    snprintf(script, sizeof script, "%s/plot_metrics.sh", dirname(exe));
+    if (access(script, R_OK)) {
+        log_info("no loss picture: %s not found (HINT: launch/plot_metrics.sh %s draws it)", script, run_dir);
+        return;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execlp("bash", "bash", script, run_dir, (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    if (pid > 0)
+        waitpid(pid, &status, 0);
 }
 
 static int cmd_tool(const struct comm *c, const char *cmd, int argc, char **argv)
 {
-    struct tool_args a = {0};
+    struct infer_args a = {0};
     for (int i = 0; i < argc; i++) {
         const char *f = argv[i];
         const char **dst = !strcmp(f, "--checkpoint") ? &a.checkpoint
@@ -280,14 +316,14 @@ static int cmd_tool(const struct comm *c, const char *cmd, int argc, char **argv
         }
     }
     if (!strcmp(cmd, "eval"))
-        return tool_eval(c, &a);
+        return infer_eval(c, &a);
     if (!strcmp(cmd, "sample"))
-        return tool_sample(c, &a);
+        return infer_sample(c, &a);
     if (!strcmp(cmd, "recon"))
-        return tool_recon(c, &a);
+        return infer_recon(c, &a);
     if (!strcmp(cmd, "encode"))
-        return tool_encode(c, &a);
-    return tool_score(c, &a);
+        return infer_encode(c, &a);
+    return infer_score(c, &a);
 }
 
 static int cmd_info(const struct comm *c, int argc, char **argv)
@@ -342,9 +378,13 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "synth"))
         return cmd_synth(argc - first, argv + first);
     struct comm *c = comm_init(&argc, &argv);
+    /* The thread policy: one BLAS thread per rank unless the user says otherwise. */
+    if (!getenv("OPENBLAS_NUM_THREADS"))
+        linear_set_threads(1);
+    char plot_dir[CONFIG_STR_MAX] = "";
     int rc;
     if (!strcmp(cmd, "train"))
-        rc = cmd_train(c, argc - first, argv + first);
+        rc = cmd_train(c, argc - first, argv + first, plot_dir);
     else if (!strcmp(cmd, "info"))
         rc = cmd_info(c, argc - first, argv + first);
     else if (!strcmp(cmd, "eval") || !strcmp(cmd, "sample") || !strcmp(cmd, "recon") ||
@@ -355,5 +395,7 @@ int main(int argc, char **argv)
         rc = VAE_EXIT_USAGE;
     }
     comm_finalize();
+    if (plot_dir[0])
+        plot_loss(plot_dir);
     return rc;
 }

@@ -11,7 +11,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <sys/statvfs.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +18,9 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "core/config.h"
 #include "core/error.h"
+#include "core/fault.h"
 #include "core/log.h"
 #include "core/timer.h"
 #include "data/dataset.h"
@@ -48,7 +49,7 @@ static uint32_t crc_distributed(const struct comm *c, const float *buf, size_t n
 {
     size_t lo, hi;
     int p = comm_size(c);
-    dataset_block(n, p, comm_rank(c), &lo, &hi);
+    dataset_block(n, 1, p, comm_rank(c), &lo, &hi);
     uint64_t mine[2] = {crc_of(buf + lo, hi - lo), (hi - lo) * sizeof *buf};
     uint64_t *all = malloc(2 * (size_t)p * sizeof *all);
     VAE_ASSERT(all);
@@ -65,7 +66,7 @@ static uint32_t crc_distributed(const struct comm *c, const float *buf, size_t n
 static int write_flat(const struct comm *c, hid_t f, const char *name, const float *buf, size_t n)
 {
     size_t lo, hi;
-    dataset_block(n, comm_size(c), comm_rank(c), &lo, &hi);
+    dataset_block(n, 1, comm_size(c), comm_rank(c), &lo, &hi);
     if (h5_write_rows(f, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, n, 1, lo, hi - lo, buf + lo))
         return -1;
     long crc = (long)crc_distributed(c, buf, n);
@@ -107,7 +108,7 @@ static int read_flat(const struct comm *c, hid_t f, const char *path, const char
     size_t *off = count + p;
     for (int q = 0; q < p; q++) {
         size_t hi;
-        dataset_block(n, p, q, &off[q], &hi);
+        dataset_block(n, 1, p, q, &off[q], &hi);
         count[q] = hi - off[q];
     }
     size_t me = (size_t)comm_rank(c);
@@ -130,38 +131,40 @@ static int read_flat(const struct comm *c, hid_t f, const char *path, const char
 
 /* A row of /model/layout, and its HDF5 compound type (caller closes it). */
 struct layout_row {
-    char name[32];
+    char name[TENSOR_NAME_BYTES];
     uint64_t off, rows, cols;
 };
 
 static hid_t layout_type(void)
 {
     hid_t st = H5Tcopy(H5T_C_S1);
-    H5Tset_size(st, sizeof((struct layout_row *)0)->name);
+    H5_CHECK(st);
+    H5_CHECK(H5Tset_size(st, TENSOR_NAME_BYTES));
     hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(struct layout_row));
-    H5Tinsert(t, "name", offsetof(struct layout_row, name), st);
-    H5Tinsert(t, "offset", offsetof(struct layout_row, off), H5T_NATIVE_UINT64);
-    H5Tinsert(t, "rows", offsetof(struct layout_row, rows), H5T_NATIVE_UINT64);
-    H5Tinsert(t, "cols", offsetof(struct layout_row, cols), H5T_NATIVE_UINT64);
-    H5Tclose(st);
+    H5_CHECK(t);
+    H5_CHECK(H5Tinsert(t, "name", offsetof(struct layout_row, name), st));
+    H5_CHECK(H5Tinsert(t, "offset", offsetof(struct layout_row, off), H5T_NATIVE_UINT64));
+    H5_CHECK(H5Tinsert(t, "rows", offsetof(struct layout_row, rows), H5T_NATIVE_UINT64));
+    H5_CHECK(H5Tinsert(t, "cols", offsetof(struct layout_row, cols), H5T_NATIVE_UINT64));
+    H5_CHECK(H5Tclose(st));
     return t;
 }
 
 /* Rank 0 writes every row; the others take part in the collective write with none. */
-static int write_layout(const struct comm *c, hid_t f, const struct vae *m)
+static int write_layout(const struct comm *c, hid_t f, const struct tensor_view *layout, size_t n)
 {
-    struct layout_row rows[VAE_MAX_TENSORS];
-    memset(rows, 0, sizeof rows);
-    for (size_t i = 0; i < m->n_tensors; i++) {
-        strcpy(rows[i].name, m->tensor[i].name);
-        rows[i].off = m->tensor[i].off;
-        rows[i].rows = m->tensor[i].rows;
-        rows[i].cols = m->tensor[i].cols;
+    struct layout_row *rows = calloc(n + 1, sizeof *rows);
+    VAE_ASSERT(rows);
+    for (size_t i = 0; i < n; i++) {
+        memcpy(rows[i].name, layout[i].name, TENSOR_NAME_BYTES);
+        rows[i].off = layout[i].off;
+        rows[i].rows = layout[i].rows;
+        rows[i].cols = layout[i].cols;
     }
     hid_t t = layout_type();
-    int rc =
-        h5_write_rows(f, "/model/layout", t, t, m->n_tensors, 1, 0, comm_rank(c) ? 0 : m->n_tensors, rows);
-    H5Tclose(t);
+    int rc = h5_write_rows(f, "/model/layout", t, t, n, 1, 0, comm_rank(c) ? 0 : n, rows);
+    H5_CHECK(H5Tclose(t));
+    free(rows);
     return rc;
 }
 
@@ -210,9 +213,7 @@ static int commit(const char *run_dir, const char *tmp, const char *final, const
         log_error("%s: fsync failed: %s", tmp, strerror(errno));
         return -1;
     }
-    /* Test hook for the fault suite: die after the data, before the commit. */
-    if (getenv("VAE_TEST_KILL_BEFORE_COMMIT"))
-        raise(SIGKILL);
+    fault_before_commit();
     if (rename(tmp, final)) {
         log_error("%s: cannot rename into place: %s", final, strerror(errno));
         return -1;
@@ -243,20 +244,23 @@ static int commit(const char *run_dir, const char *tmp, const char *final, const
     return 0;
 }
 
-int ckpt_save(const struct comm *c, const char *run_dir, const struct config *cfg,
-              const struct dataset_info *data, const struct vae *m, const struct optim *o, int64_t step,
-              long epoch)
+/* Bytes of every buffer of ct. */
+static double content_bytes(const struct ckpt_content *ct)
 {
-    char base[64], tmp[PATH_BYTES + 64], final[PATH_BYTES + 64];
-    snprintf(base, sizeof base, "step-%08lld.h5", (long long)step);
-    snprintf(final, sizeof final, "%s/ckpt/%s", run_dir, base);
-    snprintf(tmp, sizeof tmp, "%s.tmp", final);
-    double t0 = timer_now();
-    /* Room first: a write that fails half-way leaves libhdf5 with a file it
-     * cannot close (and it retries at MPI_Finalize). Data plus 1 MiB and 1 %
-     * for the HDF5 structure and the config text. */
-    double need = (double)((1 + o->n_states) * m->n_params * sizeof(float)) * 1.01 + 1048576.0;
-    double avail = need;
+    double n = 0;
+    for (size_t i = 0; i < ct->n_buf; i++)
+        n += (double)ct->buf[i].n * sizeof(float);
+    return n;
+}
+
+/*
+ * Room first: a write that fails half-way leaves libhdf5 with a file it
+ * cannot close (and it retries at MPI_Finalize). Data plus 1 MiB and 1 %
+ * for the HDF5 structure and the config text. Collective.
+ */
+static int check_room(const struct comm *c, const char *run_dir, int64_t step, double bytes)
+{
+    double need = bytes * 1.01 + 1048576.0, avail = need;
     if (comm_rank(c) == 0) {
         char dir[PATH_BYTES];
         struct statvfs sv;
@@ -265,17 +269,53 @@ int ckpt_save(const struct comm *c, const char *run_dir, const struct config *cf
             avail = (double)sv.f_bavail * (double)sv.f_frsize;
     }
     comm_bcast(c, &avail, sizeof avail, 0);
-    if (avail < need) {
-        if (comm_rank(c) == 0)
-            log_error("%s/ckpt: no room for the checkpoint of step %lld: it needs about %.1f MB, %.1f MB "
-                      "are free (disk full?); previous checkpoints are kept",
-                      run_dir, (long long)step, need / 1e6, avail / 1e6);
+    if (avail >= need)
+        return 0;
+    if (comm_rank(c) == 0)
+        log_error("%s/ckpt: no room for the checkpoint of step %lld: it needs about %.1f MB, %.1f MB "
+                  "are free (disk full?); previous checkpoints are kept",
+                  run_dir, (long long)step, need / 1e6, avail / 1e6);
+    return -1;
+}
+
+static int write_group(hid_t f, const char *name)
+{
+    hid_t g = H5Gcreate2(f, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0)
         return -1;
-    }
+    H5_CHECK(H5Gclose(g));
+    return 0;
+}
+
+/* The header attributes of meta, on the root group. */
+static int write_meta(const struct comm *c, hid_t f, const struct ckpt_meta *m)
+{
+    int rc = 0;
+    rc |= h5_attr_put_string(f, "format", CKPT_FORMAT);
+    rc |= h5_attr_put_long(f, "version", CKPT_VERSION);
+    rc |= h5_attr_put_long(f, "step", (long)m->step);
+    rc |= h5_attr_put_long(f, "epoch", m->epoch);
+    rc |= h5_attr_put_long(f, "seed", (long)m->seed);
+    rc |= h5_attr_put_long(f, "world_size", comm_size(c));
+    rc |= h5_attr_put_long(f, "n_params", (long)m->n_params);
+    rc |= h5_attr_put_long(f, "optim", m->optim);
+    rc |= h5_attr_put_long(f, "optim_t", (long)m->optim_t);
+    rc |= h5_attr_put_string(f, "config", m->config ? m->config : "");
+    rc |= h5_attr_put_long(f, "data_n_train", m->data_n_train);
+    rc |= h5_attr_put_long(f, "data_n_dim", m->data_n_dim);
+    rc |= h5_attr_put_long(f, "image_rows", m->image_rows);
+    rc |= h5_attr_put_long(f, "image_cols", m->image_cols);
+    return rc;
+}
+
+/* Create tmp and write everything into it, collectively. Returns 0 or -1 (agreed). */
+static int write_file(const struct comm *c, const char *tmp, const struct ckpt_meta *meta,
+                      const struct ckpt_content *ct)
+{
     h5_quiet();
     hid_t fapl = h5_fapl(c);
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    H5Pclose(fapl);
+    H5_CHECK(H5Pclose(fapl));
     int ok = f >= 0;
     if (!comm_agree(c, ok)) {
         if (f >= 0)
@@ -286,60 +326,101 @@ int ckpt_save(const struct comm *c, const char *run_dir, const struct config *cf
                       tmp);
         return -1;
     }
-    char *cfg_text = config_to_string(cfg);
-    int rc = 0;
-    rc |= h5_attr_put_string(f, "format", CKPT_FORMAT);
-    rc |= h5_attr_put_long(f, "version", CKPT_VERSION);
-    rc |= h5_attr_put_long(f, "step", (long)step);
-    rc |= h5_attr_put_long(f, "epoch", epoch);
-    rc |= h5_attr_put_long(f, "seed", (long)cfg->seed);
-    rc |= h5_attr_put_long(f, "world_size", comm_size(c));
-    rc |= h5_attr_put_long(f, "n_params", (long)m->n_params);
-    rc |= h5_attr_put_long(f, "optim", o->kind);
-    rc |= h5_attr_put_long(f, "optim_t", (long)o->t);
-    rc |= h5_attr_put_string(f, "config", cfg_text ? cfg_text : "");
-    rc |= h5_attr_put_long(f, "data_n_train", (long)data->n_train);
-    rc |= h5_attr_put_long(f, "data_n_dim", (long)data->n_dim);
-    rc |= h5_attr_put_long(f, "image_rows", data->image_rows);
-    rc |= h5_attr_put_long(f, "image_cols", data->image_cols);
-    free(cfg_text);
-    hid_t g = H5Gcreate2(f, "/model", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    rc |= g < 0 ? -1 : 0;
-    if (g >= 0)
-        H5Gclose(g);
-    g = H5Gcreate2(f, "/optim", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    rc |= g < 0 ? -1 : 0;
-    if (g >= 0)
-        H5Gclose(g);
-    rc |= write_flat(c, f, "/model/params", m->params, m->n_params);
-    rc |= write_layout(c, f, m);
-    for (size_t s = 0; s < o->n_states; s++) {
-        char name[32];
-        snprintf(name, sizeof name, "/optim/state%zu", s);
-        rc |= write_flat(c, f, name, o->state[s], o->n);
-    }
+    int rc = write_meta(c, f, meta);
+    rc |= write_group(f, "/model") | write_group(f, "/optim");
+    for (size_t i = 0; i < ct->n_buf; i++)
+        rc |= write_flat(c, f, ct->buf[i].name, ct->buf[i].data, ct->buf[i].n);
+    rc |= write_layout(c, f, ct->layout, ct->n_layout);
     rc |= H5Fclose(f) < 0 ? -1 : 0;
-    ok = comm_agree(c, rc == 0);
+    return comm_agree(c, rc == 0) ? 0 : -1;
+}
+
+int ckpt_save(const struct comm *c, const char *run_dir, const struct ckpt_meta *meta,
+              const struct ckpt_content *ct, long keep)
+{
+    char base[64], tmp[PATH_BYTES + 64], final[PATH_BYTES + 64];
+    snprintf(base, sizeof base, "step-%08lld.h5", (long long)meta->step);
+    snprintf(final, sizeof final, "%s/ckpt/%s", run_dir, base);
+    snprintf(tmp, sizeof tmp, "%s.tmp", final);
+    double t0 = timer_now(), bytes = content_bytes(ct);
+    if (check_room(c, run_dir, meta->step, bytes))
+        return -1;
+    int ok = write_file(c, tmp, meta, ct) == 0;
     if (ok && comm_rank(c) == 0)
-        ok = commit(run_dir, tmp, final, base, cfg->ckpt_keep) == 0;
+        ok = commit(run_dir, tmp, final, base, keep) == 0;
     else if (!ok && comm_rank(c) == 0)
         log_error("%s: writing the checkpoint failed (disk full?); previous checkpoints are kept", tmp);
     if (!ok && comm_rank(c) == 0)
         unlink(tmp);
-    ok = comm_agree(c, ok);
-    if (ok) {
-        double dt = timer_now() - t0, mb = (double)((1 + o->n_states) * m->n_params * 4) / 1e6;
-        log_info("checkpoint %s committed (step %lld): %.1f MB in %.3f s, %.0f MB/s", final, (long long)step,
-                 mb, dt, mb / dt);
+    if (!comm_agree(c, ok))
+        return -1;
+    double dt = timer_now() - t0;
+    log_info("checkpoint %s committed (step %lld): %.1f MB in %.3f s, %.0f MB/s", final,
+             (long long)meta->step, bytes / 1e6, dt, bytes / 1e6 / dt);
+    return 0;
+}
+
+/* The integer attributes of the header, read alike. */
+static int read_longs(hid_t f, const char *path, struct ckpt_meta *meta)
+{
+    long step, seed, n_params, optim_t;
+    struct {
+        const char *name;
+        long *dst;
+    } const attrs[] = {
+        {"step", &step},
+        {"epoch", &meta->epoch},
+        {"world_size", &meta->world_size},
+        {"optim", &meta->optim},
+        {"seed", &seed},
+        {"n_params", &n_params},
+        {"optim_t", &optim_t},
+        {"data_n_train", &meta->data_n_train},
+        {"data_n_dim", &meta->data_n_dim},
+        {"image_rows", &meta->image_rows},
+        {"image_cols", &meta->image_cols},
+    };
+    for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++)
+        if (h5_attr_get_long(f, path, attrs[i].name, attrs[i].dst))
+            return -1;
+    if (step < 0 || optim_t < 0 || n_params < 0) {
+        log_error("%s: negative step, optimizer count or parameter count", path);
+        return -1;
     }
-    return ok ? 0 : -1;
+    meta->step = step;
+    meta->seed = (uint64_t)seed;
+    meta->n_params = (size_t)n_params;
+    meta->optim_t = optim_t;
+    return 0;
+}
+
+/* The config text attribute, of the size stored (malloc'd into meta->config). */
+static int read_config_text(hid_t f, const char *path, struct ckpt_meta *meta)
+{
+    hid_t a = H5Aopen(f, "config", H5P_DEFAULT);
+    hid_t t = a >= 0 ? H5Aget_type(a) : -1;
+    size_t len = t >= 0 ? H5Tget_size(t) : 0;
+    if (a < 0 || t < 0 || H5Tget_class(t) != H5T_STRING || H5Tis_variable_str(t) || len == 0 ||
+        len > (1u << 20)) {
+        log_error("%s: attribute 'config' missing or not a fixed-length string", path);
+    } else {
+        meta->config = calloc(len + 1, 1);
+        if (meta->config && H5Aread(a, t, meta->config) < 0) {
+            free(meta->config);
+            meta->config = NULL;
+        }
+    }
+    if (t >= 0)
+        H5_CHECK(H5Tclose(t));
+    if (a >= 0)
+        H5_CHECK(H5Aclose(a));
+    return meta->config ? 0 : -1;
 }
 
 /* Validate the header of an open checkpoint. */
 static int read_meta(hid_t f, const char *path, struct ckpt_meta *meta)
 {
     char fmt[64];
-    long v;
     memset(meta, 0, sizeof *meta);
     if (h5_attr_get_string(f, path, "format", fmt, sizeof fmt))
         return -1;
@@ -354,55 +435,17 @@ static int read_meta(hid_t f, const char *path, struct ckpt_meta *meta)
                   meta->version, CKPT_VERSION);
         return -1;
     }
-    if (h5_attr_get_long(f, path, "step", &v))
+    if (read_longs(f, path, meta))
         return -1;
-    meta->step = v;
-    if (h5_attr_get_long(f, path, "epoch", &meta->epoch) ||
-        h5_attr_get_long(f, path, "world_size", &meta->world_size) ||
-        h5_attr_get_long(f, path, "optim", &meta->optim) || h5_attr_get_long(f, path, "seed", &v))
-        return -1;
-    meta->seed = (uint64_t)v;
-    if (h5_attr_get_long(f, path, "n_params", &v))
-        return -1;
-    meta->n_params = (size_t)v;
-    if (h5_attr_get_long(f, path, "optim_t", &v))
-        return -1;
-    meta->optim_t = v;
-    if (h5_attr_get_long(f, path, "data_n_train", &meta->data_n_train) ||
-        h5_attr_get_long(f, path, "data_n_dim", &meta->data_n_dim) ||
-        h5_attr_get_long(f, path, "image_rows", &meta->image_rows) ||
-        h5_attr_get_long(f, path, "image_cols", &meta->image_cols))
-        return -1;
-    if (meta->step < 0 || v < 0) {
-        log_error("%s: negative step or optimizer count", path);
-        return -1;
-    }
     hid_t d = H5Dopen2(f, "/model/params", H5P_DEFAULT);
     int bad = d < 0 || h5_attr_get_long(d, path, "crc32", &meta->params_crc32);
     if (d >= 0)
-        H5Dclose(d);
+        H5_CHECK(H5Dclose(d));
     if (bad) {
         log_error("%s: dataset '/model/params' or its crc32 attribute is missing", path);
         return -1;
     }
-    /* The config text, of the size stored. */
-    hid_t a = H5Aopen(f, "config", H5P_DEFAULT);
-    hid_t t = a >= 0 ? H5Aget_type(a) : -1;
-    size_t len = t >= 0 ? H5Tget_size(t) : 0;
-    if (a < 0 || t < 0 || H5Tget_class(t) != H5T_STRING || len == 0 || len > (1u << 20)) {
-        log_error("%s: attribute 'config' missing or not a string", path);
-    } else {
-        meta->config = calloc(len + 1, 1);
-        if (meta->config && H5Aread(a, t, meta->config) < 0) {
-            free(meta->config);
-            meta->config = NULL;
-        }
-    }
-    if (t >= 0)
-        H5Tclose(t);
-    if (a >= 0)
-        H5Aclose(a);
-    return meta->config ? 0 : -1;
+    return read_config_text(f, path, meta);
 }
 
 void ckpt_meta_free(struct ckpt_meta *meta)
@@ -426,53 +469,78 @@ int ckpt_inspect(const struct comm *c, const char *path, struct ckpt_meta *meta)
     return ok ? 0 : -1;
 }
 
-/* The stored layout must equal the model's, tensor by tensor. */
-static int check_layout(hid_t f, const char *path, const struct vae *m)
+/* The stored layout must equal the expected one, tensor by tensor. */
+static int check_layout(hid_t f, const char *path, const struct tensor_view *want, size_t n_want)
 {
-    struct layout_row rows[VAE_MAX_TENSORS];
     int rank, is_signed;
     size_t dims[2], elem;
     H5T_class_t cls;
     if (h5_dataset_shape(f, path, "/model/layout", &rank, dims, &cls, &elem, &is_signed))
         return -1;
-    if (cls != H5T_COMPOUND || rank != 1 || dims[0] > VAE_MAX_TENSORS) {
-        log_error("%s: '/model/layout' should be a 1-D compound table of at most %d tensors", path,
-                  VAE_MAX_TENSORS);
+    if (cls != H5T_COMPOUND || rank != 1 || dims[0] > 4096) {
+        log_error("%s: '/model/layout' should be a 1-D compound table of at most 4096 tensors", path);
         return -1;
     }
+    struct layout_row *rows = calloc(dims[0] + 1, sizeof *rows);
+    VAE_ASSERT(rows);
     hid_t t = layout_type();
     hid_t d = H5Dopen2(f, "/model/layout", H5P_DEFAULT);
     herr_t r = d >= 0 ? H5Dread(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows) : -1;
     if (d >= 0)
-        H5Dclose(d);
-    H5Tclose(t);
-    if (r < 0) {
+        H5_CHECK(H5Dclose(d));
+    H5_CHECK(H5Tclose(t));
+    int rc = r < 0 ? -1 : 0;
+    if (rc)
         log_error("%s: cannot read '/model/layout'", path);
-        return -1;
+    if (!rc && dims[0] != n_want) {
+        log_error("%s: the checkpoint has %zu tensors, the configured model %zu (different number "
+                  "of layers or likelihood)",
+                  path, dims[0], n_want);
+        rc = -1;
     }
-    for (size_t i = 0; i < m->n_tensors || i < dims[0]; i++) {
-        if (i >= dims[0] || i >= m->n_tensors) {
-            log_error("%s: the checkpoint has %zu tensors, the configured model %zu (different number "
-                      "of layers or likelihood)",
-                      path, dims[0], m->n_tensors);
-            return -1;
-        }
-        rows[i].name[31] = 0;
-        const struct vae_tensor *mt = &m->tensor[i];
-        if (strcmp(rows[i].name, mt->name) || rows[i].rows != mt->rows || rows[i].cols != mt->cols) {
+    for (size_t i = 0; !rc && i < n_want; i++) {
+        const struct layout_row *got = &rows[i];
+        rows[i].name[TENSOR_NAME_BYTES - 1] = 0;
+        if (strcmp(got->name, want[i].name) || got->off != want[i].off || got->rows != want[i].rows ||
+            got->cols != want[i].cols) {
             log_error("%s: tensor %zu is '%s' of shape (%llu, %llu) in the checkpoint but '%s' of shape "
                       "(%zu, %zu) in the configured model (different model.hidden, model.latent or "
                       "dataset dimension)",
-                      path, i, rows[i].name, (unsigned long long)rows[i].rows,
-                      (unsigned long long)rows[i].cols, mt->name, mt->rows, mt->cols);
-            return -1;
+                      path, i, got->name, (unsigned long long)got->rows, (unsigned long long)got->cols,
+                      want[i].name, want[i].rows, want[i].cols);
+            rc = -1;
         }
+    }
+    free(rows);
+    return rc;
+}
+
+/* The header against what the caller needs (see ckpt_load). */
+static int check_meta(const char *path, const struct ckpt_meta *got, const struct ckpt_meta *want,
+                      const struct ckpt_content *ct)
+{
+    if (got->n_params != ct->buf[0].n) {
+        log_error("%s: checkpoint has %zu parameters, the configured model %zu", path, got->n_params,
+                  ct->buf[0].n);
+        return -1;
+    }
+    if (want->data_n_train > 0 &&
+        (got->data_n_train != want->data_n_train || got->data_n_dim != want->data_n_dim)) {
+        log_error("%s: checkpoint was trained on %ld samples of dimension %ld, the dataset has %ld of %ld "
+                  "(HINT: resume with the same data.path, or start fresh with --resume none)",
+                  path, got->data_n_train, got->data_n_dim, want->data_n_train, want->data_n_dim);
+        return -1;
+    }
+    if (want->optim >= 0 && got->optim != want->optim) {
+        log_error("%s: checkpoint was trained with optimizer '%s', the config asks for '%s'", path,
+                  config_optim_name((int)got->optim), config_optim_name((int)want->optim));
+        return -1;
     }
     return 0;
 }
 
-int ckpt_load(const struct comm *c, const char *path, const struct dataset_info *data, struct vae *m,
-              struct optim *o, int64_t *step)
+int ckpt_load(const struct comm *c, const char *path, const struct ckpt_meta *want,
+              const struct ckpt_content *ct, struct ckpt_meta *got)
 {
     struct ckpt_meta meta;
     double t0 = timer_now();
@@ -480,48 +548,27 @@ int ckpt_load(const struct comm *c, const char *path, const struct dataset_info 
     if (f < 0)
         return -1;
     int ok = read_meta(f, path, &meta) == 0;
-    ok = ok && check_layout(f, path, m) == 0;
-    if (ok && meta.n_params != m->n_params) {
-        log_error("%s: checkpoint has %zu parameters, the configured model %zu", path, meta.n_params,
-                  m->n_params);
-        ok = 0;
-    }
-    if (ok && data &&
-        ((size_t)meta.data_n_train != data->n_train || (size_t)meta.data_n_dim != data->n_dim)) {
-        log_error("%s: checkpoint was trained on %ld samples of dimension %ld, the dataset has %zu of %zu "
-                  "(HINT: resume with the same data.path, or start fresh with --resume none)",
-                  path, meta.data_n_train, meta.data_n_dim, data->n_train, data->n_dim);
-        ok = 0;
-    }
-    if (ok && o && meta.optim != o->kind) {
-        log_error("%s: checkpoint was trained with optimizer '%s', the config asks for '%s'", path,
-                  config_optim_name((int)meta.optim), config_optim_name(o->kind));
-        ok = 0;
-    }
+    ok = ok && check_layout(f, path, ct->layout, ct->n_layout) == 0;
+    ok = ok && check_meta(path, &meta, want, ct) == 0;
     /* Reads below are collective: agree on the header first. */
     ok = comm_agree(c, ok);
-    if (ok)
-        ok = read_flat(c, f, path, "/model/params", m->params, m->n_params) == 0;
-    for (size_t s = 0; o && s < o->n_states && ok; s++) {
-        char name[32];
-        snprintf(name, sizeof name, "/optim/state%zu", s);
-        ok = read_flat(c, f, path, name, o->state[s], o->n) == 0;
-    }
-    H5Fclose(f);
+    for (size_t i = 0; ok && i < ct->n_buf; i++)
+        ok = read_flat(c, f, path, ct->buf[i].name, ct->buf[i].data, ct->buf[i].n) == 0;
+    H5_CHECK(H5Fclose(f));
     if (ok) {
-        if (o)
-            o->t = meta.optim_t;
-        *step = meta.step;
-        double dt = timer_now() - t0, mb = (double)((1 + (o ? o->n_states : 0)) * m->n_params * 4) / 1e6;
+        double dt = timer_now() - t0, mb = content_bytes(ct) / 1e6;
         log_info("loaded checkpoint %s (step %lld, written by %ld ranks): %.1f MB in %.3f s, %.0f MB/s", path,
                  (long long)meta.step, meta.world_size, mb, dt, mb / dt);
     }
-    ckpt_meta_free(&meta);
+    if (ok && got)
+        *got = meta;
+    else
+        ckpt_meta_free(&meta);
     return ok ? 0 : -1;
 }
 
-int ckpt_resume_auto(const struct comm *c, const char *run_dir, const struct dataset_info *data,
-                     struct vae *m, struct optim *o, int64_t *step)
+int ckpt_resume_auto(const struct comm *c, const char *run_dir, const struct ckpt_meta *want,
+                     const struct ckpt_content *ct, struct ckpt_meta *got)
 {
     /* Rank 0 lists the candidates (latest first) and shares the list. */
     char names[257][64];
@@ -546,7 +593,7 @@ int ckpt_resume_auto(const struct comm *c, const char *run_dir, const struct dat
             continue; /* the latest pointer named it already */
         char path[PATH_BYTES + 64];
         snprintf(path, sizeof path, "%s/ckpt/%s", run_dir, names[i]);
-        if (ckpt_load(c, path, data, m, o, step) == 0)
+        if (ckpt_load(c, path, want, ct, got) == 0)
             return 1;
         log_info("warning: skipping checkpoint %s (see the error above); trying an older one", path);
     }

@@ -1,19 +1,24 @@
 /*
- * Checkpoints: one HDF5 file per commit, written collectively.
+ * Checkpoints: one HDF5 file per commit, written collectively. A checkpoint
+ * is a header and a list of named flat float32 buffers; the first buffer is
+ * the parameters, described tensor by tensor by a layout:
  *
  *   /              attrs format = "vae_dist-checkpoint", version, step, epoch,
  *                        seed, world_size, n_params, optim, optim_t, config,
  *                        data_n_train, data_n_dim, image_rows, image_cols
- *   /model/params  (n_params) float32, Fletcher32-checksummed chunks
+ *   /model/params  (n_params) float32, attribute crc32 (CRC-32 of the data)
  *   /model/layout  compound {name, offset, rows, cols} per tensor
- *   /optim/state0, /optim/state1   (n_params) float32, as many as the optimizer has
+ *   /optim/state0, /optim/state1   (n_params) float32 with crc32, as many as the optimizer has
  *
- * Each rank writes its contiguous slice of every flat buffer (collective
- * MPI-IO). Commit is atomic: write ckpt/step-N.h5.tmp, close, fsync, rename
- * to step-N.h5, fsync the directory, then replace ckpt/latest (a one-line
- * text file naming the checkpoint) by rename. Because batches and noise are
+ * Each rank writes its contiguous slice of every buffer (collective MPI-IO).
+ * Commit is atomic: write ckpt/step-N.h5.tmp, close, fsync, rename to
+ * step-N.h5, fsync the directory, then replace ckpt/latest (a one-line text
+ * file naming the checkpoint) by rename. Because batches and noise are
  * functions of (seed, step) only, the step is the whole data position, and a
  * checkpoint resumes on any number of ranks.
+ *
+ * This module knows nothing of the model or the optimizer: callers describe
+ * what they store with struct ckpt_content.
  */
 #ifndef VAE_CKPT_H
 #define VAE_CKPT_H
@@ -22,59 +27,72 @@
 #include <stdint.h>
 
 #include "comm/comm.h"
-#include "core/config.h"
-#include "data/dataset.h"
-#include "model/vae.h"
-#include "optim/optim.h"
+#include "core/tensor.h"
 
 #define CKPT_FORMAT  "vae_dist-checkpoint"
 #define CKPT_VERSION 1
 
-/* What a checkpoint says about itself (read by ckpt_inspect). */
+/* The header: what a checkpoint says about itself. */
 struct ckpt_meta {
-    long version;
+    long version; /* read only */
     int64_t step;
     long epoch;
     uint64_t seed;
-    long world_size;
+    long world_size; /* read only: ckpt_save stores the comm's size */
     size_t n_params;
-    long optim;
+    long optim; /* enum optim_kind */
     int64_t optim_t;
-    long params_crc32;                                     /* CRC-32 of /model/params as stored */
+    long params_crc32;                                     /* read only: CRC-32 of /model/params */
     long data_n_train, data_n_dim, image_rows, image_cols; /* the training data's shape */
-    char *config;                                          /* resolved config text (malloc'd) */
+    char *config;                                          /* resolved config text (read: malloc'd) */
+};
+
+/* One flat float32 buffer of a checkpoint. */
+struct ckpt_buffer {
+    const char *name; /* HDF5 path: "/model/params", "/optim/state0", ... */
+    float *data;      /* (n) */
+    size_t n;
+};
+
+/* What is stored: buf[0] is /model/params, whose tensors layout describes. */
+struct ckpt_content {
+    const struct tensor_view *layout;
+    size_t n_layout;
+    const struct ckpt_buffer *buf;
+    size_t n_buf;
 };
 
 /*
- * Write a checkpoint of the model and optimizer at `step` into dir/ckpt,
- * commit it, then delete the oldest beyond `keep`. Collective. Returns 0, or
- * -1 (agreed on all ranks) with the previous checkpoints untouched.
+ * Write a checkpoint of meta and ct into run_dir/ckpt (after checking there
+ * is room), commit it, then delete the oldest beyond `keep`. Collective.
+ * Returns 0, or -1 (agreed on all ranks) with the previous checkpoints untouched.
  */
-int ckpt_save(const struct comm *c, const char *run_dir, const struct config *cfg,
-              const struct dataset_info *data, const struct vae *m, const struct optim *o, int64_t step,
-              long epoch);
+int ckpt_save(const struct comm *c, const char *run_dir, const struct ckpt_meta *meta,
+              const struct ckpt_content *ct, long keep);
 
 /*
- * Validate and load `path` into m and o (already built from the config; o
- * may be NULL to load the model only). The file's model shape must match m,
- * and when data is not NULL its training-set size and dimension must match:
- * mismatches are named. Collective. Returns 0 and the step, or -1 (agreed).
+ * Validate `path` and load its buffers into ct's (each must exist with the
+ * same length; the stored layout must equal ct's, tensor by tensor). `want`
+ * names what else must match: optim (>= 0) and the training data's
+ * data_n_train and data_n_dim (> 0); mismatches are named. The header goes to
+ * got when not NULL (free with ckpt_meta_free). Collective; returns 0 or -1 (agreed).
  */
-int ckpt_load(const struct comm *c, const char *path, const struct dataset_info *data, struct vae *m,
-              struct optim *o, int64_t *step);
+int ckpt_load(const struct comm *c, const char *path, const struct ckpt_meta *want,
+              const struct ckpt_content *ct, struct ckpt_meta *got);
 
 /* Read and validate the header only (collective when c is not NULL). */
 int ckpt_inspect(const struct comm *c, const char *path, struct ckpt_meta *meta);
 void ckpt_meta_free(struct ckpt_meta *meta);
 
 /*
- * Resume with `--resume auto`: try the checkpoint named by run_dir/ckpt/latest,
- * then every step-*.h5 from newest to oldest, warning for each one that does
- * not load (partial .tmp files are never candidates). Returns 1 if one was
- * loaded (step set), 0 if the run has no checkpoint (fresh start), -1 if
- * checkpoints exist but none loads (the run stops rather than start over).
+ * Resume with `--resume auto`: ckpt_load the checkpoint named by
+ * run_dir/ckpt/latest, then every step-*.h5 from newest to oldest, warning
+ * for each one that does not load (partial .tmp files are never candidates).
+ * Returns 1 if one was loaded (got set), 0 if the run has no checkpoint
+ * (fresh start), -1 if checkpoints exist but none loads (the run stops
+ * rather than start over). Collective.
  */
-int ckpt_resume_auto(const struct comm *c, const char *run_dir, const struct dataset_info *data,
-                     struct vae *m, struct optim *o, int64_t *step);
+int ckpt_resume_auto(const struct comm *c, const char *run_dir, const struct ckpt_meta *want,
+                     const struct ckpt_content *ct, struct ckpt_meta *got);
 
 #endif

@@ -10,10 +10,13 @@
 #include "core/rng.h"
 #include "data/h5util.h"
 
-void dataset_block(size_t n, int p, int r, size_t *lo, size_t *hi)
+void dataset_block(size_t n, size_t unit, int p, int r, size_t *lo, size_t *hi)
 {
-    *lo = (size_t)(((unsigned __int128)n * (unsigned)r) / (unsigned)p);
-    *hi = (size_t)(((unsigned __int128)n * (unsigned)(r + 1)) / (unsigned)p);
+    size_t n_units = (n + unit - 1) / unit;
+    *lo = unit * (size_t)(((unsigned __int128)n_units * (unsigned)r) / (unsigned)p);
+    *hi = unit * (size_t)(((unsigned __int128)n_units * (unsigned)(r + 1)) / (unsigned)p);
+    *lo = *lo < n ? *lo : n;
+    *hi = *hi < n ? *hi : n;
 }
 
 /* Check one split; fills n and D (and dtype on the first). */
@@ -145,13 +148,13 @@ void shard_free(struct shard *s)
 }
 
 int dataset_read_shard(const struct comm *c, const char *path, const struct dataset_info *info,
-                       const char *split, size_t limit, struct shard *out)
+                       const char *split, size_t limit, size_t unit, struct shard *out)
 {
     size_t n = !strcmp(split, "train") ? info->n_train : info->n_test;
     if (limit > 0 && limit < n)
         n = limit;
     size_t lo, hi;
-    dataset_block(n, comm_size(c), comm_rank(c), &lo, &hi);
+    dataset_block(n, unit, comm_size(c), comm_rank(c), &lo, &hi);
     memset(out, 0, sizeof *out);
     int ok = shard_alloc(out, hi - lo, info->n_dim, info->is_u8, info->has_labels) == 0;
     if (!comm_agree(c, ok))

@@ -49,10 +49,12 @@ int dataset_open(const struct comm *c, const char *path, struct dataset_info *in
 
 /*
  * Collective read of this rank's contiguous shard of a split ("train"/"test"),
- * of its first `limit` rows when limit > 0 (all rows otherwise).
+ * of its first `limit` rows when limit > 0 (all rows otherwise): the block
+ * dataset_block(n, unit, P, rank) (unit 1 for training, EVAL_CHUNK where the
+ * evaluator needs whole chunks).
  */
 int dataset_read_shard(const struct comm *c, const char *path, const struct dataset_info *info,
-                       const char *split, size_t limit, struct shard *out);
+                       const char *split, size_t limit, size_t unit, struct shard *out);
 
 /* Allocate a shard of n_rows (rows, ids, and labels if with_labels). */
 int shard_alloc(struct shard *s, size_t n_rows, size_t n_dim, int is_u8, int with_labels);
@@ -61,8 +63,11 @@ void shard_free(struct shard *s);
 /* x (n, D) = rows [first, first+n) of s as floats in [0,1] (uint8) or as stored. */
 void shard_rows_to_float(float *x, const struct shard *s, size_t first, size_t n);
 
-/* The contiguous block of rank r: rows [lo, hi) of N over P. */
-void dataset_block(size_t n, int p, int r, size_t *lo, size_t *hi);
+/*
+ * The contiguous block of rank r: rows [lo, hi) of n over p ranks, cut at
+ * multiples of `unit` rows (unit 1: the even split [r·n/p, (r+1)·n/p)). Local.
+ */
+void dataset_block(size_t n, size_t unit, int p, int r, size_t *lo, size_t *hi);
 
 /*
  * Write a dataset file (serial; used by `vae_dist prep` and the tests).

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/fault.h"
 #include "core/log.h"
 
 void h5_quiet(void)
@@ -25,19 +26,12 @@ hid_t h5_fapl(const struct comm *c)
     return fapl;
 }
 
-/* Test hook: VAE_TEST_UNREADABLE_RANK=r makes rank r see every file as unreadable. */
-static int injected_unreadable(const struct comm *c)
-{
-    const char *v = getenv("VAE_TEST_UNREADABLE_RANK");
-    return c && v && atoi(v) == comm_rank(c);
-}
-
 hid_t h5_open_read(const struct comm *c, const char *path)
 {
     h5_quiet();
     /* H5Fopen over MPI-IO is collective: agree that every rank can read the
      * path first, or a rank-local fault would leave the others waiting. */
-    int ok = access(path, R_OK) == 0 && !injected_unreadable(c);
+    int ok = access(path, R_OK) == 0 && !(c && fault_unreadable(comm_rank(c)));
     if (!ok)
         log_error("%s: cannot read the file (missing or no permission on this rank)", path);
     if (c && !comm_agree(c, ok)) {
@@ -190,7 +184,6 @@ int h5_read_rows(hid_t f, const char *path, const char *name, hid_t mem_type, si
         return -1;
     }
     hid_t fs = H5Dget_space(d);
-    int nd = H5Sget_simple_extent_ndims(fs);
     hsize_t start[2] = {lo, 0}, count[2] = {hi - lo, n_cols};
     hsize_t mcount[1] = {(hi - lo) * n_cols};
     hid_t ms = H5Screate_simple(1, mcount, NULL);
@@ -200,7 +193,6 @@ int h5_read_rows(hid_t f, const char *path, const char *name, hid_t mem_type, si
     } else {
         H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
     }
-    (void)nd;
     hid_t xfer = H5Pcreate(H5P_DATASET_XFER);
     H5Pset_dxpl_mpio(xfer, H5FD_MPIO_COLLECTIVE);
     herr_t rc = H5Dread(d, mem_type, ms, fs, xfer, buf);

@@ -15,7 +15,7 @@ static int owner_of(size_t id, size_t n, int p)
     int q = (int)(((unsigned __int128)id * (unsigned)p) / n);
     size_t lo, hi;
     for (;;) {
-        dataset_block(n, p, q, &lo, &hi);
+        dataset_block(n, 1, p, q, &lo, &hi);
         if (id < lo)
             q--;
         else if (id >= hi)
@@ -32,7 +32,7 @@ int shuffle_epoch(const struct comm *c, const struct shard *src, size_t n_total,
     const size_t b = batch / (size_t)p, steps = n_total / batch, n_mine = steps * b;
     const size_t rb = src->row_bytes;
     size_t lo, hi;
-    dataset_block(n_total, p, me, &lo, &hi);
+    dataset_block(n_total, 1, p, me, &lo, &hi);
     VAE_ASSERT(src->n_rows == hi - lo && batch % (size_t)p == 0);
     memset(dst, 0, sizeof *dst);
 

@@ -30,7 +30,7 @@ static void add_layer(struct vae *m, size_t n_in, size_t n_out, int has_act, con
     l->w_off = m->n_params;
     l->b_off = l->w_off + n_out * n_in;
     m->n_params = l->b_off + n_out;
-    struct vae_tensor *t = &m->tensor[m->n_tensors++];
+    struct tensor_view *t = &m->tensor[m->n_tensors++];
     snprintf(t->name, sizeof t->name, "%s.w", name);
     t->off = l->w_off;
     t->rows = n_out;
@@ -70,7 +70,7 @@ int vae_init(struct vae *m, const struct config *cfg, size_t n_in, size_t max_ba
     m->obs_logvar_off = SIZE_MAX;
     if (m->likelihood == LIK_GAUSSIAN_LEARNED) {
         m->obs_logvar_off = m->n_params;
-        struct vae_tensor *t = &m->tensor[m->n_tensors++];
+        struct tensor_view *t = &m->tensor[m->n_tensors++];
         snprintf(t->name, sizeof t->name, "dec.obs_logvar");
         t->off = m->n_params;
         t->rows = n_in;

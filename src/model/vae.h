@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "core/config.h"
+#include "core/tensor.h"
 
 #define VAE_MAX_LAYERS  (2 * CONFIG_MAX_HIDDEN + 2)
 #define VAE_MAX_TENSORS (2 * VAE_MAX_LAYERS + 1)
@@ -26,13 +27,6 @@ struct vae_layer {
     size_t w_off, b_off; /* offsets into params/grads: w (O, I), b (O) */
     size_t n_in, n_out;  /* I, O */
     int has_act;         /* activation after this layer */
-};
-
-/* A named view into the flat buffers (for checkpoints and tools). */
-struct vae_tensor {
-    char name[32];
-    size_t off;
-    size_t rows, cols; /* cols = 1 for vectors */
 };
 
 struct vae {
@@ -46,7 +40,7 @@ struct vae {
     struct vae_layer layer[VAE_MAX_LAYERS];
     size_t obs_logvar_off; /* learned log σ² (D), or SIZE_MAX */
     size_t n_tensors;
-    struct vae_tensor tensor[VAE_MAX_TENSORS];
+    struct tensor_view tensor[VAE_MAX_TENSORS]; /* views into params, for checkpoints */
 
     size_t n_params;
     float *params; /* (n_params) */

@@ -135,11 +135,6 @@ void optim_step_range(struct optim *o, float *params, const float *grads, size_t
     }
 }
 
-double optim_grad_norm(const float *g, size_t n)
-{
-    return sqrt(optim_sum_squares(g, n));
-}
-
 double optim_sum_squares(const float *g, size_t n)
 {
     /* Eight independent partial sums: the adds pipeline instead of waiting
@@ -154,16 +149,11 @@ double optim_sum_squares(const float *g, size_t n)
     return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
-double optim_clip(float *g, size_t n, double max_norm)
+void optim_clip(float *g, size_t n, double norm, double max_norm)
 {
-    double norm = optim_grad_norm(g, n);
-    if (max_norm > 0 && norm > max_norm)
-        optim_scale(g, n, (float)(max_norm / norm));
-    return norm;
-}
-
-void optim_scale(float *g, size_t n, float k)
-{
+    if (max_norm <= 0 || !(norm > max_norm))
+        return;
+    const float k = (float)(max_norm / norm);
     for (size_t i = 0; i < n; i++)
         g[i] *= k;
 }

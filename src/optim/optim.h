@@ -47,11 +47,12 @@ void optim_step(struct optim *o, float *params, const float *grads);
  * parameters); every rank calls it once per step, so o->t stays agreed. */
 void optim_step_range(struct optim *o, float *params, const float *grads, size_t lo, size_t hi);
 
-/* Global L2 norm of g (n), in double; and its square, for summing slices. */
-double optim_grad_norm(const float *g, size_t n);
+/* Σ g² over g (n), in double: the global squared L2 norm, or a slice's share of it. */
 double optim_sum_squares(const float *g, size_t n);
-void optim_scale(float *g, size_t n, float k);
-/* Scale g so its norm is at most max_norm; returns the norm before clipping. */
-double optim_clip(float *g, size_t n, double max_norm);
+/*
+ * Clip by global norm: g (n) is all or a slice of a gradient whose L2 norm is
+ * `norm`; scale it by max_norm/norm when norm > max_norm (max_norm 0: off).
+ */
+void optim_clip(float *g, size_t n, double norm, double max_norm);
 
 #endif

@@ -1,9 +1,9 @@
 /*
- * The training loop: data-parallel over the ranks of a comm. Each step every
- * rank computes the gradient of its B/P samples of the global batch, the
- * gradients are summed across ranks (overlapped buckets, one blocking
- * allreduce, or exact int64 in reproducible mode), and every rank takes the
- * same optimizer step. See docs/design.md for the step's data flow.
+ * The training driver: data-parallel over the ranks of a comm. It owns the
+ * run directory, epochs, logging, evaluation at each epoch's end,
+ * checkpoints (every N steps, every T seconds, on a signal, at the end) and
+ * the agreed stop; each step's maths is trainer_step (trainer.h). See
+ * docs/design.md for the step's data flow.
  */
 #ifndef VAE_TRAIN_H
 #define VAE_TRAIN_H
@@ -21,7 +21,7 @@ struct train_result {
     double *loss;         /* (n_steps) global mean −ELBO of each step taken */
     int64_t n_steps;      /* steps taken in this run */
     int64_t final_step;   /* global step count at the end */
-    double test_neg_elbo; /* last end-of-epoch test −ELBO (NAN if no test split) */
+    double test_neg_elbo; /* last end-of-epoch test −ELBO (NAN if no test split or no epoch ended) */
     double samples_per_s; /* mean training throughput */
     int stopped_by_signal;
 };
@@ -29,18 +29,13 @@ struct train_result {
 /*
  * Train with cfg over c. resume: "none", "auto" or a checkpoint path.
  * Returns VAE_EXIT_OK, VAE_EXIT_SIGNAL (checkpointed after a signal), or
- * VAE_EXIT_ERROR after an agreed error (message printed). res may be NULL.
+ * VAE_EXIT_ERROR after an agreed error (message printed); res (may be NULL)
+ * is filled for the first two. Collective.
  */
 int train_run(const struct config *cfg, const struct comm *c, const char *resume, struct train_result *res);
 void train_result_free(struct train_result *res);
 
-/* SIGTERM, SIGUSR1, SIGUSR2 set a flag the loop agrees on at the next step. */
+/* SIGTERM, SIGUSR1, SIGUSR2 set a flag the ranks agree on after the next step. Local. */
 void train_install_signals(void);
-
-/* Evaluate the test −ELBO of a model on a test shard (collective); used by `eval`. */
-struct vae;
-struct shard;
-double train_eval(const struct comm *c, struct vae *m, const struct shard *test, size_t n_total,
-                  uint64_t seed, double *rec_out, double *kl_out);
 
 #endif

@@ -1,5 +1,5 @@
-/* eval, sample, recon, encode, score (see tools.h). */
-#include "train/tools.h"
+/* eval, sample, recon, encode, score (see infer.h). */
+#include "infer/infer.h"
 
 #include <libgen.h>
 #include <math.h>
@@ -10,20 +10,18 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/rng.h"
 #include "data/ckpt.h"
 #include "data/dataset.h"
-#include "data/png.h"
-#include "model/linear.h"
+#include "infer/eval.h"
 #include "model/vae.h"
-#include "train/eval.h"
-#include "train/metrics.h"
+#include "picture/picture.h"
 
-#define TOOL_BATCH 256
-
-/* What every command needs: the config, the model, the checkpoint header,
- * and (load_data) this rank's shard of the split it works on. */
-struct loaded {
+/* A trained model and what every command needs with it: the config, the
+ * checkpoint header, and (trained_read_split) this rank's shard of the split
+ * it works on. */
+struct trained {
     struct config cfg;
     struct ckpt_meta meta;
     struct vae m;
@@ -33,11 +31,9 @@ struct loaded {
     size_t n_total; /* rows of the split worked on, over all ranks */
 };
 
-static int load(const struct comm *c, const struct tool_args *a, struct loaded *l)
+static int trained_load(const struct comm *c, const struct infer_args *a, struct trained *l)
 {
     memset(l, 0, sizeof *l);
-    if (!getenv("OPENBLAS_NUM_THREADS"))
-        linear_set_threads(1);
     if (!a->checkpoint) {
         log_error("--checkpoint PATH is required");
         return -1;
@@ -46,12 +42,14 @@ static int load(const struct comm *c, const struct tool_args *a, struct loaded *
         return -1;
     char err[256];
     config_defaults(&l->cfg);
-    int64_t step;
     int ok = config_from_string(&l->cfg, l->meta.config, err, sizeof err) == 0;
     if (!ok)
         log_error("%s: %s", a->checkpoint, err);
-    ok = ok && vae_init(&l->m, &l->cfg, (size_t)l->meta.data_n_dim, TOOL_BATCH) == 0;
-    if (!comm_agree(c, ok) || ckpt_load(c, a->checkpoint, NULL, &l->m, NULL, &step)) {
+    ok = ok && vae_init(&l->m, &l->cfg, (size_t)l->meta.data_n_dim, EVAL_CHUNK) == 0;
+    struct ckpt_meta want = {.optim = -1};
+    struct ckpt_buffer params = {"/model/params", l->m.params, l->m.n_params};
+    struct ckpt_content ct = {l->m.tensor, l->m.n_tensors, &params, 1};
+    if (!comm_agree(c, ok) || ckpt_load(c, a->checkpoint, &want, &ct, NULL)) {
         vae_free(&l->m);
         ckpt_meta_free(&l->meta);
         return -1;
@@ -59,7 +57,7 @@ static int load(const struct comm *c, const struct tool_args *a, struct loaded *
     return 0;
 }
 
-static void unload(struct loaded *l)
+static void trained_free(struct trained *l)
 {
     shard_free(&l->s);
     vae_free(&l->m);
@@ -67,10 +65,12 @@ static void unload(struct loaded *l)
 }
 
 /*
- * This rank's shard of the chosen split into l, checked against the model's
- * D; `cmd` names the command when it needs --out. Collective over c.
+ * This rank's shard of the chosen split into l (in whole evaluation chunks),
+ * checked against the model's D; `cmd` names the command when it needs
+ * --out. Collective over c.
  */
-static int load_data(const struct comm *c, const struct tool_args *a, struct loaded *l, const char *cmd)
+static int trained_read_split(const struct comm *c, const struct infer_args *a, struct trained *l,
+                              const char *cmd)
 {
     if (cmd && !a->out) {
         log_error("%s: --out FILE is required", cmd);
@@ -97,16 +97,16 @@ static int load_data(const struct comm *c, const struct tool_args *a, struct loa
     l->n_total = !strcmp(split, "test") ? l->info.n_test : l->info.n_train;
     if (a->n > 0 && (size_t)a->n < l->n_total)
         l->n_total = (size_t)a->n;
-    return dataset_read_shard(c, path, &l->info, split, a->n > 0 ? (size_t)a->n : 0, &l->s);
+    return dataset_read_shard(c, path, &l->info, split, a->n > 0 ? (size_t)a->n : 0, EVAL_CHUNK, &l->s);
 }
 
-int tool_eval(const struct comm *c, const struct tool_args *a)
+int infer_eval(const struct comm *c, const struct infer_args *a)
 {
-    struct loaded l;
-    if (load(c, a, &l))
+    struct trained l;
+    if (trained_load(c, a, &l))
         return VAE_EXIT_ERROR;
     int rc = VAE_EXIT_ERROR;
-    if (load_data(c, a, &l, NULL))
+    if (trained_read_split(c, a, &l, NULL))
         goto out_free;
     struct eval_result r;
     eval_shard(c, &l.m, &l.s, l.cfg.seed, a->k, NULL, NULL, &r);
@@ -128,11 +128,11 @@ int tool_eval(const struct comm *c, const struct tool_args *a)
     }
     rc = VAE_EXIT_OK;
 out_free:
-    unload(&l);
+    trained_free(&l);
     return rc;
 }
 
-static int need_images(const struct loaded *l, const char *path, const char *what)
+static int need_images(const struct trained *l, const char *path, const char *what)
 {
     if (l->meta.image_rows > 0 && l->meta.image_cols > 0)
         return 0;
@@ -142,10 +142,10 @@ static int need_images(const struct loaded *l, const char *path, const char *wha
     return -1;
 }
 
-int tool_sample(const struct comm *c, const struct tool_args *a)
+int infer_sample(const struct comm *c, const struct infer_args *a)
 {
-    struct loaded l;
-    if (load(c, a, &l))
+    struct trained l;
+    if (trained_load(c, a, &l))
         return VAE_EXIT_ERROR;
     int rc = VAE_EXIT_ERROR;
     if (need_images(&l, a->checkpoint, "sample") || !a->out || a->n < 1) {
@@ -155,16 +155,16 @@ int tool_sample(const struct comm *c, const struct tool_args *a)
     }
     /* z_i ~ N(0, I) = Philox(seed, RNG_PRIOR, 0, i): the same picture on any rank count. */
     size_t n = (size_t)a->n, n_z = l.m.n_latent, n_d = l.m.n_in;
-    float *z = malloc(TOOL_BATCH * n_z * sizeof *z), *img = malloc(n * n_d * sizeof *img);
+    float *z = malloc(EVAL_CHUNK * n_z * sizeof *z), *img = malloc(n * n_d * sizeof *img);
     VAE_ASSERT(z && img);
-    for (size_t i0 = 0; i0 < n; i0 += TOOL_BATCH) {
-        size_t b = n - i0 < TOOL_BATCH ? n - i0 : TOOL_BATCH;
+    for (size_t i0 = 0; i0 < n; i0 += EVAL_CHUNK) {
+        size_t b = n - i0 < EVAL_CHUNK ? n - i0 : EVAL_CHUNK;
         for (size_t i = 0; i < b; i++)
             rng_normal(z + i * n_z, n_z, l.cfg.seed, RNG_PRIOR, 0, (uint32_t)(i0 + i));
         vae_decode(&l.m, img + i0 * n_d, z, b);
     }
-    int ok = comm_rank(c) != 0 || png_write_grid(a->out, img, n, (size_t)l.meta.image_rows,
-                                                 (size_t)l.meta.image_cols, n < 16 ? n : 16) == 0;
+    int ok = comm_rank(c) != 0 || picture_write_grid(a->out, img, n, (size_t)l.meta.image_rows,
+                                                     (size_t)l.meta.image_cols, n < 16 ? n : 16) == 0;
     free(z);
     free(img);
     if (comm_agree(c, ok)) {
@@ -172,14 +172,14 @@ int tool_sample(const struct comm *c, const struct tool_args *a)
         rc = VAE_EXIT_OK;
     }
 out_free:
-    unload(&l);
+    trained_free(&l);
     return rc;
 }
 
-int tool_recon(const struct comm *c, const struct tool_args *a)
+int infer_recon(const struct comm *c, const struct infer_args *a)
 {
-    struct loaded l;
-    if (load(c, a, &l))
+    struct trained l;
+    if (trained_load(c, a, &l))
         return VAE_EXIT_ERROR;
     int rc = VAE_EXIT_ERROR;
     if (need_images(&l, a->checkpoint, "recon") || !a->out || a->n < 1) {
@@ -192,7 +192,7 @@ int tool_recon(const struct comm *c, const struct tool_args *a)
     float *img = NULL;
     size_t n = 0;
     if (comm_rank(c) == 0) {
-        ok = load_data(comm_self(), a, &l, "recon") == 0;
+        ok = trained_read_split(comm_self(), a, &l, "recon") == 0;
         n = ok ? l.s.n_rows : 0;
         size_t n_d = l.m.n_in, n_z = l.m.n_latent, per_row = n < 16 ? n : 16;
         size_t cells = per_row ? 2 * ((n + per_row - 1) / per_row) * per_row : 0;
@@ -208,8 +208,8 @@ int tool_recon(const struct comm *c, const struct tool_args *a)
             vae_encode(&l.m, mu, mu + n_z, in, 1);
             vae_decode(&l.m, out, mu, 1);
         }
-        ok = ok && png_write_grid(a->out, img, cells, (size_t)l.meta.image_rows, (size_t)l.meta.image_cols,
-                                  per_row) == 0;
+        ok = ok && picture_write_grid(a->out, img, cells, (size_t)l.meta.image_rows,
+                                      (size_t)l.meta.image_cols, per_row) == 0;
         free(mu);
     }
     free(img);
@@ -218,25 +218,25 @@ int tool_recon(const struct comm *c, const struct tool_args *a)
         rc = VAE_EXIT_OK;
     }
 out_free:
-    unload(&l);
+    trained_free(&l);
     return rc;
 }
 
-int tool_encode(const struct comm *c, const struct tool_args *a)
+int infer_encode(const struct comm *c, const struct infer_args *a)
 {
-    struct loaded l;
-    if (load(c, a, &l))
+    struct trained l;
+    if (trained_load(c, a, &l))
         return VAE_EXIT_ERROR;
     int rc = VAE_EXIT_ERROR;
-    if (load_data(c, a, &l, "encode"))
+    if (trained_read_split(c, a, &l, "encode"))
         goto out_free;
     const struct shard *s = &l.s;
     size_t n_z = l.m.n_latent, n_d = l.m.n_in;
     float *mu = malloc(s->n_rows * n_z * sizeof *mu + 1), *lv = malloc(s->n_rows * n_z * sizeof *lv + 1);
-    float *x = malloc(TOOL_BATCH * n_d * sizeof *x);
+    float *x = malloc(EVAL_CHUNK * n_d * sizeof *x);
     VAE_ASSERT(mu && lv && x);
-    for (size_t i0 = 0; i0 < s->n_rows; i0 += TOOL_BATCH) {
-        size_t b = s->n_rows - i0 < TOOL_BATCH ? s->n_rows - i0 : TOOL_BATCH;
+    for (size_t i0 = 0; i0 < s->n_rows; i0 += EVAL_CHUNK) {
+        size_t b = s->n_rows - i0 < EVAL_CHUNK ? s->n_rows - i0 : EVAL_CHUNK;
         shard_rows_to_float(x, s, i0, b);
         vae_encode(&l.m, mu + i0 * n_z, lv + i0 * n_z, x, b);
     }
@@ -252,13 +252,13 @@ int tool_encode(const struct comm *c, const struct tool_args *a)
     free(lv);
     free(x);
 out_free:
-    unload(&l);
+    trained_free(&l);
     return rc;
 }
 
 /* AUROC of each score against 0/1 labels, over all ranks' rows (NAN if the
  * labels are not 0/1). Collective. */
-static void auroc_all(const struct comm *c, const struct loaded *l, const float *elbo, const float *iwae,
+static void auroc_all(const struct comm *c, const struct trained *l, const float *elbo, const float *iwae,
                       double auroc[2])
 {
     size_t n = l->n_total, first = l->s.n_rows ? l->s.ids[0] : 0;
@@ -269,13 +269,14 @@ static void auroc_all(const struct comm *c, const struct loaded *l, const float 
     VAE_ASSERT(count && all && lab);
     size_t *off = count + p;
     memcpy(all + first, elbo, l->s.n_rows * sizeof *all);
-    memcpy(all + n + first, iwae, l->s.n_rows * sizeof *all);
+    if (iwae)
+        memcpy(all + n + first, iwae, l->s.n_rows * sizeof *all);
     for (size_t i = 0; i < l->s.n_rows; i++)
         all[2 * n + first + i] = l->s.labels[i];
     for (int col = 0; col < 3; col++) { /* the three columns, one allgather each */
         for (int q = 0; q < p; q++) {
             size_t hi;
-            dataset_block(n, p, q, &off[q], &hi);
+            dataset_block(n, EVAL_CHUNK, p, q, &off[q], &hi);
             count[q] = hi - off[q];
             off[q] += (size_t)col * n;
         }
@@ -293,13 +294,13 @@ static void auroc_all(const struct comm *c, const struct loaded *l, const float 
     free(lab);
 }
 
-int tool_score(const struct comm *c, const struct tool_args *a)
+int infer_score(const struct comm *c, const struct infer_args *a)
 {
-    struct loaded l;
-    if (load(c, a, &l))
+    struct trained l;
+    if (trained_load(c, a, &l))
         return VAE_EXIT_ERROR;
     int rc = VAE_EXIT_ERROR;
-    if (load_data(c, a, &l, "score"))
+    if (trained_read_split(c, a, &l, "score"))
         goto out_free;
     const struct shard *s = &l.s;
     float *elbo = malloc(s->n_rows * sizeof *elbo + 1), *iwae = malloc(s->n_rows * sizeof *iwae + 1);
@@ -323,6 +324,6 @@ int tool_score(const struct comm *c, const struct tool_args *a)
     free(elbo);
     free(iwae);
 out_free:
-    unload(&l);
+    trained_free(&l);
     return rc;
 }

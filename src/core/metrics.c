@@ -1,5 +1,5 @@
 /* metrics.jsonl writer (see metrics.h). */
-#include "train/metrics.h"
+#include "core/metrics.h"
 
 #include <errno.h>
 #include <math.h>

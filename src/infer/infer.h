@@ -2,14 +2,15 @@
  * The commands that use a trained model: eval, sample, recon, encode,
  * score. Each loads the model from a checkpoint (its stored config builds
  * the network) and works on the test split of a dataset (or the training
- * split when the file has none, or as --split says). Collective.
+ * split when the file has none, or as --split says). Every function here is
+ * collective over c and returns an exit code (VAE_EXIT_*), messages printed.
  */
-#ifndef VAE_TOOLS_H
-#define VAE_TOOLS_H
+#ifndef VAE_INFER_H
+#define VAE_INFER_H
 
 #include "comm/comm.h"
 
-struct tool_args {
+struct infer_args {
     const char *checkpoint; /* required */
     const char *data;       /* NULL: the data.path stored in the checkpoint's config */
     const char *split;      /* "test" (default) or "train" */
@@ -18,11 +19,10 @@ struct tool_args {
     long k;                 /* importance samples (eval, score) */
 };
 
-/* Each returns an exit code (VAE_EXIT_*); messages are printed. */
-int tool_eval(const struct comm *c, const struct tool_args *a);
-int tool_sample(const struct comm *c, const struct tool_args *a);
-int tool_recon(const struct comm *c, const struct tool_args *a);
-int tool_encode(const struct comm *c, const struct tool_args *a);
-int tool_score(const struct comm *c, const struct tool_args *a);
+int infer_eval(const struct comm *c, const struct infer_args *a);
+int infer_sample(const struct comm *c, const struct infer_args *a);
+int infer_recon(const struct comm *c, const struct infer_args *a);
+int infer_encode(const struct comm *c, const struct infer_args *a);
+int infer_score(const struct comm *c, const struct infer_args *a);
 
 #endif

@@ -1,0 +1,148 @@
+/* The gradient reduction modes (see reduction.h). */
+#include "train/reduction.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "optim/optim.h"
+
+/* Fixed point: value · 2^32 in int64. A micro-batch gradient element beyond
+ * ±2^20 counts as an overflow (like a non-finite one). */
+#define GRAD_FIXED_SCALE 4294967296.0
+#define GRAD_FIXED_LIMIT 1048576.0f
+
+/* Cut the flat gradient at layer boundaries into buckets of about bucket_mb,
+ * from the end (where backward starts). */
+static int make_buckets(struct reduction *r, const struct vae *m, double bucket_mb)
+{
+    size_t cap = (size_t)(bucket_mb * 1048576.0 / sizeof(float));
+    size_t cuts[VAE_MAX_LAYERS + 2], n_cuts = 0, end = m->n_params;
+    cuts[n_cuts++] = m->n_params;
+    size_t starts[VAE_MAX_LAYERS + 1], n_starts = 0;
+    if (m->obs_logvar_off != SIZE_MAX)
+        starts[n_starts++] = m->obs_logvar_off;
+    for (size_t l = m->n_layers; l-- > 0;)
+        starts[n_starts++] = m->layer[l].w_off;
+    for (size_t i = 0; i < n_starts; i++) {
+        if (end - starts[i] >= cap || starts[i] == 0) {
+            cuts[n_cuts++] = starts[i];
+            end = starts[i];
+        }
+    }
+    r->n_buckets = n_cuts - 1;
+    r->bucket_off = malloc(n_cuts * sizeof *r->bucket_off);
+    if (!r->bucket_off)
+        return -1;
+    for (size_t i = 0; i < n_cuts; i++)
+        r->bucket_off[i] = cuts[n_cuts - 1 - i];
+    r->red = comm_reducer_init(r->c, m->grads, r->bucket_off, r->n_buckets);
+    return 0;
+}
+
+int reduction_init(struct reduction *r, const struct comm *c, const struct config *cfg, const struct vae *m)
+{
+    memset(r, 0, sizeof *r);
+    r->c = c;
+    r->n = m->n_params;
+    r->hi = m->n_params;
+    if (cfg->reproducible) {
+        r->fixed = malloc((r->n + 1) * sizeof *r->fixed);
+        return r->fixed ? 0 : -1;
+    }
+    if (cfg->overlap && comm_size(c) > 1)
+        return make_buckets(r, m, cfg->bucket_mb);
+    if (cfg->shared_memory && !cfg->overlap && comm_size(c) > 1)
+        r->node = comm_node_open(c, r->n);
+    if (r->node)
+        comm_node_range(r->node, &r->lo, &r->hi);
+    return 0;
+}
+
+void reduction_free(struct reduction *r)
+{
+    comm_reducer_free(r->red);
+    comm_node_close(r->node);
+    free(r->bucket_off);
+    free(r->fixed);
+    memset(r, 0, sizeof *r);
+}
+
+const char *reduction_mode(const struct reduction *r)
+{
+    return r->fixed  ? "reproducible (int64 allreduce)"
+           : r->red  ? "float, overlapped allreduce"
+           : r->node ? "float, shared-memory reduction, sliced optimizer"
+                     : "float, allreduce";
+}
+
+void reduction_begin(struct reduction *r)
+{
+    r->next_bucket = r->n_buckets;
+}
+
+int reduction_overlaps(const struct reduction *r)
+{
+    return r->red != NULL;
+}
+
+void reduction_ready(void *ctx, size_t off)
+{
+    struct reduction *r = ctx;
+    while (r->next_bucket > 0 && r->bucket_off[r->next_bucket - 1] >= off) {
+        r->next_bucket--;
+        comm_reducer_start(r->red, r->next_bucket);
+    }
+    comm_reducer_progress(r->red);
+}
+
+void reduction_finish(struct reduction *r, float *grads)
+{
+    if (r->red)
+        comm_reducer_wait(r->red);
+    else if (r->node)
+        comm_node_reduce(r->node, grads);
+    else
+        comm_allreduce_sum_f32(r->c, grads, r->n);
+}
+
+void reduction_fixed_clear(struct reduction *r)
+{
+    memset(r->fixed, 0, (r->n + 1) * sizeof *r->fixed);
+}
+
+void reduction_fixed_add(struct reduction *r, const float *grads)
+{
+    int64_t bad = 0, *acc = r->fixed;
+    /* Truncation toward zero is as exact a rule as rounding, and vectorises. */
+#pragma omp simd reduction(+ : bad)
+    for (size_t i = 0; i < r->n; i++) {
+        float g = grads[i];
+        int ok = fabsf(g) < GRAD_FIXED_LIMIT;
+        bad += !ok;
+        acc[i] += (int64_t)((double)(ok ? g : 0.0f) * GRAD_FIXED_SCALE);
+    }
+    acc[r->n] += bad;
+}
+
+void reduction_fixed_finish(struct reduction *r, float *grads, int poison)
+{
+    r->fixed[r->n] += poison != 0;
+    comm_allreduce_sum_i64(r->c, r->fixed, r->n + 1);
+    for (size_t i = 0; i < r->n; i++)
+        grads[i] = (float)((double)r->fixed[i] / GRAD_FIXED_SCALE);
+    if (r->fixed[r->n])
+        grads[0] = NAN;
+}
+
+double reduction_norm(struct reduction *r, const float *grads)
+{
+    double ss = optim_sum_squares(grads + r->lo, r->hi - r->lo);
+    return sqrt(r->node ? comm_node_sum(r->node, ss) : ss);
+}
+
+void reduction_share(struct reduction *r, float *buf)
+{
+    if (r->node)
+        comm_node_allgather(r->node, buf);
+}

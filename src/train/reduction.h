@@ -1,0 +1,73 @@
+/*
+ * The gradient reduction of a training step: how the ranks' gradients
+ * become one sum that every rank steps with. Four modes, chosen once at
+ * init from the config and the job's shape:
+ *   node      ranks of a node sum through MPI-3 shared memory, each rank then
+ *             owns the slice [lo, hi) of the parameters that it updates
+ *             (comm_node_*); the default where it applies (float mode,
+ *             no overlap, equal nodes of more than one rank);
+ *   overlap   buckets cut at layer boundaries start their allreduce while
+ *             backward still runs (comm_reducer_*);
+ *   blocking  one MPI_Allreduce of the whole gradient;
+ *   fixed     reproducible mode: each micro-batch's gradient is added in
+ *             64-bit fixed point (value · 2^32), summed by an integer
+ *             allreduce, which is associative: any P gives the same bits.
+ * Outside node mode the slice is the whole buffer.
+ */
+#ifndef VAE_REDUCTION_H
+#define VAE_REDUCTION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "comm/comm.h"
+#include "core/config.h"
+#include "model/vae.h"
+
+struct reduction {
+    const struct comm *c;
+    size_t n;                      /* gradient elements */
+    size_t lo, hi;                 /* the slice of the parameters this rank updates */
+    struct comm_node *node;        /* node mode, or NULL */
+    struct comm_reducer *red;      /* overlap mode, or NULL */
+    size_t *bucket_off;            /* (n_buckets + 1) bucket boundaries, overlap mode */
+    size_t n_buckets, next_bucket; /* buckets >= next_bucket have been started */
+    int64_t *fixed;                /* (n + 1) fixed mode's accumulator; last: overflow count */
+};
+
+/*
+ * Choose the mode for model m under cfg on c and allocate it. Collective.
+ * Returns 0 or -1 (out of memory; not agreed: the caller agrees).
+ */
+int reduction_init(struct reduction *r, const struct comm *c, const struct config *cfg, const struct vae *m);
+void reduction_free(struct reduction *r);
+const char *reduction_mode(const struct reduction *r);
+
+/*
+ * Float modes. Before backward: reduction_begin. As vae_backward finishes
+ * each layer it calls reduction_ready(r, off) (pass it as on_ready when
+ * reduction_overlaps(r)); then reduction_finish completes the sum into
+ * grads (only [lo, hi) in node mode). Collective.
+ */
+void reduction_begin(struct reduction *r);
+int reduction_overlaps(const struct reduction *r);
+void reduction_ready(void *r, size_t off);
+void reduction_finish(struct reduction *r, float *grads);
+
+/*
+ * Fixed mode: reduction_fixed_clear, then reduction_fixed_add (local) for
+ * each micro-batch's gradient, then reduction_fixed_finish (collective)
+ * writes the exact sum into grads; poison (a rank's overflow or injected
+ * fault) makes grads[0] NaN on every rank, so the step is skipped.
+ */
+void reduction_fixed_clear(struct reduction *r);
+void reduction_fixed_add(struct reduction *r, const float *grads);
+void reduction_fixed_finish(struct reduction *r, float *grads, int poison);
+
+/* L2 norm of the reduced gradient (collective over the node in node mode). */
+double reduction_norm(struct reduction *r, const float *grads);
+
+/* Node mode: every rank's updated slice of buf (n) to every rank (collective); else nothing. */
+void reduction_share(struct reduction *r, float *buf);
+
+#endif
