@@ -7,6 +7,9 @@
  *   - on a model with a 1-D latent, IWAE with K = 5000 converges to log p(x)
  *     computed by numerical integration over z (a 20001-point grid);
  *   - P ranks give the same numbers as 1 rank, bit for bit;
+ *   - the test −ELBO that training reports at an epoch's end equals, bit for
+ *     bit, the evaluator's on the checkpoint of that step (what `vae_dist
+ *     eval` computes), on P and on 1 rank;
  *   - AUROC on a hand-checked example.
  */
 #include <math.h>
@@ -22,6 +25,7 @@
 #include "comm/comm.h"
 #include "core/config.h"
 #include "core/rng.h"
+#include "data/ckpt.h"
 #include "testutil.h"
 #include "infer/eval.h"
 #include "train/train.h"
@@ -179,6 +183,50 @@ static void test_iwae_converges_to_integral(void **state)
     vae_free(&m);
 }
 
+static void test_epoch_eval_equals_eval_of_checkpoint(void **state)
+{
+    (void)state;
+    struct config cfg;
+    config_defaults(&cfg);
+    snprintf(cfg.data_path, sizeof cfg.data_path, "%s/data.h5", g_dir);
+    snprintf(cfg.run_dir, sizeof cfg.run_dir, "%s/epoch_eval", g_dir);
+    cfg.hidden[0] = 16;
+    cfg.latent = 3;
+    cfg.batch_size = 64;
+    cfg.epochs = 2; /* 512 / 64 = 8 steps an epoch: two epoch ends, a checkpoint at the last */
+    cfg.log_every = 1000;
+    cfg.ckpt_every_seconds = 0;
+    struct train_result r;
+    assert_int_equal(train_run(&cfg, g_world, "none", &r), 0);
+    assert_true(isfinite(r.test_neg_elbo));
+    /* The checkpoint, loaded as the eval command loads it. */
+    struct vae m;
+    assert_int_equal(vae_init(&m, &cfg, 16, EVAL_CHUNK), 0);
+    char path[600];
+    snprintf(path, sizeof path, "%s/ckpt/step-00000016.h5", cfg.run_dir);
+    struct ckpt_meta want = {.optim = -1};
+    struct ckpt_buffer params = {"/model/params", m.params, m.n_params};
+    struct ckpt_content ct = {m.tensor, m.n_tensors, &params, 1};
+    assert_int_equal(ckpt_load(g_world, path, &want, &ct, NULL), 0);
+    const struct comm *comms[2] = {g_world, comm_self()};
+    for (int i = 0; i < 2; i++) {
+        if (i == 1 && comm_rank(g_world) != 0)
+            break;
+        struct shard s;
+        struct eval_result e;
+        read_test(comms[i], &s, "data");
+        eval_shard(comms[i], &m, &s, cfg.seed, 0, NULL, NULL, &e);
+        if (comm_rank(g_world) == 0)
+            printf("epoch-end test -ELBO %.17g, evaluator on the checkpoint (%d ranks) %.17g\n",
+                   r.test_neg_elbo, comm_size(comms[i]), e.neg_elbo);
+        assert_memory_equal(&e.neg_elbo, &r.test_neg_elbo, sizeof(double));
+        shard_free(&s);
+    }
+    comm_barrier(g_world);
+    vae_free(&m);
+    train_result_free(&r);
+}
+
 static void test_auroc(void **state)
 {
     (void)state;
@@ -192,11 +240,13 @@ static void test_auroc(void **state)
 int main(int argc, char **argv)
 {
     g_world = comm_init(&argc, &argv);
-    test_dir_setup(g_world, g_dir, "vae_test_eval", 512, 64, 16, 2048);
+    test_dir_setup(g_world, g_dir, "vae_test_eval", 512, 600, 16,
+                   2048); /* 600 test rows: 3 evaluation chunks, the last partial */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_iwae_k1_is_single_sample_elbo),
         cmocka_unit_test(test_bound_rises_with_k_and_rank_invariant),
         cmocka_unit_test(test_iwae_converges_to_integral),
+        cmocka_unit_test(test_epoch_eval_equals_eval_of_checkpoint),
         cmocka_unit_test(test_auroc),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -87,6 +87,29 @@ static const char *flag_value(int argc, char **argv, int *i)
     return argv[++*i];
 }
 
+/* The IDX files of prep agree: as many labels as images, one image shape, labels for both splits or neither.
+ */
+static int prep_check(const struct idx x[2], const struct idx y[2], const char *ti, const char *tl,
+                      const char *vi, const char *vl)
+{
+    for (int s = 0; s < 2; s++) {
+        if (y[s].data && y[s].n != x[s].n) {
+            log_error("%s: %zu labels for %zu images in %s", s ? vl : tl, y[s].n, x[s].n, s ? vi : ti);
+            return -1;
+        }
+    }
+    if (x[1].data && (x[1].rows != x[0].rows || x[1].cols != x[0].cols)) {
+        log_error("%s: images are %zux%zu but the training images are %zux%zu", vi, x[1].rows, x[1].cols,
+                  x[0].rows, x[0].cols);
+        return -1;
+    }
+    if ((tl == NULL) != (vi && vl == NULL) && vi) {
+        log_error("prep: give labels for both splits or for neither");
+        return -1;
+    }
+    return 0;
+}
+
 static int cmd_prep(int argc, char **argv)
 {
     const char *ti = NULL, *tl = NULL, *vi = NULL, *vl = NULL, *out = NULL;
@@ -119,21 +142,8 @@ static int cmd_prep(int argc, char **argv)
     if (idx_read(&x[0], ti, 1) || (tl && idx_read(&y[0], tl, 0)) || (vi && idx_read(&x[1], vi, 1)) ||
         (vl && idx_read(&y[1], vl, 0)))
         goto out_free;
-    for (int s = 0; s < 2; s++) {
-        if (y[s].data && y[s].n != x[s].n) {
-            log_error("%s: %zu labels for %zu images in %s", s ? vl : tl, y[s].n, x[s].n, s ? vi : ti);
-            goto out_free;
-        }
-    }
-    if (x[1].data && (x[1].rows != x[0].rows || x[1].cols != x[0].cols)) {
-        log_error("%s: images are %zux%zu but the training images are %zux%zu", vi, x[1].rows, x[1].cols,
-                  x[0].rows, x[0].cols);
+    if (prep_check(x, y, ti, tl, vi, vl))
         goto out_free;
-    }
-    if ((tl == NULL) != (vi && vl == NULL) && vi) {
-        log_error("prep: give labels for both splits or for neither");
-        goto out_free;
-    }
     struct dataset_info info = {
         .n_train = x[0].n,
         .n_test = x[1].n,

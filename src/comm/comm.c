@@ -280,6 +280,40 @@ struct comm_node {
     size_t *lo;       /* n_local + 1 slice bounds: local rank q owns [lo[q], lo[q + 1]) */
 };
 
+/* The vector part of stream_copy: copies a prefix of src with streaming
+ * stores and returns its length. One definition per instruction set. */
+#if defined(__AVX512F__)
+static size_t stream_vectors(float *dst, const float *src, size_t n)
+{
+    size_t i = 0;
+    for (; i < n && ((uintptr_t)(dst + i) & 63); i++)
+        dst[i] = src[i];
+    for (; i + 16 <= n; i += 16)
+        _mm512_stream_ps(dst + i, _mm512_loadu_ps(src + i));
+    _mm_sfence();
+    return i;
+}
+#elif defined(__AVX__)
+static size_t stream_vectors(float *dst, const float *src, size_t n)
+{
+    size_t i = 0;
+    for (; i < n && ((uintptr_t)(dst + i) & 31); i++)
+        dst[i] = src[i];
+    for (; i + 8 <= n; i += 8)
+        _mm256_stream_ps(dst + i, _mm256_loadu_ps(src + i));
+    _mm_sfence();
+    return i;
+}
+#else
+static size_t stream_vectors(float *dst, const float *src, size_t n)
+{
+    (void)dst;
+    (void)src;
+    (void)n;
+    return 0;
+}
+#endif
+
 /*
  * Copy n floats into shared memory with non-temporal stores. A plain store
  * to a line that another core has read must first take the line back from
@@ -289,20 +323,7 @@ struct comm_node {
  */
 static void stream_copy(float *dst, const float *src, size_t n)
 {
-    size_t i = 0;
-#if defined(__AVX512F__)
-    for (; i < n && ((uintptr_t)(dst + i) & 63); i++)
-        dst[i] = src[i];
-    for (; i + 16 <= n; i += 16)
-        _mm512_stream_ps(dst + i, _mm512_loadu_ps(src + i));
-    _mm_sfence();
-#elif defined(__AVX__)
-    for (; i < n && ((uintptr_t)(dst + i) & 31); i++)
-        dst[i] = src[i];
-    for (; i + 8 <= n; i += 8)
-        _mm256_stream_ps(dst + i, _mm256_loadu_ps(src + i));
-    _mm_sfence();
-#endif
+    size_t i = stream_vectors(dst, src, n);
     memcpy(dst + i, src + i, (n - i) * sizeof *dst);
 }
 

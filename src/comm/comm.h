@@ -16,25 +16,28 @@
 
 struct comm;
 
-/* MPI_Init, error handler, log rank, abort hook. Returns the world comm. */
+/* MPI_Init, error handler, log rank, abort hook. Returns the world comm. Collective (world). */
 struct comm *comm_init(int *argc, char ***argv);
-/* A 1-rank comm over MPI_COMM_SELF (for references inside tests). */
+/* A 1-rank comm over MPI_COMM_SELF (for references inside tests). Local. */
 struct comm *comm_self(void);
+/* MPI_Finalize. Collective (world). */
 void comm_finalize(void);
 
+/* This rank's number and the comm's size. Local. */
 int comm_rank(const struct comm *c);
 int comm_size(const struct comm *c);
 
-/* End every rank of the job with `code` (MPI_Abort). */
+/* End every rank of the job with `code` (MPI_Abort). Local: one rank may call it alone. */
 _Noreturn void comm_abort(int code);
 
 /*
  * Agreement: every rank passes its own `ok` (nonzero = fine); returns nonzero
  * only if every rank passed nonzero. The way a recoverable error on one rank
- * becomes a decision that all ranks act on together.
+ * becomes a decision that all ranks act on together. Collective.
  */
 int comm_agree(const struct comm *c, int ok);
 
+/* Collective, each of them; sums in MPI's reduction order (floats: not associative). */
 void comm_barrier(const struct comm *c);
 void comm_bcast(const struct comm *c, void *buf, size_t n_bytes, int root);
 void comm_allreduce_sum_f32(const struct comm *c, float *buf, size_t n);
@@ -42,21 +45,22 @@ void comm_allreduce_sum_f64(const struct comm *c, double *buf, size_t n);
 void comm_allreduce_sum_i64(const struct comm *c, int64_t *buf, size_t n);
 void comm_allreduce_max_f64(const struct comm *c, double *buf, size_t n);
 void comm_allreduce_min_f64(const struct comm *c, double *buf, size_t n);
-/* all[r] = value of rank r. */
+/* all[r] = value of rank r. Collective. */
 void comm_allgather_u64(const struct comm *c, uint64_t value, uint64_t *all);
 
-/* all (P · n_bytes) = every rank's n_bytes from `mine`, in rank order. */
+/* all (P · n_bytes) = every rank's n_bytes from `mine`, in rank order. Collective. */
 void comm_allgather_bytes(const struct comm *c, const void *mine, size_t n_bytes, void *all);
 
 /*
  * In place: rank r holds buf[off[r], off[r] + count[r]) and afterwards every
- * rank holds all of buf (floats; off and count per rank, in elements).
+ * rank holds all of buf (floats; off and count per rank, in elements). Collective.
  */
 void comm_allgatherv_f32(const struct comm *c, float *buf, const size_t *count, const size_t *off);
 
 /*
  * Personalised exchange of bytes: rank r sends send_bytes[q] bytes at
  * send + send_off[q] to each rank q and receives into recv + recv_off[q].
+ * Collective.
  */
 void comm_alltoallv_bytes(const struct comm *c, const void *send, const size_t *send_bytes,
                           const size_t *send_off, void *recv, const size_t *recv_bytes,
@@ -67,6 +71,8 @@ void comm_alltoallv_bytes(const struct comm *c, const void *send, const size_t *
  * into buckets at tensor boundaries by the caller; comm_reducer_start(k) is
  * called as soon as backward has finished every tensor of bucket k, and
  * starts its non-blocking sum; comm_reducer_wait completes them all.
+ * init, start (in the same bucket order on every rank), wait and free are
+ * collective; progress is local.
  */
 struct comm_reducer;
 struct comm_reducer *comm_reducer_init(const struct comm *c, float *buf, const size_t *bucket_off,
@@ -91,7 +97,9 @@ void comm_reducer_free(struct comm_reducer *r);
  * the optimizer runs on 1/L of the parameters per rank.
  * comm_node_open returns NULL on every rank (use MPI_Allreduce then) when a
  * node holds 1 rank, nodes hold different rank counts, or the window cannot
- * be allocated. All of these are collective.
+ * be allocated. open, close, reduce, allgather and sum are collective over
+ * the node (open and reduce over all ranks when there are several nodes);
+ * range is local.
  */
 struct comm_node;
 struct comm_node *comm_node_open(const struct comm *c, size_t n);
@@ -103,7 +111,7 @@ void comm_node_allgather(struct comm_node *nd, float *buf);
 /* Sum of x over the ranks of this node. */
 double comm_node_sum(struct comm_node *nd, double x);
 
-/* The underlying MPI_Comm, as an opaque pointer, for parallel HDF5 in src/data. */
+/* The underlying MPI_Comm, as an opaque pointer, for parallel HDF5 in src/data. Local. */
 const void *comm_native(const struct comm *c);
 
 #endif

@@ -170,6 +170,113 @@ static int parse_long(const char *s, long *out)
     return 0;
 }
 
+/*
+ * Parsers of one value each, by key type: write the field, or return -1
+ * with err saying what was expected and what was found.
+ */
+static int set_int(const struct key *k, void *field, const char *value, char *err, size_t err_bytes)
+{
+    long l;
+    if (parse_long(value, &l) || l < k->min || l > k->max) {
+        snprintf(err, err_bytes, "[%s] %s: expected an integer in [%.0f, %.0f], found '%s'", k->section,
+                 k->name, k->min, k->max, value);
+        return -1;
+    }
+    *(long *)field = l;
+    return 0;
+}
+
+static int set_u64(const struct key *k, void *field, const char *value, char *err, size_t err_bytes)
+{
+    char *end;
+    errno = 0;
+    unsigned long long u = strtoull(value, &end, 0);
+    if (end == value || *end || errno || value[0] == '-') {
+        snprintf(err, err_bytes, "[%s] %s: expected a non-negative integer, found '%s'", k->section, k->name,
+                 value);
+        return -1;
+    }
+    *(uint64_t *)field = (uint64_t)u;
+    return 0;
+}
+
+static int set_float(const struct key *k, void *field, const char *value, char *err, size_t err_bytes)
+{
+    double d;
+    if (parse_double(value, &d) || d < k->min || d > k->max) {
+        snprintf(err, err_bytes, "[%s] %s: expected a number in [%g, %g], found '%s'", k->section, k->name,
+                 k->min, k->max, value);
+        return -1;
+    }
+    *(double *)field = d;
+    return 0;
+}
+
+static int set_bool(const struct key *k, void *field, const char *value, char *err, size_t err_bytes)
+{
+    if (!strcmp(value, "true") || !strcmp(value, "1") || !strcmp(value, "yes"))
+        *(int *)field = 1;
+    else if (!strcmp(value, "false") || !strcmp(value, "0") || !strcmp(value, "no"))
+        *(int *)field = 0;
+    else {
+        snprintf(err, err_bytes, "[%s] %s: expected true|false, found '%s'", k->section, k->name, value);
+        return -1;
+    }
+    return 0;
+}
+
+static int set_str(const struct key *k, void *field, const char *value, char *err, size_t err_bytes)
+{
+    if (!value[0] || strlen(value) >= CONFIG_STR_MAX) {
+        snprintf(err, err_bytes, "[%s] %s: expected a non-empty string under %d bytes, found '%s'",
+                 k->section, k->name, CONFIG_STR_MAX, value);
+        return -1;
+    }
+    strcpy(field, value);
+    return 0;
+}
+
+static int set_enum(const struct key *k, void *field, const char *value, char *err, size_t err_bytes)
+{
+    for (int i = 0; k->names[i]; i++) {
+        if (!strcmp(k->names[i], value)) {
+            *(int *)field = i;
+            return 0;
+        }
+    }
+    char allowed[512];
+    enum_list(allowed, sizeof allowed, k->names);
+    snprintf(err, err_bytes, "[%s] %s: expected one of %s, found '%s'", k->section, k->name, allowed, value);
+    return -1;
+}
+
+/* model.hidden: the list goes to cfg->hidden and its length to cfg->n_hidden. */
+static int set_list(const struct key *k, struct config *cfg, const char *value, char *err, size_t err_bytes)
+{
+    size_t n = 0;
+    long l;
+    for (const char *p = value; *p; p += *p == ',') {
+        char item[64];
+        size_t len = strcspn(p, ",");
+        if (len >= sizeof item || n == CONFIG_MAX_HIDDEN)
+            goto bad_list;
+        memcpy(item, p, len);
+        item[len] = 0;
+        if (parse_long(item, &l) || l < k->min || l > k->max)
+            goto bad_list;
+        cfg->hidden[n++] = (size_t)l;
+        p += len;
+    }
+    if (n == 0)
+        goto bad_list;
+    cfg->n_hidden = n;
+    return 0;
+bad_list:
+    snprintf(err, err_bytes, "[%s] %s: expected 1 to %d comma-separated integers in [%.0f, %.0f], found '%s'",
+             k->section, k->name, CONFIG_MAX_HIDDEN, k->min, k->max, value);
+    return -1;
+}
+
 int config_set_kv(struct config *cfg, const char *section, const char *name, const char *value, char *err,
                   size_t err_bytes)
 {
@@ -185,93 +292,22 @@ int config_set_kv(struct config *cfg, const char *section, const char *name, con
         snprintf(err, err_bytes, "unknown key '%s' in [%s]; allowed keys: %s", name, section, allowed);
         return -1;
     }
-    char *field = (char *)cfg + k->offset;
-    double d;
-    long l;
+    void *field = (char *)cfg + k->offset;
     switch (k->type) {
     case K_INT:
-        if (parse_long(value, &l) || l < k->min || l > k->max) {
-            snprintf(err, err_bytes, "[%s] %s: expected an integer in [%.0f, %.0f], found '%s'", section,
-                     name, k->min, k->max, value);
-            return -1;
-        }
-        *(long *)field = l;
-        return 0;
-    case K_U64: {
-        char *end;
-        errno = 0;
-        unsigned long long u = strtoull(value, &end, 0);
-        if (end == value || *end || errno || value[0] == '-') {
-            snprintf(err, err_bytes, "[%s] %s: expected a non-negative integer, found '%s'", section, name,
-                     value);
-            return -1;
-        }
-        *(uint64_t *)field = (uint64_t)u;
-        return 0;
-    }
+        return set_int(k, field, value, err, err_bytes);
+    case K_U64:
+        return set_u64(k, field, value, err, err_bytes);
     case K_FLOAT:
-        if (parse_double(value, &d) || d < k->min || d > k->max) {
-            snprintf(err, err_bytes, "[%s] %s: expected a number in [%g, %g], found '%s'", section, name,
-                     k->min, k->max, value);
-            return -1;
-        }
-        *(double *)field = d;
-        return 0;
+        return set_float(k, field, value, err, err_bytes);
     case K_BOOL:
-        if (!strcmp(value, "true") || !strcmp(value, "1") || !strcmp(value, "yes"))
-            *(int *)field = 1;
-        else if (!strcmp(value, "false") || !strcmp(value, "0") || !strcmp(value, "no"))
-            *(int *)field = 0;
-        else {
-            snprintf(err, err_bytes, "[%s] %s: expected true|false, found '%s'", section, name, value);
-            return -1;
-        }
-        return 0;
+        return set_bool(k, field, value, err, err_bytes);
     case K_STR:
-        if (!value[0] || strlen(value) >= CONFIG_STR_MAX) {
-            snprintf(err, err_bytes, "[%s] %s: expected a non-empty string under %d bytes, found '%s'",
-                     section, name, CONFIG_STR_MAX, value);
-            return -1;
-        }
-        strcpy(field, value);
-        return 0;
+        return set_str(k, field, value, err, err_bytes);
     case K_ENUM:
-        for (int i = 0; k->names[i]; i++) {
-            if (!strcmp(k->names[i], value)) {
-                *(int *)field = i;
-                return 0;
-            }
-        }
-        enum_list(allowed, sizeof allowed, k->names);
-        snprintf(err, err_bytes, "[%s] %s: expected one of %s, found '%s'", section, name, allowed, value);
-        return -1;
-    case K_LIST: {
-        size_t n = 0;
-        const char *p = value;
-        while (*p) {
-            char item[64];
-            size_t len = strcspn(p, ",");
-            if (len >= sizeof item || n == CONFIG_MAX_HIDDEN)
-                goto bad_list;
-            memcpy(item, p, len);
-            item[len] = 0;
-            if (parse_long(item, &l) || l < k->min || l > k->max)
-                goto bad_list;
-            cfg->hidden[n++] = (size_t)l;
-            p += len;
-            if (*p == ',')
-                p++;
-        }
-        if (n == 0)
-            goto bad_list;
-        cfg->n_hidden = n;
-        return 0;
-    bad_list:
-        snprintf(err, err_bytes,
-                 "[%s] %s: expected 1 to %d comma-separated integers in [%.0f, %.0f], found '%s'", section,
-                 name, CONFIG_MAX_HIDDEN, k->min, k->max, value);
-        return -1;
-    }
+        return set_enum(k, field, value, err, err_bytes);
+    case K_LIST:
+        return set_list(k, cfg, value, err, err_bytes);
     }
     return -1;
 }

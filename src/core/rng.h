@@ -26,7 +26,8 @@ enum rng_purpose {
     RNG_NOISE = 3,
     RNG_EVAL_NOISE = 4,
     RNG_PRIOR = 5,
-    RNG_TEST = 99,
+    RNG_SYNTH = 99, /* synthetic datasets (vae_dist synth, tests, benchmarks) */
+    RNG_TEST = 98,  /* inputs of the unit tests only */
 };
 
 /* The four raw 32-bit words of one Philox block. */

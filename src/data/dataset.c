@@ -296,7 +296,7 @@ int dataset_make_synthetic(const char *path, size_t n_train, size_t n_test, size
         goto out_free;
     }
     for (size_t i = 0; i < n; i++) {
-        rng_uniform(u, n_dim + 4, 0, 1, seed, RNG_TEST, 1, (uint32_t)i);
+        rng_uniform(u, n_dim + 4, 0, 1, seed, RNG_SYNTH, 1, (uint32_t)i);
         if (is_u8) {
             y[i] = (uint8_t)(i % 4);
             for (size_t d = 0; d < n_dim; d++) {

@@ -1,5 +1,6 @@
-/* Linear layer on OpenBLAS sgemm (see linear.h). The only BLAS caller besides
- * vae.c; shapes follow PyTorch's nn.Linear so that weights compare directly. */
+/* Linear layer on OpenBLAS sgemm (see linear.h): the only file of vae_dist
+ * that calls BLAS. Shapes follow PyTorch's nn.Linear so that weights compare
+ * directly. */
 #include "model/linear.h"
 
 #include <cblas.h>

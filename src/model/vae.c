@@ -42,17 +42,11 @@ static void add_layer(struct vae *m, size_t n_in, size_t n_out, int has_act, con
     t->cols = 1;
 }
 
-int vae_init(struct vae *m, const struct config *cfg, size_t n_in, size_t max_batch)
+/* The layers and tensors of cfg's architecture, in forward order. */
+static void lay_out(struct vae *m, const struct config *cfg)
 {
-    memset(m, 0, sizeof *m);
-    m->n_in = n_in;
-    m->n_latent = (size_t)cfg->latent;
-    m->activation = cfg->activation;
-    m->likelihood = cfg->likelihood;
-    m->obs_logvar = (float)cfg->obs_logvar;
-    m->max_batch = max_batch;
     char name[32];
-    size_t prev = n_in, width = n_in;
+    size_t prev = m->n_in;
     for (size_t i = 0; i < cfg->n_hidden; i++) {
         snprintf(name, sizeof name, "enc.%zu", i);
         add_layer(m, prev, cfg->hidden[i], 1, name);
@@ -66,35 +60,54 @@ int vae_init(struct vae *m, const struct config *cfg, size_t n_in, size_t max_ba
         add_layer(m, prev, cfg->hidden[i], 1, name);
         prev = cfg->hidden[i];
     }
-    add_layer(m, prev, n_in, 0, "dec.out");
+    add_layer(m, prev, m->n_in, 0, "dec.out");
     m->obs_logvar_off = SIZE_MAX;
     if (m->likelihood == LIK_GAUSSIAN_LEARNED) {
         m->obs_logvar_off = m->n_params;
         struct tensor_view *t = &m->tensor[m->n_tensors++];
         snprintf(t->name, sizeof t->name, "dec.obs_logvar");
         t->off = m->n_params;
-        t->rows = n_in;
+        t->rows = m->n_in;
         t->cols = 1;
-        m->n_params += n_in;
+        m->n_params += m->n_in;
     }
-    if (m->n_params > (size_t)1 << 34) {
-        log_error("model has %zu parameters; the limit is 2^34", m->n_params);
-        return -1;
-    }
+}
+
+/* Parameters, gradients and the workspace of max_batch samples. Returns 0 or -1. */
+static int alloc_buffers(struct vae *m)
+{
+    size_t width = m->n_in, n_b = m->max_batch;
     for (size_t l = 0; l < m->n_layers; l++)
         if (m->layer[l].n_out > width)
             width = m->layer[l].n_out;
     m->params = calloc(m->n_params, sizeof *m->params);
     m->grads = calloc(m->n_params, sizeof *m->grads);
-    m->z = malloc(max_batch * m->n_latent * sizeof *m->z);
-    m->d_a = malloc(max_batch * width * sizeof *m->d_a);
-    m->d_b = malloc(max_batch * width * sizeof *m->d_b);
+    m->z = malloc(n_b * m->n_latent * sizeof *m->z);
+    m->d_a = malloc(n_b * width * sizeof *m->d_a);
+    m->d_b = malloc(n_b * width * sizeof *m->d_b);
     int ok = m->params && m->grads && m->z && m->d_a && m->d_b;
     for (size_t l = 0; l < m->n_layers && ok; l++) {
-        m->out[l] = malloc(max_batch * m->layer[l].n_out * sizeof *m->out[l]);
+        m->out[l] = malloc(n_b * m->layer[l].n_out * sizeof *m->out[l]);
         ok = m->out[l] != NULL;
     }
-    if (!ok) {
+    return ok ? 0 : -1;
+}
+
+int vae_init(struct vae *m, const struct config *cfg, size_t n_in, size_t max_batch)
+{
+    memset(m, 0, sizeof *m);
+    m->n_in = n_in;
+    m->n_latent = (size_t)cfg->latent;
+    m->activation = cfg->activation;
+    m->likelihood = cfg->likelihood;
+    m->obs_logvar = (float)cfg->obs_logvar;
+    m->max_batch = max_batch;
+    lay_out(m, cfg);
+    if (m->n_params > (size_t)1 << 34) {
+        log_error("model has %zu parameters; the limit is 2^34", m->n_params);
+        return -1;
+    }
+    if (alloc_buffers(m)) {
         log_error("out of memory for a model of %zu parameters at batch %zu", m->n_params, max_batch);
         vae_free(m);
         return -1;

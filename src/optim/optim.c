@@ -74,64 +74,93 @@ void optim_step(struct optim *o, float *params, const float *grads)
     optim_step_range(o, params, grads, 0, o->n);
 }
 
+/* One update rule each, over [lo, hi) (see optim.h for the formulas). */
+static void sgd_range(const struct optim *o, float *params, const float *grads, size_t lo, size_t hi,
+                      float lr)
+{
+    const float wd = (float)o->weight_decay, mu = (float)o->momentum;
+    float *v = o->state[0];
+    for (size_t i = lo; i < hi; i++) {
+        float g = grads[i] + wd * params[i];
+        if (v) {
+            v[i] = mu * v[i] + g;
+            g = o->nesterov ? g + mu * v[i] : v[i];
+        }
+        params[i] -= lr * g;
+    }
+}
+
+static void adagrad_range(const struct optim *o, float *params, const float *grads, size_t lo, size_t hi,
+                          float lr)
+{
+    const float wd = (float)o->weight_decay, delta = (float)o->delta;
+    float *r = o->state[0];
+    for (size_t i = lo; i < hi; i++) {
+        float g = grads[i] + wd * params[i];
+        r[i] += g * g;
+        params[i] -= lr / (delta + sqrtf(r[i])) * g;
+    }
+}
+
+static void rmsprop_range(const struct optim *o, float *params, const float *grads, size_t lo, size_t hi,
+                          float lr)
+{
+    const float wd = (float)o->weight_decay, mu = (float)o->momentum, delta = (float)o->delta;
+    const float rho = (float)o->rho;
+    float *r = o->state[0], *v = o->state[1];
+    for (size_t i = lo; i < hi; i++) {
+        float g = grads[i] + wd * params[i];
+        r[i] = rho * r[i] + (1.0f - rho) * g * g;
+        float step = lr / sqrtf(delta + r[i]) * g;
+        if (v) {
+            float v_new = mu * v[i] - step;
+            params[i] += v_new + mu * (v_new - v[i]);
+            v[i] = v_new;
+        } else {
+            params[i] -= step;
+        }
+    }
+}
+
+static void adam_range(const struct optim *o, float *params, const float *grads, size_t lo, size_t hi,
+                       float lr)
+{
+    const float wd = (float)o->weight_decay;
+    const float b1 = (float)o->beta1, b2 = (float)o->beta2, eps = (float)o->eps;
+    float *m = o->state[0], *v = o->state[1];
+    /* lr·m̂/(√v̂ + eps) with the bias corrections as per-step constants:
+     * lr/(1−β1^t) · m / (√v / √(1−β2^t) + eps), the same eps, one division
+     * and one square root per element instead of three and one. */
+    const float step = (float)((double)lr / (1.0 - pow(o->beta1, (double)o->t)));
+    const float rs2 = (float)(1.0 / sqrt(1.0 - pow(o->beta2, (double)o->t)));
+    const float l2 = o->kind == OPT_ADAM ? wd : 0.0f;
+    const float decay = o->kind == OPT_ADAMW ? 1.0f - lr * wd : 1.0f;
+    for (size_t i = lo; i < hi; i++) {
+        float g = grads[i] + l2 * params[i];
+        m[i] = b1 * m[i] + (1.0f - b1) * g;
+        v[i] = b2 * v[i] + (1.0f - b2) * g * g;
+        params[i] = decay * params[i] - step * m[i] / (sqrtf(v[i]) * rs2 + eps);
+    }
+}
+
 void optim_step_range(struct optim *o, float *params, const float *grads, size_t lo, size_t hi)
 {
     const float lr = (float)optim_lr(o, o->t);
-    const float wd = (float)o->weight_decay, mu = (float)o->momentum, delta = (float)o->delta;
-    float *s0 = o->state[0], *s1 = o->state[1];
     o->t++;
     switch (o->kind) {
     case OPT_SGD:
-        for (size_t i = lo; i < hi; i++) {
-            float g = grads[i] + wd * params[i];
-            if (s0) {
-                s0[i] = mu * s0[i] + g;
-                g = o->nesterov ? g + mu * s0[i] : s0[i];
-            }
-            params[i] -= lr * g;
-        }
+        sgd_range(o, params, grads, lo, hi, lr);
         break;
     case OPT_ADAGRAD:
-        for (size_t i = lo; i < hi; i++) {
-            float g = grads[i] + wd * params[i];
-            s0[i] += g * g;
-            params[i] -= lr / (delta + sqrtf(s0[i])) * g;
-        }
+        adagrad_range(o, params, grads, lo, hi, lr);
         break;
-    case OPT_RMSPROP: {
-        const float rho = (float)o->rho;
-        for (size_t i = lo; i < hi; i++) {
-            float g = grads[i] + wd * params[i];
-            s0[i] = rho * s0[i] + (1.0f - rho) * g * g;
-            float step = lr / sqrtf(delta + s0[i]) * g;
-            if (s1) {
-                float v = mu * s1[i] - step;
-                params[i] += v + mu * (v - s1[i]);
-                s1[i] = v;
-            } else {
-                params[i] -= step;
-            }
-        }
+    case OPT_RMSPROP:
+        rmsprop_range(o, params, grads, lo, hi, lr);
         break;
-    }
     case OPT_ADAM:
-    case OPT_ADAMW: {
-        const float b1 = (float)o->beta1, b2 = (float)o->beta2, eps = (float)o->eps;
-        /* lr·m̂/(√v̂ + eps) with the bias corrections as per-step constants:
-         * lr/(1−β1^t) · m / (√v / √(1−β2^t) + eps), the same eps, one division
-         * and one square root per element instead of three and one. */
-        const float step = (float)((double)lr / (1.0 - pow(o->beta1, (double)o->t)));
-        const float rs2 = (float)(1.0 / sqrt(1.0 - pow(o->beta2, (double)o->t)));
-        const float l2 = o->kind == OPT_ADAM ? wd : 0.0f;
-        const float decay = o->kind == OPT_ADAMW ? 1.0f - lr * wd : 1.0f;
-        for (size_t i = lo; i < hi; i++) {
-            float g = grads[i] + l2 * params[i];
-            s0[i] = b1 * s0[i] + (1.0f - b1) * g;
-            s1[i] = b2 * s1[i] + (1.0f - b2) * g * g;
-            params[i] = decay * params[i] - step * s0[i] / (sqrtf(s1[i]) * rs2 + eps);
-        }
+    case OPT_ADAMW:
+        adam_range(o, params, grads, lo, hi, lr);
         break;
-    }
     }
 }
 
