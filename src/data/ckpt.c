@@ -73,7 +73,7 @@ static int write_flat(const struct comm *c, hid_t f, const char *name, const flo
     hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
     int rc = d >= 0 && h5_attr_put_long(d, "crc32", crc) == 0 ? 0 : -1;
     if (d >= 0)
-        H5Dclose(d);
+        H5_CHECK(H5Dclose(d));
     return rc;
 }
 
@@ -98,7 +98,7 @@ static int read_flat(const struct comm *c, hid_t f, const char *path, const char
             ok = 1;
     }
     if (d >= 0)
-        H5Dclose(d);
+        H5_CHECK(H5Dclose(d));
     /* The header is the same file for all: still, agree before the collective read. */
     if (!comm_agree(c, ok))
         return -1;
@@ -319,7 +319,7 @@ static int write_file(const struct comm *c, const char *tmp, const struct ckpt_m
     int ok = f >= 0;
     if (!comm_agree(c, ok)) {
         if (f >= 0)
-            H5Fclose(f);
+            H5_CHECK(H5Fclose(f));
         if (!ok)
             log_error("%s: cannot create the checkpoint (directory missing or not writable?); "
                       "previous checkpoints are kept",
@@ -461,7 +461,7 @@ int ckpt_inspect(const struct comm *c, const char *path, struct ckpt_meta *meta)
     if (f < 0)
         return -1;
     int ok = read_meta(f, path, meta) == 0;
-    H5Fclose(f);
+    H5_CHECK(H5Fclose(f));
     if (c)
         ok = comm_agree(c, ok);
     if (!ok)

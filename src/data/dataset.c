@@ -109,7 +109,7 @@ int dataset_open(const struct comm *c, const char *path, struct dataset_info *in
     }
     ok = 1;
 out_close:
-    H5Fclose(f);
+    H5_CHECK(H5Fclose(f));
 out_agree:
     /* Every rank saw the same file, unless a rank-local fault; agree either way. */
     if (!comm_agree(c, ok)) {
@@ -169,7 +169,7 @@ int dataset_read_shard(const struct comm *c, const char *path, const struct data
         snprintf(name, sizeof name, "/%s/y", split);
         if (ok && info->has_labels)
             ok = h5_read_rows(f, path, name, H5T_NATIVE_UINT8, lo, hi, 1, out->labels) == 0;
-        H5Fclose(f);
+        H5_CHECK(H5Fclose(f));
     }
     for (size_t i = 0; i < out->n_rows; i++)
         out->ids[i] = (uint32_t)(lo + i);
@@ -216,17 +216,17 @@ static int write_split(hid_t f, const char *split, size_t n, size_t n_dim, int i
     hid_t d = H5Dcreate2(g, "x", ft, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     int rc = d >= 0 && H5Dwrite(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0 ? 0 : -1;
     if (d >= 0)
-        H5Dclose(d);
-    H5Sclose(s);
+        H5_CHECK(H5Dclose(d));
+    H5_CHECK(H5Sclose(s));
     if (rc == 0 && y) {
         s = H5Screate_simple(1, dims, NULL);
         d = H5Dcreate2(g, "y", H5T_STD_U8LE, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         rc = d >= 0 && H5Dwrite(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, y) >= 0 ? 0 : -1;
         if (d >= 0)
-            H5Dclose(d);
-        H5Sclose(s);
+            H5_CHECK(H5Dclose(d));
+        H5_CHECK(H5Sclose(s));
     }
-    H5Gclose(g);
+    H5_CHECK(H5Gclose(g));
     return rc;
 }
 
@@ -261,10 +261,10 @@ int dataset_write_columns(const struct comm *c, const char *path, const char *fo
     h5_quiet();
     hid_t fapl = h5_fapl(c);
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    H5Pclose(fapl);
+    H5_CHECK(H5Pclose(fapl));
     if (!comm_agree(c, f >= 0)) {
         if (f >= 0)
-            H5Fclose(f);
+            H5_CHECK(H5Fclose(f));
         log_error("%s: cannot create the output file (directory missing or not writable?)", path);
         return -1;
     }

@@ -11,7 +11,7 @@
 
 void h5_quiet(void)
 {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    H5_CHECK(H5Eset_auto2(H5E_DEFAULT, NULL, NULL));
 }
 
 hid_t h5_fapl(const struct comm *c)
@@ -43,12 +43,12 @@ hid_t h5_open_read(const struct comm *c, const char *path)
         return -1;
     hid_t fapl = h5_fapl(c);
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-    H5Pclose(fapl);
+    H5_CHECK(H5Pclose(fapl));
     if (f < 0)
         log_error("%s: not a readable HDF5 file (truncated, corrupt or another format)", path);
     if (c && !comm_agree(c, f >= 0)) {
         if (f >= 0)
-            H5Fclose(f);
+            H5_CHECK(H5Fclose(f));
         return -1;
     }
     return f;
@@ -70,8 +70,8 @@ int h5_attr_get_string(hid_t obj, const char *path, const char *name, char *out,
         goto out_close;
     }
     mt = H5Tcopy(H5T_C_S1);
-    H5Tset_size(mt, out_bytes);
-    H5Tset_strpad(mt, H5T_STR_NULLTERM);
+    H5_CHECK(H5Tset_size(mt, out_bytes));
+    H5_CHECK(H5Tset_strpad(mt, H5T_STR_NULLTERM));
     memset(out, 0, out_bytes);
     if (H5Aread(a, mt, out) < 0) {
         log_error("%s: cannot read attribute '%s'", path, name);
@@ -81,11 +81,11 @@ int h5_attr_get_string(hid_t obj, const char *path, const char *name, char *out,
     rc = 0;
 out_close:
     if (mt >= 0)
-        H5Tclose(mt);
+        H5_CHECK(H5Tclose(mt));
     if (t >= 0)
-        H5Tclose(t);
+        H5_CHECK(H5Tclose(t));
     if (a >= 0)
-        H5Aclose(a);
+        H5_CHECK(H5Aclose(a));
     return rc;
 }
 
@@ -107,26 +107,26 @@ int h5_attr_get_long(hid_t obj, const char *path, const char *name, long *out)
         rc = 0;
     }
     if (s >= 0)
-        H5Sclose(s);
+        H5_CHECK(H5Sclose(s));
     if (t >= 0)
-        H5Tclose(t);
+        H5_CHECK(H5Tclose(t));
     if (a >= 0)
-        H5Aclose(a);
+        H5_CHECK(H5Aclose(a));
     return rc;
 }
 
 int h5_attr_put_string(hid_t obj, const char *name, const char *value)
 {
     hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, strlen(value) + 1);
-    H5Tset_strpad(t, H5T_STR_NULLTERM);
+    H5_CHECK(H5Tset_size(t, strlen(value) + 1));
+    H5_CHECK(H5Tset_strpad(t, H5T_STR_NULLTERM));
     hid_t s = H5Screate(H5S_SCALAR);
     hid_t a = H5Acreate2(obj, name, t, s, H5P_DEFAULT, H5P_DEFAULT);
     int rc = a >= 0 && H5Awrite(a, t, value) >= 0 ? 0 : -1;
     if (a >= 0)
-        H5Aclose(a);
-    H5Sclose(s);
-    H5Tclose(t);
+        H5_CHECK(H5Aclose(a));
+    H5_CHECK(H5Sclose(s));
+    H5_CHECK(H5Tclose(t));
     return rc;
 }
 
@@ -136,8 +136,8 @@ int h5_attr_put_long(hid_t obj, const char *name, long value)
     hid_t a = H5Acreate2(obj, name, H5T_STD_I64LE, s, H5P_DEFAULT, H5P_DEFAULT);
     int rc = a >= 0 && H5Awrite(a, H5T_NATIVE_LONG, &value) >= 0 ? 0 : -1;
     if (a >= 0)
-        H5Aclose(a);
-    H5Sclose(s);
+        H5_CHECK(H5Aclose(a));
+    H5_CHECK(H5Sclose(s));
     return rc;
 }
 
@@ -169,9 +169,9 @@ int h5_dataset_shape(hid_t file, const char *path, const char *dset, int *rank, 
         *is_signed = *cls == H5T_INTEGER ? H5Tget_sign(t) == H5T_SGN_2 : 1;
         rc = 0;
     }
-    H5Tclose(t);
-    H5Sclose(s);
-    H5Dclose(d);
+    H5_CHECK(H5Tclose(t));
+    H5_CHECK(H5Sclose(s));
+    H5_CHECK(H5Dclose(d));
     return rc;
 }
 
@@ -188,18 +188,18 @@ int h5_read_rows(hid_t f, const char *path, const char *name, hid_t mem_type, si
     hsize_t mcount[1] = {(hi - lo) * n_cols};
     hid_t ms = H5Screate_simple(1, mcount, NULL);
     if (hi == lo) {
-        H5Sselect_none(fs);
-        H5Sselect_none(ms);
+        H5_CHECK(H5Sselect_none(fs));
+        H5_CHECK(H5Sselect_none(ms));
     } else {
-        H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
+        H5_CHECK(H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL));
     }
     hid_t xfer = H5Pcreate(H5P_DATASET_XFER);
-    H5Pset_dxpl_mpio(xfer, H5FD_MPIO_COLLECTIVE);
+    H5_CHECK(H5Pset_dxpl_mpio(xfer, H5FD_MPIO_COLLECTIVE));
     herr_t rc = H5Dread(d, mem_type, ms, fs, xfer, buf);
-    H5Pclose(xfer);
-    H5Sclose(ms);
-    H5Sclose(fs);
-    H5Dclose(d);
+    H5_CHECK(H5Pclose(xfer));
+    H5_CHECK(H5Sclose(ms));
+    H5_CHECK(H5Sclose(fs));
+    H5_CHECK(H5Dclose(d));
     if (rc < 0) {
         log_error("%s: reading rows [%zu, %zu) of '%s' failed (file truncated or damaged?)", path, lo, hi,
                   name);
@@ -218,18 +218,18 @@ int h5_write_rows(hid_t f, const char *name, hid_t ft, hid_t mt, size_t n_total,
     int rc = -1;
     if (d >= 0) {
         if (n == 0) {
-            H5Sselect_none(fs);
-            H5Sselect_none(ms);
+            H5_CHECK(H5Sselect_none(fs));
+            H5_CHECK(H5Sselect_none(ms));
         } else {
-            H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
+            H5_CHECK(H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL));
         }
         hid_t xfer = H5Pcreate(H5P_DATASET_XFER);
-        H5Pset_dxpl_mpio(xfer, H5FD_MPIO_COLLECTIVE);
+        H5_CHECK(H5Pset_dxpl_mpio(xfer, H5FD_MPIO_COLLECTIVE));
         rc = H5Dwrite(d, mt, ms, fs, xfer, buf) < 0 ? -1 : 0;
-        H5Pclose(xfer);
-        H5Dclose(d);
+        H5_CHECK(H5Pclose(xfer));
+        H5_CHECK(H5Dclose(d));
     }
-    H5Sclose(ms);
-    H5Sclose(fs);
+    H5_CHECK(H5Sclose(ms));
+    H5_CHECK(H5Sclose(fs));
     return rc;
 }

@@ -11,7 +11,14 @@
 
 #include "comm/comm.h"
 
-/* For calls that cannot fail once the file was validated: fatal, whole job. */
+/*
+ * Every HDF5 call's result is checked. A call that can fail on bad input
+ * (opening, existence tests, reads of a damaged file, writes to a full disk)
+ * is checked where it stands, and its failure becomes one message naming
+ * the file and object. Every other call (closes, property and selection
+ * calls on valid handles) goes through H5_CHECK: its failure is an internal
+ * error that names the call, file, line and rank and ends the whole job.
+ */
 #define H5_CHECK(call)                                                                                       \
     do {                                                                                                     \
         if ((call) < 0)                                                                                      \
