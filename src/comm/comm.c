@@ -6,15 +6,21 @@
 
 #include <limits.h>
 #include <mpi.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 #if defined(__AVX__)
 #include <immintrin.h>
 #endif
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/timer.h"
 
 struct comm {
     MPI_Comm mpi;
@@ -31,9 +37,39 @@ struct comm_reducer {
 
 static struct comm g_world, g_self;
 
+/*
+ * The collective watchdog (comm_watchdog_start): every MPI call goes through
+ * MPI_CHECK, which notes what this rank is waiting in and since when; a
+ * thread ends the job when one wait outlasts the timeout. Atomics: the
+ * thread reads what the main thread writes.
+ */
+static struct {
+    _Atomic(const char *) what; /* the call or region waited in, or NULL */
+    _Atomic int64_t since_ms;   /* when the outermost wait began (timer_now, ms) */
+    _Atomic int depth;          /* nested waits: a region holding MPI calls */
+    _Atomic int64_t step;       /* the training step, for the message (-1: none) */
+    double timeout_s;           /* 0: no watchdog */
+} g_watch = {.step = -1};
+
+static void watch_enter(const char *what)
+{
+    if (atomic_fetch_add(&g_watch.depth, 1) == 0) {
+        atomic_store(&g_watch.since_ms, (int64_t)(timer_now() * 1e3));
+        atomic_store(&g_watch.what, what);
+    }
+}
+
+static void watch_leave(void)
+{
+    if (atomic_fetch_sub(&g_watch.depth, 1) == 1)
+        atomic_store(&g_watch.what, NULL);
+}
+
 #define MPI_CHECK(call)                                                                                      \
     do {                                                                                                     \
+        watch_enter(#call);                                                                                  \
         int rc_ = (call);                                                                                    \
+        watch_leave();                                                                                       \
         if (rc_ != MPI_SUCCESS) {                                                                            \
             char msg_[MPI_MAX_ERROR_STRING];                                                                 \
             int len_ = 0;                                                                                    \
@@ -78,6 +114,65 @@ struct comm *comm_init(int *argc, char ***argv)
     log_set_rank(g_world.rank, g_world.size);
     error_set_abort_hook(abort_hook);
     return &g_world;
+}
+
+/* The watchdog thread: polls a few times per timeout; never returns. */
+static void *watchdog_main(void *arg)
+{
+    (void)arg;
+    double poll = g_watch.timeout_s / 8 < 1.0 ? g_watch.timeout_s / 8 : 1.0;
+    struct timespec ts = {(time_t)poll, (long)((poll - (double)(time_t)poll) * 1e9)};
+    for (;;) {
+        nanosleep(&ts, NULL);
+        const char *what = atomic_load(&g_watch.what);
+        double waited = timer_now() - (double)atomic_load(&g_watch.since_ms) / 1e3;
+        if (!what || waited < g_watch.timeout_s)
+            continue;
+        long long step = (long long)atomic_load(&g_watch.step);
+        char host[256] = "?", at[48] = "";
+        gethostname(host, sizeof host);
+        if (step >= 0)
+            snprintf(at, sizeof at, " at step %lld", step);
+        log_error(
+            "collective watchdog on %s: waited %.0f s (comm.timeout_s = %g) in %.*s%s: a rank or node "
+            "is gone or the network is cut; ending the job (HINT: --resume auto from the last checkpoint; "
+            "raise comm.timeout_s if a legitimate wait takes this long)",
+            host, waited, g_watch.timeout_s, (int)strcspn(what, "("), what, at);
+        fflush(NULL);
+        /* Not MPI_Abort: MPI is waiting on the main thread, and its runtime
+         * may be cut off too; the launcher sees this rank's exit and ends the rest. */
+        _exit(VAE_EXIT_FATAL);
+    }
+    return NULL;
+}
+
+int comm_watchdog_start(double timeout_s)
+{
+    static int started;
+    if (timeout_s <= 0 || started)
+        return 0;
+    g_watch.timeout_s = timeout_s;
+    pthread_t th;
+    if (pthread_create(&th, NULL, watchdog_main, NULL))
+        return -1;
+    pthread_detach(th);
+    started = 1;
+    return 0;
+}
+
+void comm_watch_step(int64_t step)
+{
+    atomic_store(&g_watch.step, step);
+}
+
+void comm_watch_begin(const char *what)
+{
+    watch_enter(what);
+}
+
+void comm_watch_end(void)
+{
+    watch_leave();
 }
 
 struct comm *comm_self(void)

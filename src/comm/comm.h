@@ -111,6 +111,22 @@ void comm_node_allgather(struct comm_node *nd, float *buf);
 /* Sum of x over the ranks of this node. */
 double comm_node_sum(struct comm_node *nd, double x);
 
+/*
+ * The collective watchdog: a thread that ends the job (exit code 3, with a
+ * message naming the host, the call and the step) when this rank has waited
+ * longer than timeout_s in one MPI call or watched region — what a dead
+ * node or a cut link leaves behind, where MPI itself may wait for ever.
+ * Every MPI call of this file is watched; comm_watch_begin/end watch a
+ * region of collective work done elsewhere (parallel HDF5 I/O), and nest.
+ * comm_watchdog_start: once per process, 0 = off; returns 0 or -1 (no
+ * thread). All of these are local.
+ */
+int comm_watchdog_start(double timeout_s);
+/* The training step, for the watchdog's message. */
+void comm_watch_step(int64_t step);
+void comm_watch_begin(const char *what);
+void comm_watch_end(void);
+
 /* The underlying MPI_Comm, as an opaque pointer, for parallel HDF5 in src/data. Local. */
 const void *comm_native(const struct comm *c);
 

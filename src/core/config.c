@@ -97,6 +97,9 @@ static const struct key keys[] = {
      "within a node, reduce gradients through an MPI-3 shared-memory window and let each rank run the "
      "optimizer on its slice of the parameters (float mode without overlap); false: one MPI_Allreduce "
      "and the whole optimizer step on every rank"},
+    {"comm", "timeout_s", K_FLOAT, F(timeout_s), 0, 1e7, NONE, "600",
+     "end the job when a rank waits longer than this (seconds) in one collective or collective "
+     "checkpoint I/O: a dead node or a cut link (0: off)"},
     {"run", "dir", K_STR, F(run_dir), 0, 0, NONE, "runs/default",
      "run directory: config.ini, metrics.jsonl, ckpt/"},
 };

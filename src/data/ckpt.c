@@ -345,7 +345,9 @@ int ckpt_save(const struct comm *c, const char *run_dir, const struct ckpt_meta 
     double t0 = timer_now(), bytes = content_bytes(ct);
     if (check_room(c, run_dir, meta->step, bytes))
         return -1;
+    comm_watch_begin("the collective checkpoint write");
     int ok = write_file(c, tmp, meta, ct) == 0;
+    comm_watch_end();
     if (ok && comm_rank(c) == 0)
         ok = commit(run_dir, tmp, final, base, keep) == 0;
     else if (!ok && comm_rank(c) == 0)
@@ -544,9 +546,12 @@ int ckpt_load(const struct comm *c, const char *path, const struct ckpt_meta *wa
 {
     struct ckpt_meta meta;
     double t0 = timer_now();
+    comm_watch_begin("the collective checkpoint read");
     hid_t f = h5_open_read(c, path);
-    if (f < 0)
+    if (f < 0) {
+        comm_watch_end();
         return -1;
+    }
     int ok = read_meta(f, path, &meta) == 0;
     ok = ok && check_layout(f, path, ct->layout, ct->n_layout) == 0;
     ok = ok && check_meta(path, &meta, want, ct) == 0;
@@ -555,6 +560,7 @@ int ckpt_load(const struct comm *c, const char *path, const struct ckpt_meta *wa
     for (size_t i = 0; ok && i < ct->n_buf; i++)
         ok = read_flat(c, f, path, ct->buf[i].name, ct->buf[i].data, ct->buf[i].n) == 0;
     H5_CHECK(H5Fclose(f));
+    comm_watch_end();
     if (ok) {
         double dt = timer_now() - t0, mb = content_bytes(ct) / 1e6;
         log_info("loaded checkpoint %s (step %lld, written by %ld ranks): %.1f MB in %.3f s, %.0f MB/s", path,

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "core/error.h"
@@ -91,6 +92,8 @@ static int run_init(struct run *r, const struct config *cfg, const struct comm *
     r->cfg = cfg;
     r->test_neg_elbo = NAN;
     struct trainer *t = &r->t;
+    if (comm_watchdog_start(cfg->timeout_s))
+        log_warn("cannot start the collective watchdog thread; comm.timeout_s is not enforced");
     if (trainer_init(t, cfg, c) || trainer_resume(t, resume, &r->step))
         return -1;
     trainer_check_replicas(t, r->step);
@@ -244,6 +247,7 @@ static int run_loop(struct run *r, struct train_result *res)
         if (trainer_epoch(&r->t, (long)(r->step / spe)))
             return VAE_EXIT_ERROR;
         double t0 = timer_now();
+        comm_watch_step(r->step);
         struct step_result s = trainer_step(&r->t, r->step);
         fault_step_delay();
         /* Loss sums and the stop flag, agreed every step. */
@@ -254,6 +258,17 @@ static int run_loop(struct run *r, struct train_result *res)
             return status;
     }
     return status;
+}
+
+/* The closing line: steps, mean speed, and the peak memory of the largest rank. Collective. */
+static void log_done(const struct run *r)
+{
+    struct rusage ru;
+    double peak_mb = getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss / 1024.0 : 0;
+    comm_allreduce_max_f64(r->t.c, &peak_mb, 1);
+    log_info(
+        "done: %lld steps, %.0f samples/s (mean over steps), peak memory %.0f MB per rank (largest rank)",
+        (long long)r->steps_taken, r->sps_time > 0 ? r->sps_samples / r->sps_time : 0.0, peak_mb);
 }
 
 static void fill_result(const struct run *r, struct train_result *res, int status)
@@ -283,9 +298,8 @@ int train_run(const struct config *cfg, const struct comm *c, const char *resume
         status = run_loop(&r, res);
         if (res && status != VAE_EXIT_ERROR)
             fill_result(&r, res, status);
-        if (status != VAE_EXIT_ERROR && r.steps_taken)
-            log_info("done: %lld steps, %.0f samples/s (mean over steps)", (long long)r.steps_taken,
-                     r.sps_time > 0 ? r.sps_samples / r.sps_time : 0.0);
+        if (status != VAE_EXIT_ERROR)
+            log_done(&r);
     }
     run_free(&r);
     return status;
