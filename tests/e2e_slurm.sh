@@ -87,4 +87,51 @@ check "chain: the second job resumed and completed (state $s2)" \
     bash -c "test '$s2' = COMPLETED && grep -q 'resuming at step' '$WORK/chain-$j2.out'"
 check "chain: final parameters equal the uninterrupted run's" \
     test "$(params_crc "$WORK/chain-run/ckpt/step-00000400.h5")" = "$REF"
+job_state() { scontrol show job "$1" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p'; }
+wait_done() { # wait_done JOBID: until it ends (10 minutes at most)
+    local st
+    for _ in $(seq 1200); do
+        st=$(job_state "$1")
+        [ "$st" = COMPLETED ] || [ "$st" = FAILED ] || [ "$st" = CANCELLED ] || [ "$st" = TIMEOUT ] && break
+        sleep 0.5
+    done
+    echo "$st"
+}
+
+# scancel of a running job: Slurm sends SIGTERM to the batch shell, mpirun and
+# the ranks alike. The ranks checkpoint at the next step; the job is not requeued.
+jid=$(VAE_CONFIG="$WORK/run.ini" VAE_BIN="$VAE" VAE_TEST_STEP_DELAY_MS=10 VAE_ARGS="--set run.dir=$WORK/cancel-run" \
+    sbatch --parsable -n 2 -t 5 --output="$WORK/cancel-%j.out" "$ROOT/launch/slurm/train.sbatch")
+for _ in $(seq 600); do [ -e "$WORK/cancel-run/ckpt/step-00000100.h5" ] && break; sleep 0.1; done
+scancel "$jid"
+st=$(wait_done "$jid")
+latest=$(cat "$WORK/cancel-run/ckpt/latest")
+check "scancel: job $jid ended CANCELLED ($st), not requeued" \
+    bash -c "test '$st' = CANCELLED && scontrol show job $jid | grep -q 'Restarts=0'"
+# (mpirun, itself terminated, may drop the ranks' last lines: the files tell.)
+check "scancel: the ranks committed a checkpoint at the stop step ($latest, after step-00000100.h5)" \
+    test "$latest" \> step-00000100.h5
+check "scancel: the script did not try to requeue" \
+    bash -c "grep -q 'not requeued by this script' '$WORK/cancel-$jid.out' && ! grep -q 'requeueing job' '$WORK/cancel-$jid.out'"
+jid2=$(VAE_CONFIG="$WORK/run.ini" VAE_BIN="$VAE" VAE_ARGS="--set run.dir=$WORK/cancel-run" \
+    sbatch --parsable -n 2 -t 5 --output="$WORK/cancel-%j.out" "$ROOT/launch/slurm/train.sbatch")
+st=$(wait_done "$jid2")
+check "scancel: a new job resumed from $latest and completed ($st)" \
+    bash -c "test '$st' = COMPLETED && grep -q 'resuming at step' '$WORK/cancel-$jid2.out'"
+check "scancel: final parameters equal the uninterrupted run's" \
+    test "$(params_crc "$WORK/cancel-run/ckpt/step-00000400.h5")" = "$REF"
+
+# A time limit shorter than the signal lead (-t 1 against 180 s): the script
+# stops the run at half the time instead, requeues, and the next segments finish it.
+jid=$(VAE_CONFIG="$WORK/run.ini" VAE_BIN="$VAE" VAE_TEST_STEP_DELAY_MS=100 VAE_ARGS="--set run.dir=$WORK/short-run" \
+    sbatch --parsable -n 2 -t 1 --output="$WORK/short-%j.out" "$ROOT/launch/slurm/train.sbatch")
+st=$(wait_done "$jid")
+info=$(scontrol show job "$jid")
+restarts=$(echo "$info" | sed -n 's/.*Restarts=\([0-9]*\).*/\1/p')
+echo "# -t 1: state $st, $restarts requeues, $(grep -c 'stopped by a signal' "$WORK/short-$jid.out") checkpointed stops"
+check "-t 1 with a 180 s lead: completed ($st) after $restarts requeue(s), exit 0" \
+    bash -c "test '$st' = COMPLETED && test '${restarts:-0}' -ge 1 && echo '$info' | grep -q 'ExitCode=0:0'"
+check "-t 1: final parameters equal the uninterrupted run's" \
+    test "$(params_crc "$WORK/short-run/ckpt/step-00000400.h5")" = "$REF"
+
 finish
