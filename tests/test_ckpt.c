@@ -9,7 +9,9 @@
  *     rank, resume falls back to the previous one and still ends identical;
  *   - a model-shape mismatch fails, naming the tensor;
  *   - an unwritable checkpoint directory fails cleanly on every rank and
- *     leaves the committed checkpoints as they were.
+ *     leaves the committed checkpoints as they were;
+ *   - a checkpoint whose rename into place fails leaves `latest` naming the
+ *     previous one.
  */
 #include <fcntl.h>
 #include <setjmp.h>
@@ -28,6 +30,7 @@
 #include "data/ckpt.h"
 #include "model/vae.h"
 #include "optim/optim.h"
+#define VAE_TEST_MPI_ASSERT
 #include "testutil.h"
 #include "train/train.h"
 
@@ -259,6 +262,55 @@ static void test_unwritable_dir_keeps_checkpoints(void **state)
     vae_free(&m);
 }
 
+static void test_failed_rename_keeps_latest(void **state)
+{
+    (void)state;
+    /* A directory where the next checkpoint goes: its data are written, the
+     * rename into place fails, and `latest` must still name the previous
+     * checkpoint (it is replaced only after the checkpoint is in place). */
+    char run[512], blocker[700], latest[700];
+    snprintf(run, sizeof run, "%s/straight", g_dir);
+    snprintf(blocker, sizeof blocker, "%s/ckpt/step-00000042.h5", run);
+    snprintf(latest, sizeof latest, "%s/ckpt/latest", run);
+    if (comm_rank(g_world) == 0) {
+        assert_int_equal(mkdir(blocker, 0755), 0);
+        char inside[800];
+        snprintf(inside, sizeof inside, "%s/x", blocker);
+        FILE *f = fopen(inside, "w");
+        assert_true(f != NULL);
+        fclose(f);
+    }
+    comm_barrier(g_world);
+    struct config cfg;
+    small_config(&cfg, "straight");
+    struct vae m;
+    struct optim o;
+    assert_int_equal(vae_init(&m, &cfg, 16, 4), 0);
+    assert_int_equal(optim_init(&o, &cfg, m.n_params, 100), 0);
+    struct ckpt_buffer buf[3] = {{"/model/params", m.params, m.n_params},
+                                 {"/optim/state0", o.state[0], o.n},
+                                 {"/optim/state1", o.state[1], o.n}};
+    struct ckpt_content ct = {m.tensor, m.n_tensors, buf, 1 + o.n_states};
+    struct ckpt_meta meta = {
+        .step = 42, .n_params = m.n_params, .optim = o.kind, .data_n_train = 256, .data_n_dim = 16};
+    assert_int_equal(ckpt_save(g_world, run, &meta, &ct, cfg.ckpt_keep), -1);
+    if (comm_rank(g_world) == 0) {
+        char name[64] = "";
+        FILE *f = fopen(latest, "r");
+        assert_true(f != NULL);
+        assert_int_equal(fscanf(f, "%63s", name), 1);
+        fclose(f);
+        printf("rename into place failed: latest still names %s\n", name);
+        assert_int_equal(strcmp(name, "step-00000040.h5"), 0);
+        char cmd[800];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", blocker);
+        assert_int_equal(system(cmd), 0);
+    }
+    comm_barrier(g_world);
+    optim_free(&o);
+    vae_free(&m);
+}
+
 int main(int argc, char **argv)
 {
     g_world = comm_init(&argc, &argv);
@@ -271,6 +323,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_truncated_falls_back),
         cmocka_unit_test(test_shape_mismatch_named),
         cmocka_unit_test(test_unwritable_dir_keeps_checkpoints),
+        cmocka_unit_test(test_failed_rename_keeps_latest),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     rc = test_dir_finish(g_world, rc, g_dir);

@@ -1,12 +1,16 @@
 /*
- * Data parallelism, run under mpiexec with P = 1, 2, 4, 8. Each test runs
+ * Data parallelism, run under mpiexec with P = 1, 2, 3, 4, 8. Each test runs
  * the P-rank version on the world, then rank 0 runs the 1-rank reference on
  * MPI_COMM_SELF inside the same job and compares:
  *   - the epoch shuffle: every sample exactly once, same order as P = 1,
  *     and each row's bytes are the file's row of that id;
  *   - default (float) mode: per-step losses match 1 rank within float
  *     tolerance over 100 steps;
- *   - reproducible mode: final parameters bit-identical to 1 rank.
+ *   - reproducible mode: final parameters bit-identical to 1 rank;
+ *   - plain SGD (whose step is proportional to the gradient, unlike Adam's):
+ *     float mode on P ranks and reproducible mode (fixed point) on 1 rank
+ *     both match float mode on 1 rank, so a gradient summed instead of
+ *     averaged, or decoded from fixed point at the wrong scale, shows.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -21,10 +25,13 @@
 #include "comm/comm.h"
 #include "core/config.h"
 #include "data/shuffle.h"
+#define VAE_TEST_MPI_ASSERT
 #include "testutil.h"
 #include "train/train.h"
 
-enum { N_TRAIN = 512, N_TEST = 64, DIM = 16, BATCH = 32 };
+/* 512 rows: not a multiple of 3, so on P = 3 shard boundaries fall inside
+ * the id range (the shuffle's owner lookup); 48 is divisible by 1, 2, 3, 4, 8. */
+enum { N_TRAIN = 512, N_TEST = 64, DIM = 16, BATCH = 48 };
 
 static struct comm *g_world;
 static char g_dir[256];
@@ -37,7 +44,7 @@ static void small_config(struct config *cfg, const char *run)
     cfg->hidden[0] = 12;
     cfg->latent = 3;
     cfg->batch_size = BATCH;
-    cfg->micro_batch = 4;
+    cfg->micro_batch = 2;
     cfg->epochs = 10;
     cfg->max_steps = 100;
     cfg->log_every = 50;
@@ -117,7 +124,7 @@ static void test_float_mode_matches_one_rank(void **state)
         assert_int_equal(r1.n_steps, 100);
         double worst = 0;
         for (int64_t s = 0; s < 100; s++)
-            worst = fmax(worst, fabs(rp.loss[s] - r1.loss[s]) / fabs(r1.loss[s]));
+            worst = nan_max(worst, fabs(rp.loss[s] - r1.loss[s]) / fabs(r1.loss[s]));
         printf("float mode, P = %d vs 1: max relative loss difference over 100 steps %.2e "
                "(first %.4f, last %.4f)\n",
                comm_size(g_world), worst, r1.loss[0], r1.loss[99]);
@@ -148,6 +155,43 @@ static void test_reproducible_bit_identical(void **state)
         for (int64_t s = 0; s < 60; s++)
             assert_true(fabs(rp.loss[s] - r1.loss[s]) <= 1e-9 * fabs(r1.loss[s]));
     }
+    train_result_free(&rp);
+    train_result_free(&r1);
+}
+
+static void test_sgd_float_fixed_and_one_rank_agree(void **state)
+{
+    (void)state;
+    struct config cfg;
+    small_config(&cfg, "sgd");
+    cfg.optim = OPT_SGD;
+    cfg.lr = 0.5;
+    cfg.max_steps = 40;
+    struct train_result rp, r1, fixed;
+    run_both(&cfg, &rp, &r1);
+    if (comm_rank(g_world) == 0) {
+        small_config(&cfg, "sgd-fixed");
+        cfg.optim = OPT_SGD;
+        cfg.lr = 0.5;
+        cfg.max_steps = 40;
+        cfg.reproducible = 1;
+        assert_int_equal(train_run(&cfg, comm_self(), "none", &fixed), 0);
+        double d_p = 0, d_fixed = 0, moved = 0;
+        for (size_t i = 0; i < r1.n_params; i++) {
+            d_p = nan_max(d_p, fabs((double)rp.params[i] - r1.params[i]));
+            d_fixed = nan_max(d_fixed, fabs((double)fixed.params[i] - r1.params[i]));
+        }
+        for (int64_t s = 0; s < 40; s++)
+            moved = nan_max(moved, fabs(r1.loss[s] - r1.loss[0]));
+        printf("SGD, 40 steps: max |dparam| float P = %d vs 1: %.2e; fixed point vs float, 1 rank: %.2e; "
+               "loss moved by %.3f\n",
+               comm_size(g_world), d_p, d_fixed, moved);
+        assert_true(d_p < 1e-5);
+        assert_true(d_fixed < 1e-5);
+        assert_true(moved > 0.1); /* the steps are not negligible */
+        train_result_free(&fixed);
+    }
+    comm_barrier(g_world);
     train_result_free(&rp);
     train_result_free(&r1);
 }
@@ -200,7 +244,7 @@ static void test_node_shared_and_allreduce_agree(void **state)
             assert_true(fabs(a.loss[s] - b.loss[s]) <= 1e-5 * fabs(a.loss[s]));
         double worst = 0;
         for (size_t i = 0; i < a.n_params; i++)
-            worst = fmax(worst, fabs((double)a.params[i] - b.params[i]));
+            worst = nan_max(worst, fabs((double)a.params[i] - b.params[i]));
         assert_true(worst < 1e-4);
         train_result_free(&a);
         train_result_free(&b);
@@ -215,6 +259,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_shuffle_exactly_once_and_rank_invariant),
         cmocka_unit_test(test_float_mode_matches_one_rank),
         cmocka_unit_test(test_reproducible_bit_identical),
+        cmocka_unit_test(test_sgd_float_fixed_and_one_rank_agree),
         cmocka_unit_test(test_overlap_and_blocking_agree),
         cmocka_unit_test(test_node_shared_and_allreduce_agree),
     };

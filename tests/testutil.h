@@ -2,13 +2,61 @@
 #ifndef VAE_TESTUTIL_H
 #define VAE_TESTUTIL_H
 
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "comm/comm.h"
+#include "core/log.h"
 #include "data/dataset.h"
+
+/*
+ * The running maximum of an error: a NaN in either argument gives NaN, so a
+ * comparison "worst < tolerance" after it fails (fmax and ">" skip NaN).
+ */
+static inline double nan_max(double worst, double d)
+{
+    return isnan(worst) || isnan(d) ? NAN : (d > worst ? d : worst);
+}
+
+/*
+ * Multi-rank tests (they define VAE_TEST_MPI_ASSERT before including this
+ * file, after cmocka.h): a failed assertion on any rank ends the whole job at
+ * once, naming the rank, file and line. cmocka's own failure would end the
+ * test on that rank only and leave the others waiting in a collective until
+ * the test's timeout.
+ */
+static inline void mpi_check(int ok, const char *what, const char *file, int line)
+{
+    if (ok)
+        return;
+    fprintf(stderr, "[rank %d] test assertion failed: %s (%s:%d); ending the job\n", log_rank(), what, file,
+            line);
+    fflush(NULL);
+    comm_abort(1);
+}
+
+static inline void mpi_check_int(intmax_t a, intmax_t b, const char *what, const char *file, int line)
+{
+    if (a != b)
+        fprintf(stderr, "[rank %d] %jd != %jd\n", log_rank(), a, b);
+    mpi_check(a == b, what, file, line);
+}
+
+#ifdef VAE_TEST_MPI_ASSERT
+#undef assert_true
+#undef assert_false
+#undef assert_int_equal
+#undef assert_memory_equal
+#define assert_true(c)         mpi_check((c) ? 1 : 0, #c, __FILE__, __LINE__)
+#define assert_false(c)        mpi_check((c) ? 0 : 1, "!(" #c ")", __FILE__, __LINE__)
+#define assert_int_equal(a, b) mpi_check_int((intmax_t)(a), (intmax_t)(b), #a " == " #b, __FILE__, __LINE__)
+#define assert_memory_equal(a, b, n)                                                                         \
+    mpi_check(memcmp((a), (b), (n)) == 0, "memcmp(" #a ", " #b ", " #n ") == 0", __FILE__, __LINE__)
+#endif
 
 /* The synthetic uint8 image set of `vae_dist synth` (serial write). */
 static inline int make_dataset(const char *path, size_t n_train, size_t n_test, size_t n_dim)
