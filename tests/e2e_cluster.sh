@@ -17,13 +17,17 @@
 #      bounded time naming the node (kill, link) or, through the ranks'
 #      watchdog (comm.timeout_s), the stalled collective and step (frozen); and
 #      --resume auto on the surviving nodes finishes equal to an
-#      uninterrupted run, losing at most one checkpoint interval.
+#      uninterrupted run, losing at most one checkpoint interval;
+#   7. Slurm across 2 nodes (slurmctld on the bridge, a slurmd in each node):
+#      train.sbatch -N 2 with mpirun and with srun, equal to 1 rank; a
+#      time-limit signal checkpoints, requeues and resumes across nodes;
+#      scancel under srun commits a checkpoint at the stop step.
 # Skipped (77), with the reason, where network namespaces cannot be made.
 . "$(dirname "$0")/e2e_lib.sh"
 . "$(dirname "$0")/cluster/cluster.sh"
 why=$(cluster_possible) || { echo "skipped: $why"; exit 77; }
 CL="$WORK/cluster"
-trap 'cluster_down "$CL"; rm -rf "$WORK"' EXIT
+trap 'cluster_slurm_down "$CL"; cluster_down "$CL"; rm -rf "$WORK"' EXIT
 CLUSTER_SLOTS=2 check "4 nodes up (vaen1..vaen4 on $CLUSTER_NET.0/24)" cluster_up "$CL" 4
 
 hostfile() { # hostfile NAME SLOTS...: node i gets the i-th slot count
@@ -178,5 +182,63 @@ for how in kill link stop; do
     check "vaen3 lost ($how): resumed on the 3 others from $last, bit-identical to an uninterrupted run" \
         test "$(params_crc "$(ck "$dir" $STEPS)")" = "$REF_LOSS"
 done
+
+# 7. Slurm across nodes.
+if command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v sbatch >/dev/null; then
+    cluster_down "$CL"
+    CLUSTER_SLOTS=2 check "2 nodes up for Slurm" cluster_up "$CL" 2
+    check "Slurm: slurmctld on $CLUSTER_NET.1, a slurmd in vaen1 and vaen2" cluster_slurm_up "$CL"
+    ROOT=$(cd "$(dirname "$0")/.." && pwd)
+    # The jobs inherit this environment: Open MPI on the bridge, idle ranks yield.
+    export OMPI_MCA_btl_tcp_if_include=$CLUSTER_NET.0/24 OMPI_MCA_oob_tcp_if_include=$CLUSTER_NET.0/24
+    export OMPI_MCA_mpi_yield_when_idle=1
+    : >"$WORK/empty.ini"
+    job_state() { scontrol show job "$1" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p'; }
+    wait_done() {
+        local st
+        for _ in $(seq 600); do
+            st=$(job_state "$1")
+            [ "$st" = COMPLETED ] || [ "$st" = FAILED ] || [ "$st" = CANCELLED ] && break
+            sleep 0.5
+        done
+        echo "$st"
+    }
+    submit() { # submit LAUNCHER RUN_DIR STEPS [env...]: sbatch -N 2 x 2 tasks; prints the job id
+        local launcher=$1 dir=$2 steps=$3
+        shift 3
+        env "$@" VAE_CONFIG="$WORK/empty.ini" VAE_BIN="$VAE" VAE_LAUNCHER="$launcher" \
+            VAE_ARGS="$(STEPS=$steps args "$dir") --set train.reproducible=true" \
+            sbatch --parsable -N 2 --ntasks-per-node=2 -t 5 --output="$dir.out" "$ROOT/launch/slurm/train.sbatch"
+    }
+    for launcher in mpirun srun; do
+        dir="$WORK/slurm_$launcher"
+        st=$(wait_done "$(submit $launcher "$dir" 40)")
+        check "Slurm -N 2, $launcher: completed ($st) with 4 ranks on 2 nodes" \
+            bash -c "test '$st' = COMPLETED && grep -q '4 ranks on 2 nodes' '$dir.out'"
+        check "Slurm -N 2, $launcher: bit-identical to 1 rank" test "$(params_crc "$(ck "$dir" 40)")" = "$REF"
+    done
+    # The time-limit signal (as the script's own timer sends it), across nodes.
+    dir="$WORK/slurm_usr1"
+    jid=$(submit mpirun "$dir" 200 VAE_TEST_STEP_DELAY_MS=20)
+    for _ in $(seq 600); do [ -e "$(ck "$dir" 50)" ] && break; sleep 0.1; done
+    scancel --batch --signal=USR1 "$jid"
+    st=$(wait_done "$jid")
+    check "Slurm -N 2: USR1 checkpointed, requeued and resumed ($st, $(scontrol show job "$jid" | grep -o 'Restarts=[0-9]*'))" \
+        bash -c "test '$st' = COMPLETED && scontrol show job $jid | grep -q Restarts=1 && grep -q 'resuming at step' '$dir.out'"
+    check "Slurm -N 2: after the requeue, bit-identical to an uninterrupted run" \
+        test "$(params_crc "$(ck "$dir" 200)")" = "$REF_LOSS"
+    # scancel under srun: the ranks have KillWait to checkpoint.
+    dir="$WORK/slurm_cancel"
+    jid=$(submit srun "$dir" 200 VAE_TEST_STEP_DELAY_MS=20)
+    for _ in $(seq 600); do [ -e "$(ck "$dir" 50)" ] && break; sleep 0.1; done
+    scancel "$jid"
+    st=$(wait_done "$jid")
+    latest=$(cat "$dir/ckpt/latest")
+    echo "# scancel -N 2 under srun: $st, latest $latest"
+    check "Slurm -N 2, srun: scancel ended the job ($st) after a checkpoint at the stop step ($latest)" \
+        bash -c "test '$st' = CANCELLED && test '$latest' \\> step-00000050.h5"
+else
+    echo "# Slurm section skipped: slurmctld, slurmd or sbatch not installed"
+fi
 
 finish

@@ -203,6 +203,18 @@ const void *comm_native(const struct comm *c)
     return &c->mpi;
 }
 
+int comm_nodes(const struct comm *c)
+{
+    MPI_Comm node;
+    int local = 0, leader, nodes = 0;
+    MPI_CHECK(MPI_Comm_split_type(c->mpi, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &node));
+    MPI_CHECK(MPI_Comm_rank(node, &local));
+    MPI_CHECK(MPI_Comm_free(&node));
+    leader = local == 0;
+    MPI_CHECK(MPI_Allreduce(&leader, &nodes, 1, MPI_INT, MPI_SUM, c->mpi));
+    return nodes;
+}
+
 int comm_agree(const struct comm *c, int ok)
 {
     int mine = ok ? 1 : 0, all = 0;

@@ -27,6 +27,9 @@ void comm_finalize(void);
 int comm_rank(const struct comm *c);
 int comm_size(const struct comm *c);
 
+/* The number of nodes (shared-memory domains) the comm's ranks run on. Collective. */
+int comm_nodes(const struct comm *c);
+
 /* End every rank of the job with `code` (MPI_Abort). Local: one rank may call it alone. */
 _Noreturn void comm_abort(int code);
 

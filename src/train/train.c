@@ -103,10 +103,12 @@ static int run_init(struct run *r, const struct config *cfg, const struct comm *
     r->end = cfg->epochs * spe;
     if (cfg->max_steps > 0 && cfg->max_steps < r->end)
         r->end = cfg->max_steps;
-    log_info("vae_dist %s | %d ranks | %zu parameters | N = %zu, D = %zu | batch %ld (%zu per rank) | "
+    int nodes = comm_nodes(c);
+    log_info("vae_dist %s | %d ranks on %d node%s | %zu parameters | N = %zu, D = %zu | batch %ld (%zu per "
+             "rank) | "
              "%lld steps/epoch | %s",
-             VAE_VERSION, t->size, t->m.n_params, t->info.n_train, t->info.n_dim, cfg->batch_size, t->n_local,
-             (long long)spe, reduction_mode(&t->red));
+             VAE_VERSION, t->size, nodes, nodes == 1 ? "" : "s", t->m.n_params, t->info.n_train,
+             t->info.n_dim, cfg->batch_size, t->n_local, (long long)spe, reduction_mode(&t->red));
     if (r->step > 0)
         log_info("resuming at step %lld (epoch %lld)", (long long)r->step, (long long)(r->step / spe) + 1);
     r->log_from = r->step;

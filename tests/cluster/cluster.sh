@@ -80,3 +80,78 @@ cluster_down() {
     sed -i '/# vae_dist simulated cluster$/d' /etc/hosts
     return 0
 }
+
+# Slurm on the cluster: slurmctld on the bridge address (its own hostname
+# vaehead), one slurmd inside each node, in a mount namespace of its own with
+# a private TmpFS (two slurmstepds must not share PMIx's directory). Exports
+# SLURM_CONF. After cluster_up DIR N.
+cluster_slurm_up() {
+    local dir=$1 n i mem
+    n=$(cat "$dir/nodes")
+    . "$CLUSTER_HERE/../slurm/cluster.sh"
+    munge_up || return 1
+    mkdir -p "$dir"/{state,log,tmpfs}
+    mem=$(($(awk '/MemTotal/ { print int($2 / 1024) }' /proc/meminfo) / (2 * n)))
+    cat >"$dir/slurm.conf" <<CONF
+ClusterName=vaecluster
+SlurmctldHost=vaehead($CLUSTER_NET.1)
+SlurmUser=root
+AuthType=auth/munge
+CredType=cred/munge
+MpiDefault=pmix
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+SchedulerParameters=batch_sched_delay=0,sched_interval=5,bf_interval=5
+ReturnToService=2
+JobRequeue=1
+KillWait=10
+MinJobAge=300
+MailProg=/bin/true
+TmpFS=$dir/tmpfs
+StateSaveLocation=$dir/state
+SlurmdSpoolDir=$dir/spool-%n
+SlurmctldPidFile=$dir/slurmctld.pid
+SlurmdPidFile=$dir/slurmd-%n.pid
+SlurmctldLogFile=$dir/log/slurmctld.log
+SlurmdLogFile=$dir/log/slurmd-%n.log
+SlurmctldPort=16827
+SlurmdPort=16828
+CONF
+    for i in $(seq "$n"); do
+        echo "NodeName=vaen$i NodeAddr=$CLUSTER_NET.$((10 + i)) CPUs=$(nproc) RealMemory=$mem State=UNKNOWN" >>"$dir/slurm.conf"
+    done
+    echo "PartitionName=cluster Nodes=vaen[1-$n] Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES" >>"$dir/slurm.conf"
+    echo "$CLUSTER_NET.1 vaehead # vae_dist simulated cluster" >>/etc/hosts
+    export SLURM_CONF=$dir/slurm.conf
+    unshare --uts sh -c "hostname vaehead; exec slurmctld -c -i -f $SLURM_CONF" || return 1
+    for _ in $(seq 100); do scontrol ping 2>/dev/null | grep -q UP && break; sleep 0.1; done
+    for i in $(seq "$n"); do
+        mkdir -p "$dir/spool-vaen$i" "$dir/tmp-vaen$i"
+        nsenter --net=/var/run/netns/vaen$i unshare --uts --mount --propagation private sh -c \
+            "hostname vaen$i && mount --bind $dir/tmp-vaen$i $dir/tmpfs && exec slurmd -f $SLURM_CONF -N vaen$i" ||
+            return 1
+    done
+    for _ in $(seq 300); do
+        [ "$(sinfo -h -o '%t %D' 2>/dev/null | awk '$1 == "idle" { print $2 }')" = "$n" ] && return 0
+        sleep 0.1
+    done
+    echo "the Slurm nodes did not all become idle:"; sinfo; tail -3 "$dir"/log/*.log
+    return 1
+}
+
+cluster_slurm_down() {
+    local dir=$1 f
+    for f in "$dir"/slurmd-*.pid "$dir/slurmctld.pid"; do
+        [ -s "$f" ] && kill "$(cat "$f")" 2>/dev/null
+    done
+    sleep 0.5
+    for f in "$dir"/slurmd-*.pid "$dir/slurmctld.pid"; do
+        [ -s "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null
+    done
+    return 0
+}

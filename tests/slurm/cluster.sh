@@ -4,10 +4,8 @@
 #   slurm_down DIR   stop by PID (never by name)
 # Needs root and the packages slurmctld slurmd slurm-client munge.
 
-slurm_up() {
-    local dir=$1 host cpus mem
-    host=$(hostname -s)
-    mkdir -p "$dir"/{state,spool,log,tmp}
+# munged with a key, once per machine (the Slurm daemons and clients authenticate through it).
+munge_up() {
     # munge: the key and directories as munged wants them.
     mkdir -p /run/munge /var/log/munge /etc/munge /var/lib/munge
     chown munge:munge /run/munge /var/log/munge /etc/munge /var/lib/munge
@@ -20,6 +18,13 @@ slurm_up() {
         runuser -u munge -- /usr/sbin/munged || return 1
         for _ in $(seq 50); do munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && break; sleep 0.1; done
     fi
+}
+
+slurm_up() {
+    local dir=$1 host cpus mem
+    host=$(hostname -s)
+    mkdir -p "$dir"/{state,spool,log,tmp}
+    munge_up || return 1
     cpus=$(nproc)
     mem=$(( $(awk '/MemTotal/ { print int($2 / 1024) }' /proc/meminfo) * 9 / 10 ))
     cat >"$dir/slurm.conf" <<CONF
