@@ -10,7 +10,8 @@
  *   - plain SGD (whose step is proportional to the gradient, unlike Adam's):
  *     float mode on P ranks and reproducible mode (fixed point) on 1 rank
  *     both match float mode on 1 rank, so a gradient summed instead of
- *     averaged, or decoded from fixed point at the wrong scale, shows.
+ *     averaged, or decoded from fixed point at the wrong scale, shows;
+ *   - KL warm-up: its first steps equal steps at the β they should weigh.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -196,6 +197,38 @@ static void test_sgd_float_fixed_and_one_rank_agree(void **state)
     train_result_free(&r1);
 }
 
+static void test_kl_warmup_first_steps(void **state)
+{
+    (void)state;
+    /* KL warm-up over W = 4 steps weighs the KL term by β·(s+1)/W at step s:
+     * 2 steps with β = 1 warming up equal 1 step at β = 1/4, then 1 at β = 2/4. */
+    struct config cfg;
+    small_config(&cfg, "warmup");
+    cfg.optim = OPT_SGD;
+    cfg.lr = 0.5;
+    cfg.reproducible = 1;
+    cfg.kl_warmup_steps = 4;
+    cfg.max_steps = 2;
+    struct train_result warm, step1, step2;
+    assert_int_equal(train_run(&cfg, g_world, "none", &warm), 0);
+    small_config(&cfg, "warmup_fixed");
+    cfg.optim = OPT_SGD;
+    cfg.lr = 0.5;
+    cfg.reproducible = 1;
+    cfg.ckpt_every_steps = 1;
+    cfg.beta = 0.25;
+    cfg.max_steps = 1;
+    assert_int_equal(train_run(&cfg, g_world, "none", &step1), 0);
+    cfg.beta = 0.5;
+    cfg.max_steps = 2;
+    assert_int_equal(train_run(&cfg, g_world, "auto", &step2), 0);
+    assert_int_equal(step2.n_steps, 1);
+    assert_memory_equal(warm.params, step2.params, warm.n_params * sizeof *warm.params);
+    train_result_free(&warm);
+    train_result_free(&step1);
+    train_result_free(&step2);
+}
+
 static void test_overlap_and_blocking_agree(void **state)
 {
     (void)state;
@@ -260,6 +293,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_float_mode_matches_one_rank),
         cmocka_unit_test(test_reproducible_bit_identical),
         cmocka_unit_test(test_sgd_float_fixed_and_one_rank_agree),
+        cmocka_unit_test(test_kl_warmup_first_steps),
         cmocka_unit_test(test_overlap_and_blocking_agree),
         cmocka_unit_test(test_node_shared_and_allreduce_agree),
     };

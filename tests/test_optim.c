@@ -249,6 +249,10 @@ static void test_clip(void **state)
     assert_true(fabs(g[0] - 0.6) < 1e-6 && g[1] == 4);
     optim_clip(g + 1, 1, norm, 1);
     assert_true(fabs(sqrt(optim_sum_squares(g, 2)) - 1) < 1e-6);
+    /* Just above the limit: scaled to it exactly. */
+    float h[2] = {3, 4};
+    optim_clip(h, 2, 5.0, 4.0);
+    assert_true(fabs(h[0] - 2.4) < 1e-6 && fabs(h[1] - 3.2) < 1e-6);
 }
 
 int main(void)
