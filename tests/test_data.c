@@ -6,6 +6,7 @@
  * naming the file and the cause; none may crash (also run under ASan).
  */
 #include <hdf5.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -233,6 +234,27 @@ static void test_shard_read_roundtrip(void **state)
     shard_free(&s);
 }
 
+static void test_pixels_scale_to_unit_interval(void **state)
+{
+    (void)state;
+    /* uint8 pixels are read as v/255 (PyTorch's ToTensor): 0, 51 and 255 become
+     * 0, 0.2 and 1 within 2 ulps (v times the rounded 1/255). */
+    const char *p = path_of("pixels.h5");
+    uint8_t x[2 * 3] = {0, 51, 255, 255, 51, 0};
+    struct dataset_info w = {.n_train = 2, .n_dim = 3, .is_u8 = 1};
+    assert_int_equal(dataset_write(p, &w, x, NULL, NULL, NULL), 0);
+    struct dataset_info info;
+    assert_int_equal(dataset_open(g_comm, p, &info), 0);
+    struct shard s;
+    assert_int_equal(dataset_read_shard(g_comm, p, &info, "train", 0, 1, &s), 0);
+    float f[6];
+    shard_rows_to_float(f, &s, 0, 2);
+    const double want[6] = {0, 0.2, 1, 1, 0.2, 0};
+    for (int i = 0; i < 6; i++)
+        assert_true(fabs(f[i] - want[i]) <= 3e-7 * want[i]);
+    shard_free(&s);
+}
+
 int main(int argc, char **argv)
 {
     g_comm = comm_init(&argc, &argv);
@@ -240,10 +262,9 @@ int main(int argc, char **argv)
         return 1;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_idx_good_gzip_and_plain),
-        cmocka_unit_test(test_idx_errors),
-        cmocka_unit_test(test_dataset_validation_errors),
-        cmocka_unit_test(test_shard_read_roundtrip),
+        cmocka_unit_test(test_idx_good_gzip_and_plain),       cmocka_unit_test(test_idx_errors),
+        cmocka_unit_test(test_dataset_validation_errors),     cmocka_unit_test(test_shard_read_roundtrip),
+        cmocka_unit_test(test_pixels_scale_to_unit_interval),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char cmd[600];
