@@ -6,7 +6,10 @@
 #
 #   launch/scaling.sh [MAX_P=nproc] [STEPS=300] [OUTDIR=docs/scaling]
 #   env: CONFIG (default configs/default.ini), BATCH (strong, 128), LOCAL_BATCH (weak, 64),
-#        REPS (runs per point, median, default 3)
+#        REPS (runs per point, median, default 3), RUNS (run directories, default
+#        OUTDIR/runs: every rank must see them, so on a cluster a shared filesystem),
+#        MPIRUN_ARGS (more mpirun options, e.g. --hostfile FILE)
+# A run that fails stops the study with its log's last lines (logs in RUNS).
 #
 # Model (fitted on the 1-rank run and the allreduce microbenchmark only):
 #   step(P, b) = b·(c_compute + c_data) + t_optim + allreduce(P, bytes)
@@ -21,8 +24,26 @@ CONFIG=${CONFIG:-configs/default.ini}; BATCH=${BATCH:-128}; LOCAL_BATCH=${LOCAL_
 CORES=$(nproc)
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 mkdir -p "$OUTDIR"
-W=$(mktemp -d /tmp/vae_scaling_XXXXXX)
+[ "$STEPS" -ge 10 ] || { echo "scaling.sh: STEPS = $STEPS: at least 10 steps are needed (the first log interval is warm-up)"; exit 2; }
+LOG_EVERY=$((STEPS / 5))
+mkdir -p "${RUNS:=$OUTDIR/runs}"
+W=$(mktemp -d "$RUNS/scaling_XXXXXX")
+W=$(cd "$W" && pwd)
 trap 'rm -rf "$W"' EXIT
+# Allreduce α and β between nodes when the allocation has several: one rank per node.
+AR_MAP=""
+[ "${SLURM_JOB_NUM_NODES:-1}" -gt 1 ] && AR_MAP="--map-by ppr:1:node"
+# mpirun NP ARGS...: vae_dist, its log kept; a failure ends the study, loudly.
+run() {
+    local np=$1 log=$2
+    shift 2
+    # shellcheck disable=SC2086  # MPIRUN_ARGS is a list of words
+    if ! mpirun ${MPIRUN_ARGS:-} -np "$np" "$@" >"$log" 2>&1; then
+        echo "scaling.sh: this run failed (log $log):"; echo "  mpirun -np $np $*"; tail -15 "$log"
+        trap - EXIT
+        exit 1
+    fi
+}
 median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 # Mean over a run's step events after the first: samples/s and phase stats (ms).
@@ -31,7 +52,8 @@ run_stats() {
         n = split("samples_per_s t_data t_compute t_compute_min t_compute_max t_allreduce_wait t_allreduce_wait_min t_allreduce_wait_max t_optim", keys, " ")
         for (i = 1; i <= n; i++) { key = "\"" keys[i] "\": "; p = index(line, key)
             v[i] += substr(line, p + length(key)) + 0 } }
-        END { printf "%.1f", v[1] / m; for (i = 2; i <= 9; i++) printf " %.4f", 1e3 * v[i] / m; printf "\n" }' "$1"
+        END { if (!m) { print "no step events after the first in " FILENAME > "/dev/stderr"; exit 1 }
+              printf "%.1f", v[1] / m; for (i = 2; i <= 9; i++) printf " %.4f", 1e3 * v[i] / m; printf "\n" }' "$1"
 }
 
 echo "mode,ranks,cores,oversubscribed,global_batch,samples_per_s,speedup,efficiency,data_ms,compute_ms_mean,compute_ms_min,compute_ms_max,allreduce_ms_mean,allreduce_ms_min,allreduce_ms_max,optim_ms" >"$OUTDIR/scaling.csv"
@@ -40,9 +62,9 @@ for mode in strong weak; do
     for ((p = 1; p <= MAX_P; p *= 2)); do
         gb=$([ $mode = strong ] && echo "$BATCH" || echo $((LOCAL_BATCH * p)))
         for rep in $(seq "$REPS"); do
-            mpirun -np $p build/vae_dist train --config "$CONFIG" --resume none --set run.dir="$W/$mode-$p-$rep" \
-                --set train.batch_size="$gb" --set train.max_steps="$STEPS" --set train.log_every=50 \
-                --set ckpt.every_seconds=0 >/dev/null 2>&1
+            run $p "$W/$mode-$p-$rep.log" build/vae_dist train --config "$CONFIG" --resume none \
+                --set run.dir="$W/$mode-$p-$rep" --set train.batch_size="$gb" --set train.max_steps="$STEPS" \
+                --set train.log_every=$LOG_EVERY --set ckpt.every_seconds=0
             run_stats "$W/$mode-$p-$rep/metrics.jsonl" >>"$W/$mode-$p.txt"
         done
         # The run with the median throughput stands for the point.
@@ -57,16 +79,20 @@ for mode in strong weak; do
     done
 done
 
-# Allreduce α (latency) and β (bandwidth) from the microbenchmark on 2 ranks.
-if [ "$CORES" -ge 2 ]; then
-    mpirun -np 2 build/bench/vae_allreduce_bench 30 >"$W/ar.txt"
+# Allreduce α (latency) and β (bandwidth) from the microbenchmark on 2 ranks
+# (on 2 nodes when the allocation has several).
+if [ "$CORES" -ge 2 ] || [ -n "$AR_MAP" ]; then
+    # shellcheck disable=SC2086
+    run 2 "$W/ar.log" $AR_MAP build/bench/vae_allreduce_bench 30
+    grep -E '^[0-9]+ [0-9]+ [0-9.e+-]+$' "$W/ar.log" >"$W/ar.txt"
 else
     echo "2 0.0000001" >"$W/ar.txt"
 fi
 cp "$W/ar.txt" "$OUTDIR/allreduce_2ranks.txt"
 # Gradient bytes of the configured model, from a 1-step run's parameter count.
-mpirun -np 1 build/vae_dist train --config "$CONFIG" --resume none --set run.dir="$W/count" --set train.max_steps=1 \
-    --set ckpt.every_seconds=0 2>/dev/null | sed -n 's/.*| \([0-9]*\) parameters |.*/\1/p' >"$W/nparams"
+run 1 "$W/count.log" build/vae_dist train --config "$CONFIG" --resume none --set run.dir="$W/count" \
+    --set train.max_steps=1 --set ckpt.every_seconds=0
+sed -n 's/.*| \([0-9]*\) parameters |.*/\1/p' "$W/count.log" >"$W/nparams"
 grad_bytes=$(( $(cat "$W/nparams") * 4 ))
 # On 2 ranks a ring allreduce costs 2α + n/β: α from the smallest message, β at
 # the gradient's size, interpolating between the two measured sizes around it
