@@ -40,6 +40,10 @@ echo "# $(echo "$out" | grep '"event": "score"')"
 check "score: AUROC of -IWAE on injected anomalies >= 0.9 (found $auroc)" test "$(echo "${auroc:-0} >= 0.9" | bc)" -eq 1
 check "score wrote neg_elbo, neg_iwae and y (1000)" \
     bash -c "h5dump -H '$WORK/scores.h5' | tr -d '\n' | grep -q 'DATASET \"neg_iwae\" {.*( 1000 )'"
+# Without --iw-samples (K = 0) on labelled data: the -ELBO alone, with its AUROC.
+out=$(run_np 2 score --checkpoint "$T" --out "$WORK/scores0.h5" 2>&1); rc=$?
+check "score without --iw-samples: exit 0 (was a crash), AUROC of -ELBO reported (exit $rc)" \
+    bash -c "test $rc -eq 0 && echo '$(echo "$out" | grep '"event": "score"')' | grep -q '\"auroc_neg_elbo\": 0\.'"
 expect_error "sample on a model of non-image data" "draws pictures only for image data" \
     run_np 1 sample --checkpoint "$T" --n 4 --out "$WORK/x.png"
 finish
