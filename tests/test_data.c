@@ -13,12 +13,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #include <cmocka.h>
 
 #include "comm/comm.h"
+#include "core/config.h"
+#include "data/ckpt.h"
 #include "data/dataset.h"
 #include "data/idx.h"
 #include "testutil.h"
@@ -255,6 +258,134 @@ static void test_pixels_scale_to_unit_interval(void **state)
     shard_free(&s);
 }
 
+/* A small valid checkpoint at run/ckpt/step-00000007.h5: 6 parameters, one tensor. */
+static const char *write_checkpoint(void)
+{
+    static char path[600];
+    char run[520], ck[540];
+    snprintf(run, sizeof run, "%s/run", dir);
+    snprintf(ck, sizeof ck, "%s/ckpt", run);
+    mkdir(run, 0755);
+    mkdir(ck, 0755);
+    float params[6] = {0.5f, -1, 2, 0, 0.25f, 3};
+    struct tensor_view layout = {"w", 0, 2, 3};
+    struct ckpt_buffer buf = {"/model/params", params, 6};
+    struct ckpt_content ct = {&layout, 1, &buf, 1};
+    struct ckpt_meta meta = {.step = 7,
+                             .epoch = 1,
+                             .seed = 1,
+                             .n_params = 6,
+                             .optim = OPT_SGD,
+                             .optim_t = 7,
+                             .config = "[train]\nseed = 1\n",
+                             .data_n_train = 10,
+                             .data_n_dim = 6,
+                             .image_rows = 2,
+                             .image_cols = 3};
+    assert_int_equal(ckpt_save(g_comm, run, &meta, &ct, 3), 0);
+    snprintf(path, sizeof path, "%s/step-00000007.h5", ck);
+    return path;
+}
+
+/* A copy of src at name with the long attribute attr set to v. */
+static const char *tampered(const char *src, const char *name, const char *attr, long v)
+{
+    const char *p = path_of(name);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "cp %s %s", src, p);
+    assert_int_equal(system(cmd), 0);
+    hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t a = H5Aopen(f, attr, H5P_DEFAULT);
+    assert_true(f >= 0 && a >= 0);
+    assert_true(H5Awrite(a, H5T_NATIVE_LONG, &v) >= 0);
+    H5Aclose(a);
+    H5Fclose(f);
+    return p;
+}
+
+static void test_checkpoint_header_fields_checked(void **state)
+{
+    (void)state;
+    const char *good = write_checkpoint();
+    struct ckpt_meta meta;
+    assert_int_equal(ckpt_inspect(g_comm, good, &meta), 0);
+    ckpt_meta_free(&meta);
+    /* What a hostile or damaged header may hold, each named in the error. */
+    const struct {
+        const char *attr;
+        long v;
+    } bad[] = {{"optim", 99},     {"optim", -2147483648L}, {"step", 1L << 62}, {"epoch", -5},
+               {"world_size", 0}, {"image_rows", 100000},  {"image_cols", -1}, {"optim_t", 8},
+               {"data_n_dim", 0}, {"n_params", -1}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *p = tampered(good, "tampered.h5", bad[i].attr, bad[i].v);
+        struct capture cap;
+        capture_begin(&cap);
+        int rc = ckpt_inspect(g_comm, p, &meta);
+        captured = capture_end(&cap);
+        if (rc != -1 || !strstr(captured, bad[i].attr))
+            fail_msg("%s = %ld: rc %d, message '%s'", bad[i].attr, bad[i].v, rc, captured);
+        printf("%s = %ld refused: %s", bad[i].attr, bad[i].v, captured);
+    }
+}
+
+static void test_checkpoint_non_finite_refused(void **state)
+{
+    (void)state;
+    const char *good = write_checkpoint();
+    const char *p = path_of("inf.h5");
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "cp %s %s", good, p);
+    assert_int_equal(system(cmd), 0);
+    /* +Inf everywhere, with a CRC that matches: only the value check can refuse it. */
+    float inf[6];
+    for (int i = 0; i < 6; i++)
+        inf[i] = INFINITY;
+    long crc = (long)crc32(crc32(0L, Z_NULL, 0), (const unsigned char *)inf, sizeof inf);
+    hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, "/model/params", H5P_DEFAULT);
+    hid_t a = H5Aopen(d, "crc32", H5P_DEFAULT);
+    assert_true(H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, inf) >= 0);
+    assert_true(H5Awrite(a, H5T_NATIVE_LONG, &crc) >= 0);
+    H5Aclose(a);
+    H5Dclose(d);
+    H5Fclose(f);
+    float params[6];
+    struct tensor_view layout = {"w", 0, 2, 3};
+    struct ckpt_buffer buf = {"/model/params", params, 6};
+    struct ckpt_content ct = {&layout, 1, &buf, 1};
+    struct ckpt_meta want = {.optim = -1};
+    struct capture cap;
+    capture_begin(&cap);
+    int rc = ckpt_load(g_comm, p, &want, &ct, NULL);
+    captured = capture_end(&cap);
+    printf("all-Inf parameters with a matching CRC: %s", captured);
+    assert_int_equal(rc, -1);
+    assert_non_null(strstr(captured, "non-finite"));
+}
+
+static void test_fifo_refused_not_waited_on(void **state)
+{
+    (void)state;
+    /* Opening a FIFO for reading waits for a writer: every input path is checked first. */
+    const char *fifo = path_of("fifo");
+    assert_int_equal(mkfifo(fifo, 0644), 0);
+    struct capture cap;
+    struct dataset_info info;
+    struct ckpt_meta meta;
+    struct config cfg;
+    struct idx x;
+    config_defaults(&cfg);
+    capture_begin(&cap);
+    int rc_data = dataset_open(g_comm, fifo, &info), rc_ckpt = ckpt_inspect(g_comm, fifo, &meta);
+    int rc_cfg = config_load_file(&cfg, fifo), rc_idx = idx_read(&x, fifo, 1);
+    captured = capture_end(&cap);
+    printf("%s", captured);
+    assert_true(rc_data == -1 && rc_ckpt == -1 && rc_cfg == -1 && rc_idx == -1);
+    assert_non_null(strstr(captured, "FIFO"));
+    unlink(fifo);
+}
+
 int main(int argc, char **argv)
 {
     g_comm = comm_init(&argc, &argv);
@@ -262,9 +393,14 @@ int main(int argc, char **argv)
         return 1;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_idx_good_gzip_and_plain),       cmocka_unit_test(test_idx_errors),
-        cmocka_unit_test(test_dataset_validation_errors),     cmocka_unit_test(test_shard_read_roundtrip),
+        cmocka_unit_test(test_idx_good_gzip_and_plain),
+        cmocka_unit_test(test_idx_errors),
+        cmocka_unit_test(test_dataset_validation_errors),
+        cmocka_unit_test(test_shard_read_roundtrip),
         cmocka_unit_test(test_pixels_scale_to_unit_interval),
+        cmocka_unit_test(test_checkpoint_header_fields_checked),
+        cmocka_unit_test(test_checkpoint_non_finite_refused),
+        cmocka_unit_test(test_fifo_refused_not_waited_on),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char cmd[600];

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/path.h"
 
 enum key_type { K_INT, K_U64, K_FLOAT, K_BOOL, K_STR, K_ENUM, K_LIST };
 
@@ -358,6 +359,8 @@ static int ini_handler_fn(void *user, const char *section, const char *name, con
 
 int config_load_file(struct config *cfg, const char *path)
 {
+    if (path_check_regular(path, "config file"))
+        return -1;
     FILE *f = fopen(path, "r");
     if (!f) {
         log_error("%s: cannot open config file: %s", path, strerror(errno));

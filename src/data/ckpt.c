@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <sys/statvfs.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@
 #include "core/error.h"
 #include "core/fault.h"
 #include "core/log.h"
+#include "core/path.h"
 #include "core/timer.h"
 #include "data/dataset.h"
 #include "data/h5util.h"
@@ -362,6 +364,47 @@ int ckpt_save(const struct comm *c, const char *run_dir, const struct ckpt_meta 
     return 0;
 }
 
+/* A header attribute out of its range: named, with the range and the value. */
+static int out_of_range(const char *path, const char *name, long long lo, long long hi, long long found)
+{
+    log_error("%s: checkpoint attribute '%s' should be in [%lld, %lld], found %lld (damaged or not written "
+              "by vae_dist)",
+              path, name, lo, hi, found);
+    return -1;
+}
+
+/* Every header number within what vae_dist writes: nothing downstream trusts them unchecked. */
+static int check_header(const char *path, const struct ckpt_meta *m, long n_params)
+{
+    const long long max_step = 1000000000000000LL; /* train.max_steps' limit */
+    if (m->step < 0 || m->step > max_step)
+        return out_of_range(path, "step", 0, max_step, (long long)m->step);
+    if (m->optim_t < 0 || m->optim_t > m->step)
+        return out_of_range(path, "optim_t", 0, (long long)m->step, (long long)m->optim_t);
+    if (m->epoch < 0 || m->epoch > m->step)
+        return out_of_range(path, "epoch", 0, (long long)m->step, m->epoch);
+    if (m->world_size < 1 || m->world_size > (1L << 24))
+        return out_of_range(path, "world_size", 1, 1LL << 24, m->world_size);
+    if (m->optim < 0 || m->optim > OPT_ADAMW)
+        return out_of_range(path, "optim", 0, OPT_ADAMW, m->optim);
+    if (n_params < 1 || n_params > (1L << 34))
+        return out_of_range(path, "n_params", 1, 1LL << 34, n_params);
+    if (m->data_n_train < 1 || m->data_n_train > UINT32_MAX)
+        return out_of_range(path, "data_n_train", 1, UINT32_MAX, m->data_n_train);
+    if (m->data_n_dim < 1 || m->data_n_dim > (1L << 30))
+        return out_of_range(path, "data_n_dim", 1, 1LL << 30, m->data_n_dim);
+    long r = m->image_rows, c = m->image_cols;
+    if (r < 0 || c < 0 || r > (1 << 24) || c > (1 << 24) || (r == 0) != (c == 0) ||
+        (r && r * c != m->data_n_dim)) {
+        log_error(
+            "%s: checkpoint attributes image_rows x image_cols = %ld x %ld; expected 0 x 0 or two sizes "
+            "whose product is data_n_dim = %ld",
+            path, r, c, m->data_n_dim);
+        return -1;
+    }
+    return 0;
+}
+
 /* The integer attributes of the header, read alike. */
 static int read_longs(hid_t f, const char *path, struct ckpt_meta *meta)
 {
@@ -385,15 +428,11 @@ static int read_longs(hid_t f, const char *path, struct ckpt_meta *meta)
     for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++)
         if (h5_attr_get_long(f, path, attrs[i].name, attrs[i].dst))
             return -1;
-    if (step < 0 || optim_t < 0 || n_params < 0) {
-        log_error("%s: negative step, optimizer count or parameter count", path);
-        return -1;
-    }
     meta->step = step;
     meta->seed = (uint64_t)seed;
     meta->n_params = (size_t)n_params;
     meta->optim_t = optim_t;
-    return 0;
+    return check_header(path, meta, n_params);
 }
 
 /* The config text attribute, of the size stored (malloc'd into meta->config). */
@@ -517,6 +556,19 @@ static int check_layout(hid_t f, const char *path, const struct tensor_view *wan
     return rc;
 }
 
+/* Every value of a loaded buffer finite (the same on every rank: the buffers are replicated). */
+static int check_finite(const char *path, const struct ckpt_buffer *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        if (!isfinite(b->data[i])) {
+            log_error("%s: '%s' holds a non-finite value at element %zu (%g): the checkpoint is unusable",
+                      path, b->name, i, (double)b->data[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* The header against what the caller needs (see ckpt_load). */
 static int check_meta(const char *path, const struct ckpt_meta *got, const struct ckpt_meta *want,
                       const struct ckpt_content *ct)
@@ -558,7 +610,8 @@ int ckpt_load(const struct comm *c, const char *path, const struct ckpt_meta *wa
     /* Reads below are collective: agree on the header first. */
     ok = comm_agree(c, ok);
     for (size_t i = 0; ok && i < ct->n_buf; i++)
-        ok = read_flat(c, f, path, ct->buf[i].name, ct->buf[i].data, ct->buf[i].n) == 0;
+        ok = read_flat(c, f, path, ct->buf[i].name, ct->buf[i].data, ct->buf[i].n) == 0 &&
+             check_finite(path, &ct->buf[i]) == 0;
     H5_CHECK(H5Fclose(f));
     comm_watch_end();
     if (ok) {
@@ -583,7 +636,9 @@ int ckpt_resume_auto(const struct comm *c, const char *run_dir, const struct ckp
         char dir[PATH_BYTES], latest[PATH_BYTES + 16];
         snprintf(dir, sizeof dir, "%s/ckpt", run_dir);
         snprintf(latest, sizeof latest, "%s/latest", dir);
-        FILE *f = fopen(latest, "r");
+        FILE *f = access(latest, F_OK) == 0 && path_check_regular(latest, "latest pointer") == 0
+                      ? fopen(latest, "r")
+                      : NULL;
         if (f) {
             if (fscanf(f, "%63s", names[0]) == 1)
                 n = 1;

@@ -101,10 +101,12 @@ int dataset_open(const struct comm *c, const char *path, struct dataset_info *in
         goto out_close;
     if (H5Lexists(f, "/test", H5P_DEFAULT) > 0 && check_split(f, path, "test", info, &info->n_test, 0))
         goto out_close;
-    if (info->image_rows * info->image_cols != 0 &&
-        (size_t)(info->image_rows * info->image_cols) != info->n_dim) {
-        log_error("%s: image_rows x image_cols = %ld x %ld does not match D = %zu", path, info->image_rows,
-                  info->image_cols, info->n_dim);
+    if (info->image_rows < 0 || info->image_cols < 0 || info->image_rows > (1 << 24) ||
+        info->image_cols > (1 << 24) || (info->image_rows == 0) != (info->image_cols == 0) ||
+        (info->image_rows && (size_t)info->image_rows * (size_t)info->image_cols != info->n_dim)) {
+        log_error("%s: image_rows x image_cols = %ld x %ld; expected 0 x 0 (not images) or two sizes in "
+                  "[1, 2^24] whose product is D = %zu",
+                  path, info->image_rows, info->image_cols, info->n_dim);
         goto out_close;
     }
     ok = 1;

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/fault.h"
 #include "core/log.h"
+#include "core/path.h"
 
 void h5_quiet(void)
 {
@@ -34,6 +35,8 @@ hid_t h5_open_read(const struct comm *c, const char *path)
     int ok = access(path, R_OK) == 0 && !(c && fault_unreadable(comm_rank(c)));
     if (!ok)
         log_error("%s: cannot read the file (missing or no permission on this rank)", path);
+    else
+        ok = path_check_regular(path, "HDF5 file") == 0;
     if (c && !comm_agree(c, ok)) {
         if (ok)
             log_error("%s: another rank cannot read the file; stopping", path);

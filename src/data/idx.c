@@ -8,6 +8,7 @@
 #include <zlib.h>
 
 #include "core/log.h"
+#include "core/path.h"
 
 #define IDX_MAX_ITEMS ((size_t)1 << 31)
 
@@ -93,6 +94,8 @@ static int read_payload(gzFile f, const char *path, struct idx *out)
 int idx_read(struct idx *out, const char *path, int expect_images)
 {
     memset(out, 0, sizeof *out);
+    if (path_check_regular(path, "IDX file"))
+        return -1;
     gzFile f = gzopen(path, "rb");
     if (!f) {
         log_error("%s: cannot open IDX file: %s", path, strerror(errno ? errno : ENOENT));
