@@ -213,6 +213,44 @@ static void test_shape_mismatch_named(void **state)
     train_result_free(&r);
 }
 
+/* The model and optimizer of small_config, and the checkpoint content of their buffers. */
+struct saved {
+    struct config cfg;
+    struct vae m;
+    struct optim o;
+    struct ckpt_buffer buf[3];
+    struct ckpt_content ct;
+};
+
+static void saved_init(struct saved *s)
+{
+    small_config(&s->cfg, "straight");
+    assert_int_equal(vae_init(&s->m, &s->cfg, 16, 4), 0);
+    assert_int_equal(optim_init(&s->o, &s->cfg, s->m.n_params, 100), 0);
+    s->buf[0] = (struct ckpt_buffer){"/model/params", s->m.params, s->m.n_params};
+    s->buf[1] = (struct ckpt_buffer){"/optim/state0", s->o.state[0], s->o.n};
+    s->buf[2] = (struct ckpt_buffer){"/optim/state1", s->o.state[1], s->o.n};
+    s->ct = (struct ckpt_content){s->m.tensor, s->m.n_tensors, s->buf, 1 + s->o.n_states};
+}
+
+/* ckpt_save of the buffers as step `step` into run. */
+static int saved_save(struct saved *s, const char *run, int64_t step)
+{
+    struct ckpt_meta meta = {.step = step,
+                             .epoch = (long)(step / 20),
+                             .n_params = s->m.n_params,
+                             .optim = s->o.kind,
+                             .data_n_train = 256,
+                             .data_n_dim = 16};
+    return ckpt_save(g_world, run, &meta, &s->ct, s->cfg.ckpt_keep);
+}
+
+static void saved_free(struct saved *s)
+{
+    optim_free(&s->o);
+    vae_free(&s->m);
+}
+
 static void test_unwritable_dir_keeps_checkpoints(void **state)
 {
     (void)state;
@@ -227,23 +265,9 @@ static void test_unwritable_dir_keeps_checkpoints(void **state)
         fclose(f);
     }
     comm_barrier(g_world);
-    struct config cfg;
-    small_config(&cfg, "straight");
-    struct vae m;
-    struct optim o;
-    assert_int_equal(vae_init(&m, &cfg, 16, 4), 0);
-    assert_int_equal(optim_init(&o, &cfg, m.n_params, 100), 0);
-    struct ckpt_buffer buf[3] = {{"/model/params", m.params, m.n_params},
-                                 {"/optim/state0", o.state[0], o.n},
-                                 {"/optim/state1", o.state[1], o.n}};
-    struct ckpt_content ct = {m.tensor, m.n_tensors, buf, 1 + o.n_states};
-    struct ckpt_meta meta = {.step = 41,
-                             .epoch = 2,
-                             .n_params = m.n_params,
-                             .optim = o.kind,
-                             .data_n_train = 256,
-                             .data_n_dim = 16};
-    assert_int_equal(ckpt_save(g_world, run, &meta, &ct, cfg.ckpt_keep), -1);
+    struct saved sv;
+    saved_init(&sv);
+    assert_int_equal(saved_save(&sv, run, 41), -1);
     if (comm_rank(g_world) == 0) {
         unlink(ckdir);
         assert_int_equal(rename(moved, ckdir), 0);
@@ -252,14 +276,13 @@ static void test_unwritable_dir_keeps_checkpoints(void **state)
     /* The committed checkpoint still loads, bit for bit. */
     char path[700];
     snprintf(path, sizeof path, "%s/step-00000040.h5", ckdir);
-    struct ckpt_meta want = {.optim = o.kind, .data_n_train = 256, .data_n_dim = 16}, got;
-    assert_int_equal(ckpt_load(g_world, path, &want, &ct, &got), 0);
+    struct ckpt_meta want = {.optim = sv.o.kind, .data_n_train = 256, .data_n_dim = 16}, got;
+    assert_int_equal(ckpt_load(g_world, path, &want, &sv.ct, &got), 0);
     assert_int_equal(got.step, 40);
     ckpt_meta_free(&got);
     if (comm_rank(g_world) == 0)
-        assert_memory_equal(m.params, g_straight.params, m.n_params * sizeof(float));
-    optim_free(&o);
-    vae_free(&m);
+        assert_memory_equal(sv.m.params, g_straight.params, sv.m.n_params * sizeof(float));
+    saved_free(&sv);
 }
 
 static void test_failed_rename_keeps_latest(void **state)
@@ -281,19 +304,9 @@ static void test_failed_rename_keeps_latest(void **state)
         fclose(f);
     }
     comm_barrier(g_world);
-    struct config cfg;
-    small_config(&cfg, "straight");
-    struct vae m;
-    struct optim o;
-    assert_int_equal(vae_init(&m, &cfg, 16, 4), 0);
-    assert_int_equal(optim_init(&o, &cfg, m.n_params, 100), 0);
-    struct ckpt_buffer buf[3] = {{"/model/params", m.params, m.n_params},
-                                 {"/optim/state0", o.state[0], o.n},
-                                 {"/optim/state1", o.state[1], o.n}};
-    struct ckpt_content ct = {m.tensor, m.n_tensors, buf, 1 + o.n_states};
-    struct ckpt_meta meta = {
-        .step = 42, .n_params = m.n_params, .optim = o.kind, .data_n_train = 256, .data_n_dim = 16};
-    assert_int_equal(ckpt_save(g_world, run, &meta, &ct, cfg.ckpt_keep), -1);
+    struct saved sv;
+    saved_init(&sv);
+    assert_int_equal(saved_save(&sv, run, 42), -1);
     if (comm_rank(g_world) == 0) {
         char name[64] = "";
         FILE *f = fopen(latest, "r");
@@ -307,8 +320,7 @@ static void test_failed_rename_keeps_latest(void **state)
         assert_int_equal(system(cmd), 0);
     }
     comm_barrier(g_world);
-    optim_free(&o);
-    vae_free(&m);
+    saved_free(&sv);
 }
 
 int main(int argc, char **argv)

@@ -95,23 +95,7 @@ cluster_slurm_up() {
     cat >"$dir/slurm.conf" <<CONF
 ClusterName=vaecluster
 SlurmctldHost=vaehead($CLUSTER_NET.1)
-SlurmUser=root
-AuthType=auth/munge
-CredType=cred/munge
-MpiDefault=pmix
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
-SchedulerType=sched/backfill
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-SchedulerParameters=batch_sched_delay=0,sched_interval=5,bf_interval=5
-ReturnToService=2
-JobRequeue=1
-KillWait=10
-MinJobAge=300
-MailProg=/bin/true
+$(slurm_conf_common 10)
 TmpFS=$dir/tmpfs
 StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool-%n

@@ -20,16 +20,10 @@ munge_up() {
     fi
 }
 
-slurm_up() {
-    local dir=$1 host cpus mem
-    host=$(hostname -s)
-    mkdir -p "$dir"/{state,spool,log,tmp}
-    munge_up || return 1
-    cpus=$(nproc)
-    mem=$(( $(awk '/MemTotal/ { print int($2 / 1024) }' /proc/meminfo) * 9 / 10 ))
-    cat >"$dir/slurm.conf" <<CONF
-ClusterName=vaetest
-SlurmctldHost=$host(127.0.0.1)
+# The slurm.conf lines every test cluster shares (authentication, plugins, a
+# quick scheduler); KILLWAIT seconds between SIGTERM and SIGKILL.
+slurm_conf_common() {
+    cat <<CONF
 SlurmUser=root
 AuthType=auth/munge
 CredType=cred/munge
@@ -45,9 +39,23 @@ SelectTypeParameters=CR_Core
 SchedulerParameters=batch_sched_delay=0,sched_interval=5,bf_interval=5
 ReturnToService=2
 JobRequeue=1
-KillWait=5
+KillWait=$1
 MinJobAge=300
 MailProg=/bin/true
+CONF
+}
+
+slurm_up() {
+    local dir=$1 host cpus mem
+    host=$(hostname -s)
+    mkdir -p "$dir"/{state,spool,log,tmp}
+    munge_up || return 1
+    cpus=$(nproc)
+    mem=$(( $(awk '/MemTotal/ { print int($2 / 1024) }' /proc/meminfo) * 9 / 10 ))
+    cat >"$dir/slurm.conf" <<CONF
+ClusterName=vaetest
+SlurmctldHost=$host(127.0.0.1)
+$(slurm_conf_common 5)
 TmpFS=$dir/tmp
 StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool
