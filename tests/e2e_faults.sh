@@ -9,8 +9,11 @@
 #      Slurm does at a time limit): checkpoint, exit code 42, resume exact.
 #   5. retention: at every moment at least one committed checkpoint, and
 #      `latest` names an existing one; `keep` files at the end.
-#   6. the checkpoint disk fills up (a tiny tmpfs): a clear error, no .tmp
-#      left, the committed checkpoints still load.
+#   6. the checkpoint disk fills up (a tiny tmpfs), before a write and during
+#      one: a clear error, exit 1 (no crash, no hang), no .tmp left, the
+#      committed checkpoints still load.
+#   7. `latest` names an older checkpoint than the newest committed one:
+#      resume takes the newest.
 # (Truncated / flipped checkpoints, malformed files and an unwritable
 # directory are covered in test_ckpt and test_data.)
 . "$(dirname "$0")/e2e_lib.sh"
@@ -128,8 +131,29 @@ if mount -t tmpfs -o size=$((2 * one + 1048576 + one / 2)) tmpfs "$disk" 2>/dev/
     last=$(cat "$disk/run/ckpt/latest")
     check "disk full: latest ($last) still loads and checks out" \
         bash -c "timeout 60 mpirun -np 2 '$VAE' eval --checkpoint '$disk/run/ckpt/$last' --n 10 >/dev/null 2>&1"
+    # The disk fills during a write (as when another job fills it after the
+    # free-space check): every rank stops writing together, exit 1, no crash
+    # in MPI_Finalize (libhdf5 used to segfault there on the failed file).
+    rm -rf "$disk/run"
+    mount -o remount,size=$((2 * one + one / 2)) "$disk"
+    out=$(VAE_TEST_SKIP_ROOM_CHECK=1 timeout -k 5 120 mpirun -x VAE_TEST_SKIP_ROOM_CHECK -np 2 "$VAE" \
+        train --resume none $(args "$disk/run") --set ckpt.keep=5 2>&1); rc=$?
+    check "disk full mid-write: exit 1, not a crash or a hang (exit $rc)" test "$rc" -eq 1
+    check "disk full mid-write: the message says so" bash -c "echo \"\$1\" | grep -q 'writing the checkpoint failed (disk full?); previous checkpoints are kept'" _ "$out"
+    check "disk full mid-write: no partial .tmp left" bash -c "! ls '$disk/run/ckpt' | grep -q tmp"
+    last=$(ls "$disk/run/ckpt" | grep '^step-' | tail -1)
+    check "disk full mid-write: the newest committed checkpoint ($last) loads" \
+        bash -c "timeout 60 mpirun -np 2 '$VAE' eval --checkpoint '$disk/run/ckpt/$last' --n 10 >/dev/null 2>&1"
     umount "$disk"
 else
     echo "ok - disk full: skipped (cannot mount a tmpfs here)"
 fi
+
+# 7: rank 0 died between a checkpoint's rename and the update of `latest`:
+# resume takes the newest committed file, not the one `latest` names.
+cp -r "$WORK/ref" "$WORK/stale"
+echo step-00000350.h5 >"$WORK/stale/ckpt/latest"
+out=$(run_np 2 train $(args "$WORK/stale") 2>&1)
+check "stale latest: resume takes step 400, the newest committed" \
+    bash -c "echo \"\$1\" | grep -q 'holds a finished run (step 400 of 400)'" _ "$out"
 finish

@@ -42,11 +42,14 @@ static const char usage_main[] =
 
 static const char usage_train[] =
     "usage: vae_dist train [--config FILE] [--set section.key=value ...] [--resume auto|none|PATH]\n"
+    "                      [--resume-override]\n"
     "\n"
     "  --config FILE     INI file with sections [data] [model] [optim] [train] [ckpt] [comm] [run]\n"
     "  --set S.K=V       override one key (repeatable), e.g. --set optim.lr=3e-4\n"
     "  --resume MODE     auto (default): newest valid checkpoint in run.dir/ckpt, if any;\n"
     "                    none: start fresh; PATH: that checkpoint or fail\n"
+    "  --resume-override resume even where the model, the data, the batch, the seed or the mode\n"
+    "                    differ from the checkpoint's (refused otherwise; docs/config.md)\n"
     "\n"
     "exit codes: 0 done, 1 error, 2 usage, 3 internal/MPI error, 42 stopped by a signal after a\n"
     "checkpoint (requeue and run again with --resume auto).\n";
@@ -254,6 +257,8 @@ static int cmd_train(const struct comm *c, int argc, char **argv, char plot_dir[
         } else if (!strcmp(argv[i], "--resume")) {
             if (!(resume = flag_value(argc, argv, &i)))
                 return VAE_EXIT_USAGE;
+        } else if (!strcmp(argv[i], "--resume-override")) {
+            cfg.resume_override = 1;
         } else {
             log_error("train: unknown option '%s' (see vae_dist train --help)", argv[i]);
             return VAE_EXIT_USAGE;

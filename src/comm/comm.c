@@ -102,6 +102,15 @@ static void comm_wrap(struct comm *c, MPI_Comm mpi)
 struct comm *comm_init(int *argc, char ***argv)
 {
     int inited = 0;
+    /*
+     * Open MPI's OMPIO opens every file with a shared-file-pointer component;
+     * its "lockedfile" one builds a lock-file name in a 256-byte stack buffer
+     * and aborts ("stack smashing detected") on paths of about 246 bytes or
+     * more (open-mpi/ompi#13565, fixed after 4.1). vae_dist never uses shared
+     * file pointers, so that component is left out unless the user chose
+     * components themselves.
+     */
+    setenv("OMPI_MCA_sharedfp", "^lockedfile", 0);
     MPI_Initialized(&inited);
     if (!inited && MPI_Init(argc, argv) != MPI_SUCCESS) {
         log_error("MPI_Init failed");

@@ -7,7 +7,6 @@
 #include "core/config.h"
 
 #include <errno.h>
-#include <ini.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -16,7 +15,7 @@
 #include "core/log.h"
 #include "core/path.h"
 
-enum key_type { K_INT, K_U64, K_FLOAT, K_BOOL, K_STR, K_ENUM, K_LIST };
+enum key_type { K_INT, K_U64, K_FLOAT, K_UNIT, K_BOOL, K_STR, K_ENUM, K_LIST }; /* K_UNIT: [0, 1) */
 
 struct key {
     const char *section, *name;
@@ -49,12 +48,11 @@ static const struct key keys[] = {
      "Gaussian likelihood log variance (fixed, or initial value when learned)"},
     {"optim", "name", K_ENUM, F(optim), 0, 0, optim_names, "adam", "optimizer"},
     {"optim", "lr", K_FLOAT, F(lr), 0, 1e6, NONE, "0.001", "learning rate (epsilon in the notes)"},
-    {"optim", "momentum", K_FLOAT, F(momentum), 0, 0.999999, NONE, "0",
-     "momentum (sgd; rmsprop with nesterov)"},
+    {"optim", "momentum", K_UNIT, F(momentum), 0, 1, NONE, "0", "momentum (sgd; rmsprop with nesterov)"},
     {"optim", "nesterov", K_BOOL, F(nesterov), 0, 0, NONE, "false", "Nesterov momentum (sgd, rmsprop)"},
-    {"optim", "rho", K_FLOAT, F(rho), 0, 0.999999, NONE, "0.9", "rmsprop decay rate"},
-    {"optim", "beta1", K_FLOAT, F(beta1), 0, 0.999999, NONE, "0.9", "adam first-moment decay"},
-    {"optim", "beta2", K_FLOAT, F(beta2), 0, 0.9999999, NONE, "0.999", "adam second-moment decay"},
+    {"optim", "rho", K_UNIT, F(rho), 0, 1, NONE, "0.9", "rmsprop decay rate"},
+    {"optim", "beta1", K_UNIT, F(beta1), 0, 1, NONE, "0.9", "adam first-moment decay"},
+    {"optim", "beta2", K_UNIT, F(beta2), 0, 1, NONE, "0.999", "adam second-moment decay"},
     {"optim", "eps", K_FLOAT, F(eps), 0, 1, NONE, "1e-8", "adam denominator constant"},
     {"optim", "delta", K_FLOAT, F(delta), 0, 1, NONE, "0",
      "adagrad/rmsprop constant; 0 picks the notes' 1e-7 (adagrad) or 1e-6 (rmsprop)"},
@@ -106,6 +104,8 @@ static const struct key keys[] = {
 };
 #undef F
 #define N_KEYS (sizeof keys / sizeof keys[0])
+
+static int is_fixed_on_resume(const struct key *k);
 
 static const struct key *find_key(const char *section, const char *name)
 {
@@ -194,7 +194,7 @@ static int set_u64(const struct key *k, void *field, const char *value, char *er
 {
     char *end;
     errno = 0;
-    unsigned long long u = strtoull(value, &end, 0);
+    unsigned long long u = strtoull(value, &end, 10); /* "010" is ten, not octal eight */
     if (end == value || *end || errno || value[0] == '-') {
         snprintf(err, err_bytes, "[%s] %s: expected a non-negative integer, found '%s'", k->section, k->name,
                  value);
@@ -210,6 +210,18 @@ static int set_float(const struct key *k, void *field, const char *value, char *
     if (parse_double(value, &d) || d < k->min || d > k->max) {
         snprintf(err, err_bytes, "[%s] %s: expected a number in [%g, %g], found '%s'", k->section, k->name,
                  k->min, k->max, value);
+        return -1;
+    }
+    *(double *)field = d;
+    return 0;
+}
+
+static int set_unit(const struct key *k, void *field, const char *value, char *err, size_t err_bytes)
+{
+    double d;
+    if (parse_double(value, &d) || d < 0 || d >= 1) {
+        snprintf(err, err_bytes, "[%s] %s: expected a number in [0, 1) (1 excluded), found '%s'", k->section,
+                 k->name, value);
         return -1;
     }
     *(double *)field = d;
@@ -304,6 +316,8 @@ int config_set_kv(struct config *cfg, const char *section, const char *name, con
         return set_u64(k, field, value, err, err_bytes);
     case K_FLOAT:
         return set_float(k, field, value, err, err_bytes);
+    case K_UNIT:
+        return set_unit(k, field, value, err, err_bytes);
     case K_BOOL:
         return set_bool(k, field, value, err, err_bytes);
     case K_STR:
@@ -326,67 +340,166 @@ void config_defaults(struct config *cfg)
     }
 }
 
+/*
+ * The INI reader. It is ours rather than inih's because the packaged inih
+ * cuts lines at 200 bytes (a long run.dir broke every stored config) and
+ * joins an indented line to the key above it (an indented "128" after
+ * "hidden = 64" silently set hidden to 128). Here a line may be any length,
+ * every line is a comment, a [section] or "key = value", and a key set twice
+ * in one file is an error.
+ */
 struct ini_ctx {
     struct config *cfg;
-    const char *path;
-    FILE *f;  /* NULL when parsing a string */
-    int line; /* lines read so far: the handler's line */
-    int failed;
+    char section[64];
+    int line;
+    int set_on[N_KEYS]; /* line that set each key, 0: not yet */
+    char err[1024];
 };
 
-/* inih's reader: fgets that counts lines, since the packaged inih passes no
- * line number to the handler; it handles a line right after reading it. */
-static char *ini_read_line(char *str, int num, void *stream)
+static char *trim(char *s)
 {
-    struct ini_ctx *ctx = stream;
-    char *r = fgets(str, num, ctx->f);
-    if (r)
-        ctx->line++;
-    return r;
+    while (*s == ' ' || *s == '\t')
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n'))
+        *--e = 0;
+    return s;
 }
 
-static int ini_handler_fn(void *user, const char *section, const char *name, const char *value)
+/* Cut an inline comment: ';' or '#' after whitespace. */
+static void cut_comment(char *s)
 {
-    struct ini_ctx *ctx = user;
-    char err[768];
-    if (config_set_kv(ctx->cfg, section, name, value, err, sizeof err)) {
-        log_error("%s:%d: %s", ctx->path, ctx->line, err);
-        ctx->failed = 1;
-        return 0;
+    for (char *c = s + 1; *c; c++)
+        if ((*c == ';' || *c == '#') && (c[-1] == ' ' || c[-1] == '\t')) {
+            *c = 0;
+            return;
+        }
+}
+
+static int ini_section(struct ini_ctx *ctx, char *s)
+{
+    char *close = strchr(s, ']');
+    if (!close || *trim(close + 1) || (size_t)(close - s - 1) >= sizeof ctx->section) {
+        snprintf(ctx->err, sizeof ctx->err, "expected '[section]', found '%s'", s);
+        return -1;
     }
-    return 1;
+    *close = 0;
+    strcpy(ctx->section, trim(s + 1));
+    return 0;
+}
+
+static int ini_key(struct ini_ctx *ctx, char *s)
+{
+    char *eq = strchr(s, '=');
+    if (!eq || eq == s) {
+        snprintf(ctx->err, sizeof ctx->err, "expected 'key = value', '[section]' or a comment, found '%s'",
+                 s);
+        return -1;
+    }
+    if (!ctx->section[0]) {
+        snprintf(ctx->err, sizeof ctx->err, "'%s' comes before any [section]", s);
+        return -1;
+    }
+    *eq = 0;
+    char *name = trim(s), *value = trim(eq + 1);
+    const struct key *k = find_key(ctx->section, name);
+    if (k && ctx->set_on[k - keys]) {
+        snprintf(ctx->err, sizeof ctx->err, "[%s] %s is set twice (line %d and here)", ctx->section, name,
+                 ctx->set_on[k - keys]);
+        return -1;
+    }
+    if (config_set_kv(ctx->cfg, ctx->section, name, value, ctx->err, sizeof ctx->err))
+        return -1;
+    ctx->set_on[k - keys] = ctx->line;
+    return 0;
+}
+
+/* Parse `text` (modified in place) line by line; 0, or -1 with ctx->err set. */
+static int ini_parse(struct ini_ctx *ctx, char *text)
+{
+    for (char *next, *line = text; line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = 0;
+        ctx->line++;
+        if (line[0] == ' ' || line[0] == '\t') {
+            char *t = trim(line);
+            if (*t && *t != ';' && *t != '#' && !strchr(t, '=') && *t != '[') {
+                snprintf(ctx->err, sizeof ctx->err,
+                         "indented line '%s': a value cannot continue on the next line", t);
+                return -1;
+            }
+        }
+        char *s = trim(line);
+        if (!*s || *s == ';' || *s == '#')
+            continue;
+        cut_comment(s);
+        s = trim(s);
+        if (*s == '[' ? ini_section(ctx, s) : ini_key(ctx, s))
+            return -1;
+    }
+    return 0;
+}
+
+/* A config file is small: read it whole (refusing anything over 1 MiB). */
+static char *read_small_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        log_error("%s: cannot open config file: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *text = malloc((1 << 20) + 1);
+    size_t n = text ? fread(text, 1, 1 << 20, f) : 0;
+    int too_big = n == 1 << 20 && fgetc(f) != EOF;
+    int failed = !text || ferror(f) || too_big || memchr(text, 0, n);
+    fclose(f);
+    if (failed) {
+        log_error("%s: not a config file: expected INI text under 1 MiB, found %s", path,
+                  too_big ? "a larger file" : "binary or unreadable content");
+        free(text);
+        return NULL;
+    }
+    text[n] = 0;
+    return text;
 }
 
 int config_load_file(struct config *cfg, const char *path)
 {
     if (path_check_regular(path, "config file"))
         return -1;
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        log_error("%s: cannot open config file: %s", path, strerror(errno));
+    char *text = read_small_file(path);
+    if (!text)
         return -1;
+    struct ini_ctx *ctx = calloc(1, sizeof *ctx);
+    int rc = -1;
+    if (ctx) {
+        *ctx = (struct ini_ctx){.cfg = cfg};
+        rc = ini_parse(ctx, text);
+        if (rc)
+            log_error("%s:%d: %s", path, ctx->line, ctx->err);
     }
-    struct ini_ctx ctx = {cfg, path, f, 0, 0};
-    int rc = ini_parse_stream(ini_read_line, &ctx, ini_handler_fn, &ctx);
-    fclose(f);
-    if (ctx.failed)
-        return -1;
-    if (rc != 0) {
-        log_error("%s:%d: malformed line: expected 'key = value' or '[section]'", path, rc);
-        return -1;
-    }
-    return 0;
+    free(ctx);
+    free(text);
+    return rc;
 }
 
 int config_from_string(struct config *cfg, const char *text, char *err, size_t err_bytes)
 {
-    struct ini_ctx ctx = {cfg, "<stored config>", NULL, 0, 0};
-    int rc = ini_parse_string(text, ini_handler_fn, &ctx);
-    if (ctx.failed || rc != 0) {
-        snprintf(err, err_bytes, "stored config does not parse (line %d)", rc);
-        return -1;
+    char *copy = strdup(text);
+    struct ini_ctx *ctx = calloc(1, sizeof *ctx);
+    int rc = -1;
+    if (copy && ctx) {
+        *ctx = (struct ini_ctx){.cfg = cfg};
+        rc = ini_parse(ctx, copy);
+        if (rc)
+            snprintf(err, err_bytes, "stored config line %d: %s", ctx->line, ctx->err);
+    } else {
+        snprintf(err, err_bytes, "out of memory reading the stored config");
     }
-    return 0;
+    free(ctx);
+    free(copy);
+    return rc;
 }
 
 int config_set(struct config *cfg, const char *assignment, const char *origin)
@@ -427,6 +540,19 @@ int config_validate(const struct config *cfg, char *err, size_t err_bytes)
     return 0;
 }
 
+/* The shortest text that reads back to the same double: 0.0003, not
+ * 0.00029999999999999997. */
+static void write_double(double v, FILE *f)
+{
+    char buf[32];
+    for (int digits = 6; digits <= 17; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    fputs(buf, f);
+}
+
 static void write_value(const struct config *cfg, const struct key *k, FILE *f)
 {
     const char *field = (const char *)cfg + k->offset;
@@ -438,7 +564,8 @@ static void write_value(const struct config *cfg, const struct key *k, FILE *f)
         fprintf(f, "%llu", (unsigned long long)*(const uint64_t *)field);
         break;
     case K_FLOAT:
-        fprintf(f, "%.17g", *(const double *)field);
+    case K_UNIT:
+        write_double(*(const double *)field, f);
         break;
     case K_BOOL:
         fputs(*(const int *)field ? "true" : "false", f);
@@ -503,14 +630,73 @@ void config_write_reference(FILE *f)
         case K_FLOAT:
             snprintf(allowed, sizeof allowed, "number in [%g, %g]", k->min, k->max);
             break;
+        case K_UNIT:
+            strcpy(allowed, "number in [0, 1)");
+            break;
         default:
             strcpy(allowed, "text");
         }
         fprintf(f, "| `%s.%s` | `%s` | ", k->section, k->name, k->def);
         for (const char *c = allowed; *c; c++) /* '|' would end the markdown cell */
             fputs(*c == '|' ? "\\|" : (char[2]){*c, 0}, f);
-        fprintf(f, " | %s |\n", k->doc);
+        fprintf(f, " | %s%s |\n", k->doc, is_fixed_on_resume(k) ? " (fixed on resume)" : "");
     }
+}
+
+/*
+ * Keys a resumed run must share with its checkpoint: they change the model,
+ * the order of the data or the noise, so a run resumed with another value
+ * would not continue the one that was checkpointed. Every other key (lr and
+ * its schedule, epochs, max_steps, logging, checkpointing, comm) may change.
+ */
+static const char *const fixed_on_resume[] = {
+    "data.shuffle",      "model.hidden",     "model.latent",       "model.activation",
+    "model.likelihood",  "model.obs_logvar", "optim.name",         "train.batch_size",
+    "train.micro_batch", "train.seed",       "train.reproducible",
+};
+
+static int is_fixed_on_resume(const struct key *k)
+{
+    char name[96];
+    snprintf(name, sizeof name, "%s.%s", k->section, k->name);
+    for (size_t i = 0; i < sizeof fixed_on_resume / sizeof fixed_on_resume[0]; i++)
+        if (!strcmp(fixed_on_resume[i], name))
+            return 1;
+    return 0;
+}
+
+/* A key's value as text (into a caller's buffer). */
+static void value_text(const struct config *cfg, const struct key *k, char *out, size_t out_bytes)
+{
+    char *buf = NULL;
+    size_t bytes = 0;
+    FILE *f = open_memstream(&buf, &bytes);
+    if (f) {
+        write_value(cfg, k, f);
+        fclose(f);
+    }
+    snprintf(out, out_bytes, "%s", buf ? buf : "?");
+    free(buf);
+}
+
+int config_diff(const struct config *was, const struct config *now, int fixed, char *out, size_t out_bytes)
+{
+    int n_diff = 0;
+    size_t used = 0;
+    out[0] = 0;
+    for (size_t i = 0; i < N_KEYS; i++) {
+        if (is_fixed_on_resume(&keys[i]) != fixed)
+            continue;
+        char a[CONFIG_STR_MAX], b[CONFIG_STR_MAX];
+        value_text(was, &keys[i], a, sizeof a);
+        value_text(now, &keys[i], b, sizeof b);
+        if (!strcmp(a, b))
+            continue;
+        n_diff++;
+        used += (size_t)snprintf(out + used, used < out_bytes ? out_bytes - used : 0,
+                                 "\n  [%s] %s: checkpoint %s, now %s", keys[i].section, keys[i].name, a, b);
+    }
+    return n_diff;
 }
 
 const char *config_act_name(int act)

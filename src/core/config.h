@@ -64,6 +64,9 @@ struct config {
     double timeout_s; /* collective watchdog; 0: off */
     /* [run] */
     char run_dir[CONFIG_STR_MAX];
+    /* Not a key (never stored): `train --resume-override` resumes a checkpoint
+     * whose keys fixed on resume differ from these. */
+    int resume_override;
 };
 
 /* Fill every key with its default. */
@@ -96,6 +99,14 @@ char *config_to_string(const struct config *cfg);
 
 /* Parse an INI string as produced by config_to_string. Returns 0 or -1. */
 int config_from_string(struct config *cfg, const char *text, char *err, size_t err_bytes);
+
+/*
+ * The keys whose values differ between `was` (a checkpoint's config) and
+ * `now`, as lines "\n  [section] key: checkpoint A, now B" in out: with
+ * fixed = 1 the keys a resume must keep (model, data order, noise; marked in
+ * the reference), with fixed = 0 the others. Returns how many differ.
+ */
+int config_diff(const struct config *was, const struct config *now, int fixed, char *out, size_t out_bytes);
 
 /* Write the key reference (markdown table) used for docs/config.md. */
 void config_write_reference(FILE *f);

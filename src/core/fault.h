@@ -24,6 +24,9 @@ int fault_nan_gradient(int64_t step, int rank, int size);
 /* Nonzero: this rank nudges its replica after this step (for the replica check). */
 int fault_diverge(int64_t step, int rank);
 
+/* Nonzero: skip the checkpoint's free-space check, as when another writer fills the disk after it. */
+int fault_skip_room_check(void);
+
 /* Called once per step: may sleep, so that a test can signal or kill a run mid-training. */
 void fault_step_delay(void);
 

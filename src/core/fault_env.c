@@ -6,6 +6,7 @@
  *   VAE_TEST_NAN_STEPS=a:b          the last rank's gradient is NaN at steps [a, b)
  *   VAE_TEST_DIVERGE_RANK=r         rank r's parameters drift after step 0
  *   VAE_TEST_STEP_DELAY_MS=n        every step sleeps n ms
+ *   VAE_TEST_SKIP_ROOM_CHECK=1      checkpoints skip their free-space check
  */
 #include "core/fault.h"
 
@@ -41,6 +42,11 @@ int fault_nan_gradient(int64_t step, int rank, int size)
 int fault_diverge(int64_t step, int rank)
 {
     return step == 0 && env_long("VAE_TEST_DIVERGE_RANK", -1) == rank;
+}
+
+int fault_skip_room_check(void)
+{
+    return getenv("VAE_TEST_SKIP_ROOM_CHECK") != NULL;
 }
 
 void fault_step_delay(void)

@@ -69,7 +69,10 @@ static int write_flat(const struct comm *c, hid_t f, const char *name, const flo
 {
     size_t lo, hi;
     dataset_block(n, 1, comm_size(c), comm_rank(c), &lo, &hi);
-    if (h5_write_rows(f, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, n, 1, lo, hi - lo, buf + lo))
+    /* Agreed before the next collective: a rank whose write failed (disk
+     * full) must not leave the others waiting in a different call. */
+    if (!comm_agree(
+            c, h5_write_rows(f, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, n, 1, lo, hi - lo, buf + lo) == 0))
         return -1;
     long crc = (long)crc_distributed(c, buf, n);
     hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
@@ -180,6 +183,12 @@ static int fsync_path(const char *path)
     return rc;
 }
 
+static int name_cmp(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    return la != lb ? (la < lb ? -1 : 1) : strcmp(a, b);
+}
+
 /* Checkpoint files step-NNNNNNNN.h5 in dir, newest first; returns count. */
 static size_t list_ckpts(const char *dir, char (*names)[64], size_t max)
 {
@@ -195,9 +204,9 @@ static size_t list_ckpts(const char *dir, char (*names)[64], size_t max)
             strcpy(names[n++], e->d_name);
     }
     closedir(d);
-    /* Zero-padded names sort by step; newest first. */
+    /* Zero-padded names sort by step (a longer name is a larger step); newest first. */
     for (size_t i = 1; i < n; i++)
-        for (size_t j = i; j > 0 && strcmp(names[j - 1], names[j]) < 0; j--) {
+        for (size_t j = i; j > 0 && name_cmp(names[j - 1], names[j]) < 0; j--) {
             char tmp[64];
             strcpy(tmp, names[j]);
             strcpy(names[j], names[j - 1]);
@@ -230,7 +239,9 @@ static int commit(const char *run_dir, const char *tmp, const char *final, const
     if (f && fclose(f))
         ok = 0;
     if (!ok || rename(latest_tmp, latest)) {
-        log_error("%s: cannot update the latest pointer: %s", latest, strerror(errno));
+        log_error("%s: cannot update the latest pointer: %s (the checkpoint itself is committed)", latest,
+                  strerror(errno));
+        unlink(latest_tmp);
         return -1;
     }
     fsync_path(dir);
@@ -271,7 +282,7 @@ static int check_room(const struct comm *c, const char *run_dir, int64_t step, d
             avail = (double)sv.f_bavail * (double)sv.f_frsize;
     }
     comm_bcast(c, &avail, sizeof avail, 0);
-    if (avail >= need)
+    if (avail >= need || fault_skip_room_check())
         return 0;
     if (comm_rank(c) == 0)
         log_error("%s/ckpt: no room for the checkpoint of step %lld: it needs about %.1f MB, %.1f MB "
@@ -307,6 +318,7 @@ static int write_meta(const struct comm *c, hid_t f, const struct ckpt_meta *m)
     rc |= h5_attr_put_long(f, "data_n_dim", m->data_n_dim);
     rc |= h5_attr_put_long(f, "image_rows", m->image_rows);
     rc |= h5_attr_put_long(f, "image_cols", m->image_cols);
+    rc |= h5_attr_put_long(f, "data_crc32", m->data_crc32);
     return rc;
 }
 
@@ -328,13 +340,24 @@ static int write_file(const struct comm *c, const char *tmp, const struct ckpt_m
                       tmp);
         return -1;
     }
-    int rc = write_meta(c, f, meta);
-    rc |= write_group(f, "/model") | write_group(f, "/optim");
-    for (size_t i = 0; i < ct->n_buf; i++)
-        rc |= write_flat(c, f, ct->buf[i].name, ct->buf[i].data, ct->buf[i].n);
-    rc |= write_layout(c, f, ct->layout, ct->n_layout);
-    rc |= H5Fclose(f) < 0 ? -1 : 0;
-    return comm_agree(c, rc == 0) ? 0 : -1;
+    /* Each part agreed before the next: after a failure every rank stops
+     * together instead of waiting in different collectives. */
+    ok = comm_agree(c, (write_meta(c, f, meta) | write_group(f, "/model") | write_group(f, "/optim")) == 0);
+    for (size_t i = 0; ok && i < ct->n_buf; i++)
+        ok = write_flat(c, f, ct->buf[i].name, ct->buf[i].data, ct->buf[i].n) == 0;
+    ok = ok && comm_agree(c, write_layout(c, f, ct->layout, ct->n_layout) == 0);
+    if (!ok) {
+        /*
+         * The file is lost. Free its blocks before closing it: libhdf5
+         * (1.10) keeps a file whose closing flush fails half-destroyed and
+         * crashes on it in MPI_Finalize. Truncated, the flush finds room.
+         */
+        if (comm_rank(c) == 0 && truncate(tmp, 0))
+            log_warn("%s: cannot truncate the failed checkpoint: %s", tmp, strerror(errno));
+        comm_barrier(c);
+    }
+    ok = H5Fclose(f) >= 0 && ok;
+    return comm_agree(c, ok) ? 0 : -1;
 }
 
 int ckpt_save(const struct comm *c, const char *run_dir, const struct ckpt_meta *meta,
@@ -432,6 +455,12 @@ static int read_longs(hid_t f, const char *path, struct ckpt_meta *meta)
     meta->seed = (uint64_t)seed;
     meta->n_params = (size_t)n_params;
     meta->optim_t = optim_t;
+    /* Optional: checkpoints before it, and data without a checksum, say -1. */
+    meta->data_crc32 = -1;
+    if (H5Aexists(f, "data_crc32") > 0 && h5_attr_get_long(f, path, "data_crc32", &meta->data_crc32))
+        return -1;
+    if (meta->data_crc32 < -1 || meta->data_crc32 > (long)UINT32_MAX)
+        return out_of_range(path, "data_crc32", -1, UINT32_MAX, meta->data_crc32);
     return check_header(path, meta, n_params);
 }
 
@@ -629,29 +658,21 @@ int ckpt_load(const struct comm *c, const char *path, const struct ckpt_meta *wa
 int ckpt_resume_auto(const struct comm *c, const char *run_dir, const struct ckpt_meta *want,
                      const struct ckpt_content *ct, struct ckpt_meta *got)
 {
-    /* Rank 0 lists the candidates (latest first) and shares the list. */
-    char names[257][64];
+    /*
+     * Rank 0 lists the candidates, newest step first, and shares the list.
+     * Not the latest pointer: a run that died between a checkpoint's rename
+     * and the pointer's update left a newer committed file than it names.
+     */
+    char names[256][64];
     int n = 0;
     if (comm_rank(c) == 0) {
-        char dir[PATH_BYTES], latest[PATH_BYTES + 16];
+        char dir[PATH_BYTES];
         snprintf(dir, sizeof dir, "%s/ckpt", run_dir);
-        snprintf(latest, sizeof latest, "%s/latest", dir);
-        FILE *f = access(latest, F_OK) == 0 && path_check_regular(latest, "latest pointer") == 0
-                      ? fopen(latest, "r")
-                      : NULL;
-        if (f) {
-            if (fscanf(f, "%63s", names[0]) == 1)
-                n = 1;
-            fclose(f);
-        }
-        size_t k = list_ckpts(dir, names + n, 256);
-        n += (int)k;
+        n = (int)list_ckpts(dir, names, 256);
     }
     comm_bcast(c, &n, sizeof n, 0);
     comm_bcast(c, names, (size_t)n * sizeof names[0], 0);
     for (int i = 0; i < n; i++) {
-        if (i > 0 && !strcmp(names[i], names[0]))
-            continue; /* the latest pointer named it already */
         char path[PATH_BYTES + 64];
         snprintf(path, sizeof path, "%s/ckpt/%s", run_dir, names[i]);
         if (ckpt_load(c, path, want, ct, got) == 0)

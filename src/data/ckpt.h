@@ -5,7 +5,8 @@
  *
  *   /              attrs format = "vae_dist-checkpoint", version, step, epoch,
  *                        seed, world_size, n_params, optim, optim_t, config,
- *                        data_n_train, data_n_dim, image_rows, image_cols
+ *                        data_n_train, data_n_dim, image_rows, image_cols,
+ *                        data_crc32 (of the training data's /train/x; -1: none)
  *   /model/params  (n_params) float32, attribute crc32 (CRC-32 of the data)
  *   /model/layout  compound {name, offset, rows, cols} per tensor
  *   /optim/state0, /optim/state1   (n_params) float32 with crc32, as many as the optimizer has
@@ -44,6 +45,7 @@ struct ckpt_meta {
     int64_t optim_t;
     long params_crc32;                                     /* read only: CRC-32 of /model/params */
     long data_n_train, data_n_dim, image_rows, image_cols; /* the training data's shape */
+    long data_crc32;                                       /* its /train/x crc32, -1: unknown */
     char *config;                                          /* resolved config text (read: malloc'd) */
 };
 

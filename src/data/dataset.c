@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -72,6 +73,54 @@ static int check_split(hid_t f, const char *path, const char *split, struct data
     return 0;
 }
 
+/* The crc32 attribute of a dataset, or -1 when it has none. */
+static int read_crc(hid_t f, const char *path, const char *name, long *crc)
+{
+    *crc = -1;
+    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+    if (d < 0)
+        return -1;
+    int rc = H5Aexists(d, "crc32") > 0 ? h5_attr_get_long(d, path, "crc32", crc) : 0;
+    if (rc == 0 && (*crc < -1 || *crc > (long)UINT32_MAX)) {
+        log_error("%s: attribute crc32 of '%s' is %ld; expected a CRC-32 in [0, 2^32)", path, name, *crc);
+        rc = -1;
+    }
+    H5_CHECK(H5Dclose(d));
+    return rc;
+}
+
+/* CRC-32 of a shard's bytes: len bytes from the start of the rows. */
+static uint32_t crc_bytes(const unsigned char *p, size_t len)
+{
+    return (uint32_t)crc32_z(crc32_z(0, NULL, 0), p, len);
+}
+
+/*
+ * Every rank's shard CRC, combined in rank order into the split's CRC and
+ * compared with the file's. Collective; 0, or -1 on every rank (rank 0 says why).
+ */
+static int verify_crc(const struct comm *c, const char *path, const char *name, long want,
+                      const struct shard *s)
+{
+    int p = comm_size(c);
+    uint64_t *crc = malloc(2 * (size_t)p * sizeof *crc);
+    VAE_ASSERT(crc);
+    size_t len = s->n_rows * s->row_bytes;
+    comm_allgather_u64(c, crc_bytes(s->rows, len), crc);
+    comm_allgather_u64(c, len, crc + p);
+    uLong total = (uLong)crc[0];
+    for (int r = 1; r < p; r++)
+        total = crc32_combine(total, (uLong)crc[r], (z_off_t)crc[p + r]);
+    free(crc);
+    if (total == (uLong)want)
+        return 0;
+    if (comm_rank(c) == 0)
+        log_error("%s: dataset '%s' fails its checksum (crc32 %08lx stored, %08lx read): the file was "
+                  "altered or damaged after it was written; HINT: make it again with `vae_dist prep`",
+                  path, name, (unsigned long)want, (unsigned long)total);
+    return -1;
+}
+
 int dataset_open(const struct comm *c, const char *path, struct dataset_info *info)
 {
     memset(info, 0, sizeof *info);
@@ -97,7 +146,8 @@ int dataset_open(const struct comm *c, const char *path, struct dataset_info *in
     if (h5_attr_get_long(f, path, "image_rows", &info->image_rows) ||
         h5_attr_get_long(f, path, "image_cols", &info->image_cols))
         goto out_close;
-    if (check_split(f, path, "train", info, &info->n_train, 1))
+    if (check_split(f, path, "train", info, &info->n_train, 1) ||
+        read_crc(f, path, "/train/x", &info->crc32_train))
         goto out_close;
     if (H5Lexists(f, "/test", H5P_DEFAULT) > 0 && check_split(f, path, "test", info, &info->n_test, 0))
         goto out_close;
@@ -163,11 +213,13 @@ int dataset_read_shard(const struct comm *c, const char *path, const struct data
         return -1;
     ok = 0;
     hid_t f = h5_open_read(c, path);
-    char name[64];
+    char name[64], x_name[64];
+    long crc = -1;
+    snprintf(x_name, sizeof x_name, "/%s/x", split);
     if (f >= 0) {
-        snprintf(name, sizeof name, "/%s/x", split);
         hid_t t = info->is_u8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT;
-        ok = h5_read_rows(f, path, name, t, lo, hi, info->n_dim, out->rows) == 0;
+        ok = read_crc(f, path, x_name, &crc) == 0;
+        ok = ok && h5_read_rows(f, path, x_name, t, lo, hi, info->n_dim, out->rows) == 0;
         snprintf(name, sizeof name, "/%s/y", split);
         if (ok && info->has_labels)
             ok = h5_read_rows(f, path, name, H5T_NATIVE_UINT8, lo, hi, 1, out->labels) == 0;
@@ -188,6 +240,12 @@ int dataset_read_shard(const struct comm *c, const char *path, const struct data
     if (!comm_agree(c, ok)) {
         if (ok)
             log_error("%s: another rank failed to read its shard of '%s'; stopping", path, split);
+        shard_free(out);
+        return -1;
+    }
+    /* The CRC covers the whole split: only a whole read can be checked. */
+    if (crc >= 0 && (limit == 0 || limit >= (!strcmp(split, "train") ? info->n_train : info->n_test)) &&
+        verify_crc(c, path, x_name, crc, out)) {
         shard_free(out);
         return -1;
     }
@@ -217,6 +275,8 @@ static int write_split(hid_t f, const char *split, size_t n, size_t n_dim, int i
     hid_t ft = is_u8 ? H5T_STD_U8LE : H5T_IEEE_F32LE, mt = is_u8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT;
     hid_t d = H5Dcreate2(g, "x", ft, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     int rc = d >= 0 && H5Dwrite(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0 ? 0 : -1;
+    if (rc == 0)
+        rc = h5_attr_put_long(d, "crc32", (long)crc_bytes(x, n * n_dim * (is_u8 ? 1 : sizeof(float))));
     if (d >= 0)
         H5_CHECK(H5Dclose(d));
     H5_CHECK(H5Sclose(s));

@@ -2,7 +2,9 @@
  * The vae_dist dataset format (HDF5; schema in docs/formats.md):
  *   /            attrs format = "vae_dist-dataset", version = 1,
  *                      image_rows, image_cols (0, 0 for non-image data)
- *   /train/x     (N, D) uint8 (pixels, scaled by 1/255 on read) or float32
+ *   /train/x     (N, D) uint8 (pixels, scaled by 1/255 on read) or float32,
+ *                attribute crc32 (CRC-32 of the stored bytes, row-major;
+ *                written by prep and synth, verified on every whole read)
  *   /train/y     (N) uint8 labels, optional
  *   /test/x, /test/y   the same for the test split, optional
  *
@@ -27,6 +29,7 @@ struct dataset_info {
     int is_u8;              /* uint8 pixels (else float32) */
     int has_labels;
     long image_rows, image_cols;
+    long crc32_train; /* attribute crc32 of /train/x; -1: the file has none */
 };
 
 /* Rows of one split held by this rank (a shard, or an epoch buffer). */
@@ -51,7 +54,9 @@ int dataset_open(const struct comm *c, const char *path, struct dataset_info *in
  * Collective read of this rank's contiguous shard of a split ("train"/"test"),
  * of its first `limit` rows when limit > 0 (all rows otherwise): the block
  * dataset_block(n, unit, P, rank) (unit 1 for training, EVAL_CHUNK where the
- * evaluator needs whole chunks).
+ * evaluator needs whole chunks). A whole split with a crc32 attribute is
+ * checked against it: each rank sums its shard, the sums are combined in
+ * rank order, and a mismatch is an error (agreed) naming the dataset.
  */
 int dataset_read_shard(const struct comm *c, const char *path, const struct dataset_info *info,
                        const char *split, size_t limit, size_t unit, struct shard *out);

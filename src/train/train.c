@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "core/fault.h"
 #include "core/log.h"
+#include "core/runlock.h"
 #include "core/timer.h"
 #include "train/report.h"
 #include "train/trainer.h"
@@ -55,33 +56,65 @@ struct run {
     double sps_samples, sps_time; /* for the mean throughput */
     int64_t steps_taken;
     double test_neg_elbo;
+    int lock_fd; /* rank 0: the run lock (runlock.h) */
 };
 
-/* mkdir -p run.dir and run.dir/ckpt, write config.ini (rank 0). Collective; 0 or -1. */
-static int make_run_dir(const struct config *cfg, const struct comm *c)
+/* mkdir -p dir; 0 or -1 with errno. */
+static int make_dirs(const char *dir)
+{
+    char path[CONFIG_STR_MAX];
+    snprintf(path, sizeof path, "%s", dir);
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        int rc = mkdir(path, 0777) == 0 || errno == EEXIST ? 0 : -1;
+        *p = '/';
+        if (rc)
+            return -1;
+    }
+    return mkdir(path, 0777) == 0 || errno == EEXIST ? 0 : -1;
+}
+
+/*
+ * Rank 0 makes run.dir and run.dir/ckpt and takes the run lock, before
+ * anything reads a checkpoint. Collective; 0 or -1 (agreed).
+ */
+static int open_run_dir(struct run *r, const struct config *cfg, const struct comm *c)
 {
     int ok = 1;
     if (comm_rank(c) == 0) {
-        char path[CONFIG_STR_MAX + 32];
-        snprintf(path, sizeof path, "%s", cfg->run_dir);
-        for (char *p = path + 1; *p && ok; p++) {
-            if (*p != '/')
-                continue;
-            *p = 0;
-            ok = mkdir(path, 0777) == 0 || errno == EEXIST;
-            *p = '/';
+        char ckpt[CONFIG_STR_MAX + 8];
+        struct stat st;
+        snprintf(ckpt, sizeof ckpt, "%s/ckpt", cfg->run_dir);
+        if (make_dirs(cfg->run_dir) || make_dirs(ckpt)) {
+            log_error("%s: cannot make the run directory and its ckpt/ subdirectory: %s", cfg->run_dir,
+                      strerror(errno));
+            ok = 0;
+        } else if (stat(ckpt, &st) || !S_ISDIR(st.st_mode)) {
+            log_error("%s exists and is not a directory; checkpoints go there (HINT: move it away)", ckpt);
+            ok = 0;
+        } else {
+            r->lock_fd = runlock_acquire(cfg->run_dir);
+            ok = r->lock_fd != -1;
         }
-        ok = ok && (mkdir(path, 0777) == 0 || errno == EEXIST);
-        snprintf(path, sizeof path, "%s/ckpt", cfg->run_dir);
-        ok = ok && (mkdir(path, 0777) == 0 || errno == EEXIST);
+    }
+    return comm_agree(c, ok) ? 0 : -1;
+}
+
+/* run.dir/config.ini: this run's resolved config (rank 0). Collective; 0 or -1. */
+static int write_config(const struct config *cfg, const struct comm *c)
+{
+    int ok = 1;
+    if (comm_rank(c) == 0) {
+        char path[CONFIG_STR_MAX + 16];
         snprintf(path, sizeof path, "%s/config.ini", cfg->run_dir);
-        FILE *f = ok ? fopen(path, "w") : NULL;
+        FILE *f = fopen(path, "w");
         ok = f && config_write(cfg, f) == 0;
         if (f && fclose(f))
             ok = 0;
         if (!ok)
-            log_error("%s: cannot create the run directory or write config.ini: %s", cfg->run_dir,
-                      strerror(errno));
+            log_error("%s: cannot write config.ini: %s", path, strerror(errno));
     }
     return comm_agree(c, ok) ? 0 : -1;
 }
@@ -91,13 +124,14 @@ static int run_init(struct run *r, const struct config *cfg, const struct comm *
     memset(r, 0, sizeof *r);
     r->cfg = cfg;
     r->test_neg_elbo = NAN;
+    r->lock_fd = -1;
     struct trainer *t = &r->t;
     if (comm_watchdog_start(cfg->timeout_s))
         log_warn("cannot start the collective watchdog thread; comm.timeout_s is not enforced");
-    if (trainer_init(t, cfg, c) || trainer_resume(t, resume, &r->step))
+    if (open_run_dir(r, cfg, c) || trainer_init(t, cfg, c) || trainer_resume(t, resume, &r->step))
         return -1;
     trainer_check_replicas(t, r->step);
-    if (make_run_dir(cfg, c) || report_init(&r->rp, c, cfg->run_dir))
+    if (write_config(cfg, c) || report_init(&r->rp, c, cfg->run_dir))
         return -1;
     const int64_t spe = (int64_t)t->steps_per_epoch;
     r->end = cfg->epochs * spe;
@@ -109,8 +143,12 @@ static int run_init(struct run *r, const struct config *cfg, const struct comm *
              "%lld steps/epoch | %s",
              VAE_VERSION, t->size, nodes, nodes == 1 ? "" : "s", t->m.n_params, t->info.n_train,
              t->info.n_dim, cfg->batch_size, t->n_local, (long long)spe, reduction_mode(&t->red));
-    if (r->step > 0)
+    if (r->step > 0 && r->step < r->end)
         log_info("resuming at step %lld (epoch %lld)", (long long)r->step, (long long)(r->step / spe) + 1);
+    else if (r->step > 0)
+        log_info("%s holds a finished run (step %lld of %lld): nothing to train (HINT: raise train.epochs or "
+                 "train.max_steps to go on, or use another run.dir for a new run)",
+                 cfg->run_dir, (long long)r->step, (long long)r->end);
     r->log_from = r->step;
     r->t_log = r->t_ckpt = timer_now();
     memset(t->t_phase, 0, sizeof t->t_phase);
@@ -121,6 +159,7 @@ static void run_free(struct run *r)
 {
     report_free(&r->rp);
     trainer_free(&r->t);
+    runlock_release(r->lock_fd);
 }
 
 /* Count the step taken: its global loss, the sums of the log interval and epoch. */

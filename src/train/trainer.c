@@ -116,6 +116,48 @@ static struct ckpt_content content_of(struct trainer *t, struct ckpt_buffer buf[
     return (struct ckpt_content){t->m.tensor, t->m.n_tensors, buf, 1 + t->opt.n_states};
 }
 
+/*
+ * A resume continues the checkpointed run only with the same keys fixed on
+ * resume and the same training data: otherwise it is refused with the list
+ * of differences, unless --resume-override. Other changes are named. Rank 0
+ * speaks; every rank decides alike from the same header.
+ */
+static int check_resumed_config(const struct trainer *t, const struct ckpt_meta *got)
+{
+    struct config was;
+    char err[1024], fixed[4096], other[4096];
+    config_defaults(&was);
+    if (config_from_string(&was, got->config, err, sizeof err)) {
+        log_error("the checkpoint of step %lld: %s", (long long)got->step, err);
+        return -1;
+    }
+    int n_fixed = config_diff(&was, t->cfg, 1, fixed, sizeof fixed);
+    int n_other = config_diff(&was, t->cfg, 0, other, sizeof other);
+    long crc = t->info.crc32_train;
+    if (got->data_crc32 >= 0 && crc >= 0 && got->data_crc32 != crc) {
+        size_t used = strlen(fixed);
+        snprintf(fixed + used, sizeof fixed - used,
+                 "\n  training data: checkpoint /train/x crc32 %08lx, now %08lx (%s)",
+                 (unsigned long)got->data_crc32, (unsigned long)crc, t->cfg->data_path);
+        n_fixed++;
+    }
+    if (n_fixed && !t->cfg->resume_override) {
+        if (t->rank == 0)
+            log_error("refusing to resume step %lld: this run differs from the checkpoint's in what a resume "
+                      "must keep:%s\nHINT: use another run.dir (or --resume none) for a new run, or "
+                      "--resume-override to resume anyway",
+                      (long long)got->step, fixed);
+        return -1;
+    }
+    if (n_fixed && t->rank == 0)
+        log_warn("--resume-override: resuming step %lld although the run differs from the checkpoint's:%s",
+                 (long long)got->step, fixed);
+    if (n_other)
+        log_info("resuming step %lld with %d key%s changed since the checkpoint:%s", (long long)got->step,
+                 n_other, n_other == 1 ? "" : "s", other);
+    return 0;
+}
+
 int trainer_resume(struct trainer *t, const char *resume, int64_t *step)
 {
     struct ckpt_buffer buf[3];
@@ -135,10 +177,11 @@ int trainer_resume(struct trainer *t, const char *resume, int64_t *step)
     } else if (ckpt_load(t->c, resume, &want, &ct, &got)) {
         return -1;
     }
+    int rc = check_resumed_config(t, &got);
     t->opt.t = got.optim_t;
     *step = got.step;
     ckpt_meta_free(&got);
-    return 0;
+    return rc;
 }
 
 int trainer_save(struct trainer *t, int64_t step)
@@ -161,6 +204,7 @@ int trainer_save(struct trainer *t, int64_t step)
         .data_n_dim = (long)t->info.n_dim,
         .image_rows = t->info.image_rows,
         .image_cols = t->info.image_cols,
+        .data_crc32 = t->info.crc32_train,
     };
     int rc = ckpt_save(t->c, t->cfg->run_dir, &meta, &ct, t->cfg->ckpt_keep);
     free(meta.config);
