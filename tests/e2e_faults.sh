@@ -7,6 +7,7 @@
 #      the .tmp is ignored, the previous checkpoint is used and unchanged.
 #   4. SIGUSR1 through mpirun, and SIGTERM sent to the ranks themselves (as
 #      Slurm does at a time limit): checkpoint, exit code 42, resume exact.
+#      SIGTERM as the ranks start: the same (handlers come before MPI_Init).
 #   5. retention: at every moment at least one committed checkpoint, and
 #      `latest` names an existing one; `keep` files at the end.
 #   6. the checkpoint disk fills up (a tiny tmpfs), before a write and during
@@ -101,6 +102,24 @@ wait $BG; rc=$?
 check "SIGTERM to the ranks: exit code 42" test "$rc" -eq 42
 run_np 2 train --resume auto $(args "$dir") >"$dir.resume.log" 2>&1
 check "SIGTERM: resumed run's final params equal the reference" test "$(final_crc "$dir")" = "$REF"
+
+# 4c: SIGTERM to the ranks as soon as they exist, during MPI_Init and the
+# data read: the handler is installed first, so they still checkpoint and
+# exit 42 (it used to be 143 with no checkpoint).
+dir="$WORK/early"; mkdir -p "$dir"
+slow_run 2 "$dir"
+for _ in $(seq 500); do
+    pids=$(for p in $(pgrep -f "run.dir=$dir "); do
+        [ "$(cat /proc/$p/comm 2>/dev/null)" = "$(basename "$VAE")" ] && echo "$p"; done)
+    [ "$(echo "$pids" | wc -w)" -eq 2 ] && break
+    sleep 0.01
+done
+kill -TERM $pids
+wait $BG; rc=$?
+check "SIGTERM at start-up: exit code 42 (exit $rc)" test "$rc" -eq 42
+check "SIGTERM at start-up: run.dir/status says 42 after a checkpoint" grep -q "^42 [0-9]* stopped" "$dir/status"
+run_np 2 train --resume auto $(args "$dir") >"$dir.resume.log" 2>&1
+check "SIGTERM at start-up: resumed run's final params equal the reference" test "$(final_crc "$dir")" = "$REF"
 
 # 5: retention, sampled while a run checkpoints (keep = 2).
 dir="$WORK/keep"; mkdir -p "$dir"

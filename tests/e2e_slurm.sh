@@ -111,6 +111,8 @@ check "scancel: job $jid ended CANCELLED ($st), not requeued" \
 # (mpirun, itself terminated, may drop the ranks' last lines: the files tell.)
 check "scancel: the ranks committed a checkpoint at the stop step ($latest, after step-00000100.h5)" \
     test "$latest" \> step-00000100.h5
+check "scancel: run.dir/status says 42 (checkpointed) and the script exits 42, whatever mpirun returned" \
+    bash -c "grep -q '^42 ' '$WORK/cancel-run/status' && grep -q 'checkpointed and stopped.*exit 42' '$WORK/cancel-$jid.out'"
 check "scancel: the script did not try to requeue" \
     bash -c "grep -q 'not requeued by this script' '$WORK/cancel-$jid.out' && ! grep -q 'requeueing job' '$WORK/cancel-$jid.out'"
 jid2=$(VAE_CONFIG="$WORK/run.ini" VAE_BIN="$VAE" VAE_ARGS="--set run.dir=$WORK/cancel-run" \

@@ -133,6 +133,8 @@ static void test_bad_values(void **state)
         {"model.hidden=400,,3", "comma-separated integers"},
         {"optim.lr", "expected section.key=value"},
         {"train.seed=-1", "non-negative integer"},
+        {"optim.beta2=1", "[optim] beta2: expected a number in [0, 1) (1 excluded), found '1'"},
+        {"optim.momentum=-0.5", "[0, 1)"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         assert_int_equal(capture(set_cli, &c, cases[i].set), -1);
@@ -141,6 +143,83 @@ static void test_bad_values(void **state)
                      cases[i].expect);
     }
     assert_true(c.lr == 1e-3); /* a rejected value leaves the old one */
+}
+
+/* Lines the packaged inih mishandled: an indented value continued the key
+ * above, and lines over 200 bytes broke stored configs. */
+static void test_ini_lines(void **state)
+{
+    (void)state;
+    struct config c;
+    config_defaults(&c);
+    const char *p = write_ini("[model]\nhidden = 64\n  128\n");
+    assert_int_equal(capture(config_load_file, &c, p), -1);
+    assert_non_null(strstr(captured, ":3: indented line '128': a value cannot continue on the next line"));
+    assert_int_equal(c.hidden[0], 64);
+    unlink(p);
+    p = write_ini("[train]\nepochs = 3\nseed = 4\nepochs = 5\n");
+    assert_int_equal(capture(config_load_file, &c, p), -1);
+    assert_non_null(strstr(captured, ":4: [train] epochs is set twice (line 2 and here)"));
+    unlink(p);
+    p = write_ini("epochs = 3\n");
+    assert_int_equal(capture(config_load_file, &c, p), -1);
+    assert_non_null(strstr(captured, "comes before any [section]"));
+    unlink(p);
+    p = write_ini("; comment\n[train] # trailing\n  seed = 010 ; ten, not octal\n\n# end\n");
+    assert_int_equal(config_load_file(&c, p), 0);
+    assert_int_equal(c.seed, 10);
+    unlink(p);
+    /* A 2000-byte run.dir survives the stored config's round trip. */
+    char dir[2001], set[2100];
+    memset(dir, 'd', 2000);
+    dir[0] = '/';
+    dir[2000] = 0;
+    snprintf(set, sizeof set, "run.dir=%s", dir);
+    assert_int_equal(capture(set_cli, &c, set), -1); /* over CONFIG_STR_MAX: refused, with the limit */
+    assert_non_null(strstr(captured, "under 1024 bytes"));
+    dir[1000] = 0;
+    snprintf(set, sizeof set, "run.dir=%s", dir);
+    assert_int_equal(config_set(&c, set, "--set"), 0);
+    char *text = config_to_string(&c), err[256];
+    struct config d;
+    config_defaults(&d);
+    assert_int_equal(config_from_string(&d, text, err, sizeof err), 0);
+    free(text);
+    assert_string_equal(d.run_dir, dir);
+}
+
+/* Values are written as the shortest text that reads back exactly. */
+static void test_written_values_are_short(void **state)
+{
+    (void)state;
+    struct config c;
+    config_defaults(&c);
+    assert_int_equal(config_set(&c, "optim.lr=3e-4", "--set"), 0);
+    assert_int_equal(config_set(&c, "optim.beta2=0.9999999", "--set"), 0);
+    char *text = config_to_string(&c);
+    assert_non_null(strstr(text, "lr = 0.0003\n"));
+    assert_non_null(strstr(text, "beta2 = 0.9999999\n"));
+    free(text);
+}
+
+/* config_diff: the keys fixed on resume apart from the others. */
+static void test_resume_diff(void **state)
+{
+    (void)state;
+    struct config a, b;
+    config_defaults(&a);
+    config_defaults(&b);
+    char out[1024];
+    assert_int_equal(config_diff(&a, &b, 1, out, sizeof out), 0);
+    assert_int_equal(config_diff(&a, &b, 0, out, sizeof out), 0);
+    b.seed = 7;
+    b.lr = 3e-4;
+    b.epochs = 20;
+    assert_int_equal(config_diff(&a, &b, 1, out, sizeof out), 1);
+    assert_non_null(strstr(out, "[train] seed: checkpoint 1, now 7"));
+    assert_int_equal(config_diff(&a, &b, 0, out, sizeof out), 2);
+    assert_non_null(strstr(out, "[optim] lr: checkpoint 0.001, now 0.0003"));
+    assert_non_null(strstr(out, "[train] epochs: checkpoint 10, now 20"));
 }
 
 static void test_cross_key_validation(void **state)
@@ -164,6 +243,9 @@ int main(void)
         cmocka_unit_test(test_unknown_section),
         cmocka_unit_test(test_bad_values),
         cmocka_unit_test(test_cross_key_validation),
+        cmocka_unit_test(test_ini_lines),
+        cmocka_unit_test(test_written_values_are_short),
+        cmocka_unit_test(test_resume_diff),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

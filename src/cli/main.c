@@ -264,7 +264,6 @@ static int cmd_train(const struct comm *c, int argc, char **argv, char plot_dir[
             return VAE_EXIT_USAGE;
         }
     }
-    train_install_signals();
     int rc = train_run(&cfg, c, resume, NULL);
     if (comm_rank(c) == 0 && (rc == VAE_EXIT_OK || rc == VAE_EXIT_SIGNAL))
         snprintf(plot_dir, CONFIG_STR_MAX, "%s", cfg.run_dir);
@@ -392,6 +391,10 @@ int main(int argc, char **argv)
         return cmd_prep(argc - first, argv + first);
     if (!strcmp(cmd, "synth"))
         return cmd_synth(argc - first, argv + first);
+    /* Before MPI_Init, the slow part of start-up: a SIGTERM that arrives
+     * while the job starts still ends in a checkpoint and exit 42. */
+    if (!strcmp(cmd, "train"))
+        train_install_signals();
     struct comm *c = comm_init(&argc, &argv);
     /* The thread policy: one BLAS thread per rank unless the user says otherwise. */
     if (!getenv("OPENBLAS_NUM_THREADS"))

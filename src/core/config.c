@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/error.h"
 #include "core/log.h"
 #include "core/path.h"
 
@@ -244,8 +245,8 @@ static int set_bool(const struct key *k, void *field, const char *value, char *e
 static int set_str(const struct key *k, void *field, const char *value, char *err, size_t err_bytes)
 {
     if (!value[0] || strlen(value) >= CONFIG_STR_MAX) {
-        snprintf(err, err_bytes, "[%s] %s: expected a non-empty string under %d bytes, found '%s'",
-                 k->section, k->name, CONFIG_STR_MAX, value);
+        snprintf(err, err_bytes, "[%s] %s: expected a non-empty string under %d bytes, found %zu bytes",
+                 k->section, k->name, CONFIG_STR_MAX, strlen(value));
         return -1;
     }
     strcpy(field, value);
@@ -504,25 +505,23 @@ int config_from_string(struct config *cfg, const char *text, char *err, size_t e
 
 int config_set(struct config *cfg, const char *assignment, const char *origin)
 {
-    char buf[CONFIG_STR_MAX + 128], err[768];
-    if (strlen(assignment) >= sizeof buf) {
-        log_error("%s: assignment too long", origin);
-        return -1;
-    }
-    strcpy(buf, assignment);
+    char err[768];
+    char *buf = strdup(assignment);
+    VAE_ASSERT(buf);
     char *eq = strchr(buf, '=');
     char *dot = strchr(buf, '.');
+    int rc = -1;
     if (!eq || !dot || dot > eq) {
         log_error("%s '%s': expected section.key=value (e.g. optim.lr=0.001)", origin, assignment);
-        return -1;
+    } else {
+        *eq = 0;
+        *dot = 0;
+        rc = config_set_kv(cfg, buf, dot + 1, eq + 1, err, sizeof err);
+        if (rc)
+            log_error("%s '%.200s%s': %s", origin, assignment, strlen(assignment) > 200 ? "..." : "", err);
     }
-    *eq = 0;
-    *dot = 0;
-    if (config_set_kv(cfg, buf, dot + 1, eq + 1, err, sizeof err)) {
-        log_error("%s '%s': %s", origin, assignment, err);
-        return -1;
-    }
-    return 0;
+    free(buf);
+    return rc;
 }
 
 int config_validate(const struct config *cfg, char *err, size_t err_bytes)

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "core/fault.h"
@@ -97,6 +98,10 @@ static int open_run_dir(struct run *r, const struct config *cfg, const struct co
         } else {
             r->lock_fd = runlock_acquire(cfg->run_dir);
             ok = r->lock_fd != -1;
+            char status[CONFIG_STR_MAX + 16];
+            snprintf(status, sizeof status, "%s/status", cfg->run_dir);
+            if (ok)
+                unlink(status); /* the last run's; this run writes its own at the end */
         }
     }
     return comm_agree(c, ok) ? 0 : -1;
@@ -325,6 +330,24 @@ static void fill_result(const struct run *r, struct train_result *res, int statu
     res->stopped_by_signal = status == VAE_EXIT_SIGNAL;
 }
 
+/*
+ * run.dir/status, one line for scripts: "EXIT STEP WHAT". A launcher killed
+ * by the same SIGTERM as the ranks returns its own code (mpirun: 1), so
+ * train.sbatch reads the ranks' 42 here. Rank 0, after the run.
+ */
+static void write_status(const struct run *r, int status)
+{
+    char path[CONFIG_STR_MAX + 16];
+    snprintf(path, sizeof path, "%s/status", r->cfg->run_dir);
+    FILE *f = fopen(path, "w");
+    const char *what = status == VAE_EXIT_OK       ? "done"
+                       : status == VAE_EXIT_SIGNAL ? "stopped-by-signal-after-checkpoint"
+                                                   : "error";
+    int ok = f && fprintf(f, "%d %lld %s\n", status, (long long)r->step, what) > 0;
+    if ((f && fclose(f)) || !ok)
+        log_warn("%s: cannot write the run status: %s", path, strerror(errno));
+}
+
 int train_run(const struct config *cfg, const struct comm *c, const char *resume, struct train_result *res)
 {
     struct run r;
@@ -341,6 +364,8 @@ int train_run(const struct config *cfg, const struct comm *c, const char *resume
             fill_result(&r, res, status);
         if (status != VAE_EXIT_ERROR)
             log_done(&r);
+        if (comm_rank(c) == 0)
+            write_status(&r, status);
     }
     run_free(&r);
     return status;
