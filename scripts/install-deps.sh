@@ -2,13 +2,14 @@
 # Install vae_dist's Debian dependencies. Idempotent, and quiet when
 # everything is already there. Needs root (or sudo) for apt-get.
 #   scripts/install-deps.sh          build, test and run dependencies (Slurm and munge for
-#                                    the Slurm test, gnuplot for the scaling plots)
+#                                    the Slurm test, gnuplot for the plots, clang and its
+#                                    libFuzzer runtime for tests/fuzz)
 #   scripts/install-deps.sh --torch  also python3-torch (the PyTorch reference in bench/)
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config
       libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools
       libopenblas-dev libcmocka-dev librandom123-dev libpng-dev zlib1g-dev
-      dataset-fashion-mnist bc procps gzip clang-format patch iproute2 util-linux
+      dataset-fashion-mnist bc procps gzip clang-format clang libclang-rt-14-dev patch iproute2 util-linux
       slurmctld slurmd slurm-client slurm-wlm-basic-plugins munge gnuplot-nox)
 [ "${1:-}" = "--torch" ] && pkgs+=(python3-torch python3-numpy)
 missing=()

@@ -242,8 +242,21 @@ static int set_bool(const struct key *k, void *field, const char *value, char *e
     return 0;
 }
 
+static int has_control(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return 1;
+    return 0;
+}
+
 static int set_str(const struct key *k, void *field, const char *value, char *err, size_t err_bytes)
 {
+    if (has_control(value)) {
+        snprintf(err, err_bytes, "[%s] %s: expected text without control characters (newline, tab, ...)",
+                 k->section, k->name);
+        return -1;
+    }
     if (!value[0] || strlen(value) >= CONFIG_STR_MAX) {
         snprintf(err, err_bytes, "[%s] %s: expected a non-empty string under %d bytes, found %zu bytes",
                  k->section, k->name, CONFIG_STR_MAX, strlen(value));
@@ -370,8 +383,8 @@ static char *trim(char *s)
 /* Cut an inline comment: ';' or '#' after whitespace. */
 static void cut_comment(char *s)
 {
-    for (char *c = s + 1; *c; c++)
-        if ((*c == ';' || *c == '#') && (c[-1] == ' ' || c[-1] == '\t')) {
+    for (char *c = s; *c; c++)
+        if ((*c == ';' || *c == '#') && c > s && (c[-1] == ' ' || c[-1] == '\t')) {
             *c = 0;
             return;
         }
@@ -379,8 +392,8 @@ static void cut_comment(char *s)
 
 static int ini_section(struct ini_ctx *ctx, char *s)
 {
-    char *close = strchr(s, ']');
-    if (!close || *trim(close + 1) || (size_t)(close - s - 1) >= sizeof ctx->section) {
+    char *close = strchr(s, ']'), *rest = close ? trim(close + 1) : NULL;
+    if (!close || (*rest && *rest != ';' && *rest != '#') || (size_t)(close - s - 1) >= sizeof ctx->section) {
         snprintf(ctx->err, sizeof ctx->err, "expected '[section]', found '%s'", s);
         return -1;
     }
@@ -402,8 +415,12 @@ static int ini_key(struct ini_ctx *ctx, char *s)
         return -1;
     }
     *eq = 0;
-    char *name = trim(s), *value = trim(eq + 1);
+    char *name = trim(s), *value = eq + 1;
     const struct key *k = find_key(ctx->section, name);
+    /* Inline comments follow numbers and names, never text: a path may hold " #". */
+    if (!k || k->type != K_STR)
+        cut_comment(value);
+    value = trim(value);
     if (k && ctx->set_on[k - keys]) {
         snprintf(ctx->err, sizeof ctx->err, "[%s] %s is set twice (line %d and here)", ctx->section, name,
                  ctx->set_on[k - keys]);
@@ -434,8 +451,6 @@ static int ini_parse(struct ini_ctx *ctx, char *text)
         char *s = trim(line);
         if (!*s || *s == ';' || *s == '#')
             continue;
-        cut_comment(s);
-        s = trim(s);
         if (*s == '[' ? ini_section(ctx, s) : ini_key(ctx, s))
             return -1;
     }
@@ -516,7 +531,7 @@ int config_set(struct config *cfg, const char *assignment, const char *origin)
     } else {
         *eq = 0;
         *dot = 0;
-        rc = config_set_kv(cfg, buf, dot + 1, eq + 1, err, sizeof err);
+        rc = config_set_kv(cfg, trim(buf), trim(dot + 1), trim(eq + 1), err, sizeof err);
         if (rc)
             log_error("%s '%.200s%s': %s", origin, assignment, strlen(assignment) > 200 ? "..." : "", err);
     }

@@ -18,7 +18,7 @@ int log_rank(void)
     return g_rank;
 }
 
-static void emit(FILE *f, const char *tag, const char *fmt, va_list ap)
+__attribute__((format(printf, 3, 0))) static void emit(FILE *f, const char *tag, const char *fmt, va_list ap)
 {
     char line[2048];
     int n = 0;

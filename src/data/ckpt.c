@@ -327,7 +327,7 @@ static int write_file(const struct comm *c, const char *tmp, const struct ckpt_m
                       const struct ckpt_content *ct)
 {
     h5_quiet();
-    hid_t fapl = h5_fapl(c);
+    hid_t fapl = h5_fapl_create(c);
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5_CHECK(H5Pclose(fapl));
     int ok = f >= 0;

@@ -296,7 +296,9 @@ int dataset_write(const char *path, const struct dataset_info *info, const void 
                   const uint8_t *y_train, const void *x_test, const uint8_t *y_test)
 {
     h5_quiet();
-    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t fapl = h5_fapl_create(NULL);
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5_CHECK(H5Pclose(fapl));
     if (f < 0) {
         log_error("%s: cannot create the dataset file (directory missing or not writable?)", path);
         return -1;
@@ -321,7 +323,7 @@ int dataset_write_columns(const struct comm *c, const char *path, const char *fo
                           const uint8_t *labels)
 {
     h5_quiet();
-    hid_t fapl = h5_fapl(c);
+    hid_t fapl = h5_fapl_create(c);
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5_CHECK(H5Pclose(fapl));
     if (!comm_agree(c, f >= 0)) {

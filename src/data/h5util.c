@@ -27,6 +27,13 @@ hid_t h5_fapl(const struct comm *c)
     return fapl;
 }
 
+hid_t h5_fapl_create(const struct comm *c)
+{
+    hid_t fapl = h5_fapl(c);
+    H5_CHECK(H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V110));
+    return fapl;
+}
+
 hid_t h5_open_read(const struct comm *c, const char *path)
 {
     h5_quiet();
