@@ -9,7 +9,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config
       libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools
       libopenblas-dev libcmocka-dev librandom123-dev libpng-dev zlib1g-dev
-      dataset-fashion-mnist bc procps gzip clang-format clang libclang-rt-14-dev patch iproute2 util-linux
+      dataset-fashion-mnist python3 bc procps gzip clang-format clang libclang-rt-14-dev patch iproute2 util-linux
       slurmctld slurmd slurm-client slurm-wlm-basic-plugins munge gnuplot-nox)
 [ "${1:-}" = "--torch" ] && pkgs+=(python3-torch python3-numpy)
 missing=()

@@ -23,8 +23,11 @@ expect_error "prep: truncated gzip IDX" "truncated" \
     "$VAE" prep --train-images "$WORK/trunc.idx.gz" --out "$WORK/o.h5"
 expect_error "prep: label count differs from image count" "3 labels for 2 images" \
     "$VAE" prep --train-images "$WORK/ok.idx" --train-labels "$WORK/labels3.idx" --out "$WORK/o.h5"
-expect_error "prep: unwritable output" "cannot create the dataset file" \
-    "$VAE" prep --train-images "$WORK/ok.idx" --out "$WORK/no/such/dir/o.h5"
+expect_error "prep: unwritable output (a file where a directory should be)" \
+    "cannot create the dataset file: Not a directory" \
+    "$VAE" prep --train-images "$WORK/ok.idx" --out "$WORK/ok.idx/o.h5"
+check "prep: makes the directories of --out" \
+    bash -c "'$VAE' prep --train-images '$WORK/ok.idx' --out '$WORK/new/dir/o.h5' >/dev/null 2>&1 && test -s '$WORK/new/dir/o.h5'"
 
 T=(--resume none --set run.dir="$WORK/run" --set model.hidden=8 --set model.latent=2 --set train.batch_size=32)
 expect_error "train: missing HDF5 file" "cannot read the file" \

@@ -46,4 +46,47 @@ check "score without --iw-samples: exit 0 (was a crash), AUROC of -ELBO reported
     bash -c "test $rc -eq 0 && echo '$(echo "$out" | grep '"event": "score"')' | grep -q '\"auroc_neg_elbo\": 0\.'"
 expect_error "sample on a model of non-image data" "draws pictures only for image data" \
     run_np 1 sample --checkpoint "$T" --n 4 --out "$WORK/x.png"
+
+# Output that a script parses: stdout of eval, score and info is exactly one
+# JSON object (null, not nan); notes such as "loaded checkpoint" go to stderr.
+check "eval: stdout is one JSON object (neg_iwae null without --iw-samples)" \
+    bash -c "timeout 60 mpirun -np 2 '$VAE' eval --checkpoint '$C' 2>/dev/null | python3 -c 'import json,sys; d = json.loads(sys.stdin.read()); sys.exit(0 if d[\"neg_iwae\"] is None else 1)'"
+check "score: stdout is one JSON object" \
+    bash -c "timeout 60 mpirun -np 2 '$VAE' score --checkpoint '$C' --out '$WORK/s2.h5' 2>/dev/null | python3 -c 'import json,sys; json.loads(sys.stdin.read())'"
+check "info: stdout is one JSON object holding the stored config" \
+    bash -c "timeout 60 mpirun -np 1 '$VAE' info --checkpoint '$C' 2>/dev/null | python3 -c 'import json,sys; d = json.loads(sys.stdin.read()); sys.exit(0 if \"[model]\" in d[\"config\"] else 1)'"
+check "metrics.jsonl: every line is JSON with time and run; eval names its split and checkpoint" \
+    python3 -c "
+import json, sys
+lines = [json.loads(l) for l in open('$WORK/img/metrics.jsonl')]
+ok = all('time' in d and 'run' in d for d in lines)
+ok = ok and any(d['event'] == 'start' for d in lines)
+ev = [d for d in lines if d['event'] == 'eval']
+sys.exit(0 if ok and ev and ev[-1]['split'] == 'test' and ev[-1]['checkpoint'].endswith('.h5') else 1)"
+
+# Errors once per job, with the documented exit codes.
+out=$(timeout 60 mpirun --oversubscribe -np 3 "$VAE" train --set data.path="$WORK/img.h5" --set run.dir="$WORK/x3" 2>&1)
+check "a config error on 3 ranks is printed once ($(echo "$out" | grep -c 'error:') times)" \
+    test "$(echo "$out" | grep -c 'error:')" -eq 1
+out=$(timeout 60 mpirun -np 2 "$VAE" eval --checkpoint "$C" --bogus 2>&1); rc=$?
+check "an unknown option on 2 ranks: printed once, exit 2 (exit $rc)" \
+    bash -c "test $rc -eq 2 && test \$(echo \"\$1\" | grep -c 'error:') -eq 1" _ "$out"
+check "eval without --checkpoint exits 2 (usage)" bash -c "timeout 60 mpirun -np 1 '$VAE' eval >/dev/null 2>&1; test \$? -eq 2"
+check "sample --out x.jpg is refused (exit 2): it writes PNG" \
+    bash -c "'$VAE' sample --checkpoint '$C' --n 4 --out '$WORK/x.jpg' >/dev/null 2>&1; test \$? -eq 2 && ! test -e '$WORK/x.jpg'"
+run_np 1 sample --checkpoint "$C" --n 4 --out "$WORK/s1.png" --scale 1 >/dev/null 2>&1
+run_np 1 sample --checkpoint "$C" --n 4 --out "$WORK/s3.png" --scale 3 >/dev/null 2>&1
+w1=$(od -An -tu1 -j16 -N4 "$WORK/s1.png" | awk '{print $1*16777216+$2*65536+$3*256+$4}')
+w3=$(od -An -tu1 -j16 -N4 "$WORK/s3.png" | awk '{print $1*16777216+$2*65536+$3*256+$4}')
+check "sample --scale 3: 4 cells of 8x8 pixels drawn 24x24 ($w1 -> $w3 pixels wide)" \
+    test "$w1" -eq 37 -a "$w3" -eq 101
+check "-V prints the version" bash -c "'$VAE' -V | grep -q '^vae_dist [0-9]'"
+check "config with an option is refused (exit 2)" bash -c "'$VAE' config --bogus >/dev/null 2>&1; test \$? -eq 2"
+check "synth --n-train 1.5 is refused (exit 2)" \
+    bash -c "'$VAE' synth --out '$WORK/q.h5' --n-train 1.5 >/dev/null 2>&1; test \$? -eq 2"
+timeout 60 mpirun -np 2 "$VAE" synth --out "$WORK/par.h5" --n-train 64 --n-test 8 --dim 4 >"$WORK/par.log" 2>&1
+check "synth under mpirun -np 2: one process writes, the other does nothing" \
+    bash -c "test \$(grep -c '^wrote' '$WORK/par.log') -eq 1 && grep -q 'runs on one process' '$WORK/par.log'"
+check "train --resume Auto means auto" \
+    bash -c "timeout 60 mpirun -np 2 '$VAE' train --set data.path='$WORK/img.h5' --set run.dir='$WORK/img' --set model.hidden=32 --set model.latent=4 --set train.batch_size=32 --set train.epochs=3 --resume Auto 2>&1 | grep -q 'holds a finished run'"
 finish

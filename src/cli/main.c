@@ -3,10 +3,15 @@
  * Parses flags, builds the config and calls into libvae; owns no logic of
  * its own beyond argument handling.
  */
+#include <ctype.h>
+#include <errno.h>
 #include <libgen.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +19,7 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "data/ckpt.h"
 #include "data/dataset.h"
 #include "data/idx.h"
@@ -71,14 +77,15 @@ static const char usage_info[] = "usage: vae_dist info --checkpoint PATH\n";
 
 static const char usage_tools[] =
     "usage: vae_dist eval   --checkpoint PATH [--data FILE] [--split test|train] [--iw-samples K] [--n N]\n"
-    "       vae_dist sample --checkpoint PATH --n N --out grid.png\n"
-    "       vae_dist recon  --checkpoint PATH [--data FILE] [--split S] --n N --out grid.png\n"
+    "       vae_dist sample --checkpoint PATH --n N --out grid.png [--scale S]\n"
+    "       vae_dist recon  --checkpoint PATH [--data FILE] [--split S] --n N --out grid.png [--scale S]\n"
     "       vae_dist encode --checkpoint PATH [--data FILE] [--split S] --out latents.h5\n"
     "       vae_dist score  --checkpoint PATH [--data FILE] [--split S] [--iw-samples K] --out scores.h5\n"
     "\n"
     "The model is rebuilt from the config stored in the checkpoint; --data defaults to its data.path,\n"
     "--split to the test split (train when the file has none). Run under mpirun to split the work;\n"
-    "results are the same on any number of ranks. eval --n N uses the first N samples.\n";
+    "results are the same on any number of ranks. eval --n N uses the first N samples. --scale S draws\n"
+    "each pixel as S x S (1 to 16). stdout of eval and score is one JSON object; notes go to stderr.\n";
 
 /* Value of flag argv[*i] (advancing *i), or NULL with a usage error. */
 static const char *flag_value(int argc, char **argv, int *i)
@@ -113,6 +120,24 @@ static int prep_check(const struct idx x[2], const struct idx y[2], const char *
     return 0;
 }
 
+/* mkdir -p of the directory that will hold `path`; 0 or -1 with a message. */
+static int make_parent_dirs(const char *path)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        if (mkdir(dir, 0777) && errno != EEXIST) {
+            log_error("%s: cannot make the directory %s: %s", path, dir, strerror(errno));
+            return -1;
+        }
+        *p = '/';
+    }
+    return 0;
+}
+
 static int cmd_prep(int argc, char **argv)
 {
     const char *ti = NULL, *tl = NULL, *vi = NULL, *vl = NULL, *out = NULL;
@@ -142,6 +167,8 @@ static int cmd_prep(int argc, char **argv)
     }
     struct idx x[2] = {{0}}, y[2] = {{0}};
     int rc = VAE_EXIT_ERROR;
+    if (make_parent_dirs(out))
+        return VAE_EXIT_ERROR;
     if (idx_read(&x[0], ti, 1) || (tl && idx_read(&y[0], tl, 0)) || (vi && idx_read(&x[1], vi, 1)) ||
         (vl && idx_read(&y[1], vl, 0)))
         goto out_free;
@@ -181,6 +208,18 @@ static int parse_size(const char *flag, const char *v, double lo, double hi, dou
     return 0;
 }
 
+/* A whole number in [lo, hi] ("1e4" is fine, "1.5" is not). */
+static int parse_count(const char *flag, const char *v, double lo, double hi, double *out)
+{
+    if (parse_size(flag, v, lo, hi, out))
+        return -1;
+    if (*out != (double)(long long)*out) {
+        log_error("%s: expected a whole number, found '%s'", flag, v);
+        return -1;
+    }
+    return 0;
+}
+
 static int cmd_synth(int argc, char **argv)
 {
     const char *out = NULL;
@@ -197,15 +236,15 @@ static int cmd_synth(int argc, char **argv)
         } else if (!strcmp(a, "--out")) {
             bad = !(out = flag_value(argc, argv, &i));
         } else if (!strcmp(a, "--n-train")) {
-            bad = parse_size(a, flag_value(argc, argv, &i), 1, 4e9, &n_train);
+            bad = parse_count(a, flag_value(argc, argv, &i), 1, 4e9, &n_train);
         } else if (!strcmp(a, "--n-test")) {
-            bad = parse_size(a, flag_value(argc, argv, &i), 0, 4e9, &n_test);
+            bad = parse_count(a, flag_value(argc, argv, &i), 0, 4e9, &n_test);
         } else if (!strcmp(a, "--dim")) {
-            bad = parse_size(a, flag_value(argc, argv, &i), 1, 1 << 24, &dim);
+            bad = parse_count(a, flag_value(argc, argv, &i), 1, 1 << 24, &dim);
         } else if (!strcmp(a, "--anomalies")) {
             bad = parse_size(a, flag_value(argc, argv, &i), 0, 1, &anomalies);
         } else if (!strcmp(a, "--seed")) {
-            bad = parse_size(a, flag_value(argc, argv, &i), 0, 9e15, &seed);
+            bad = parse_count(a, flag_value(argc, argv, &i), 0, 9e15, &seed);
         } else {
             log_error("synth: unknown option '%s'\n%s", a, usage_synth);
             return VAE_EXIT_USAGE;
@@ -225,19 +264,27 @@ static int cmd_synth(int argc, char **argv)
     return VAE_EXIT_OK;
 }
 
-/* Train; on a run that ended or stopped for a requeue, rank 0 gets run.dir in plot_dir. */
-static int cmd_train(const struct comm *c, int argc, char **argv, char plot_dir[CONFIG_STR_MAX])
+/* train's flags into cfg and resume: -1 to go on, or the VAE_EXIT_* to end with. Local. */
+/* The --config file named on the command line, or "none (defaults)". */
+static const char *config_file(int argc, char **argv)
 {
-    struct config cfg;
-    config_defaults(&cfg);
-    const char *resume = "auto";
+    const char *f = "none (defaults)";
+    for (int i = 0; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--config"))
+            f = argv[i + 1];
+    return f;
+}
+
+static int train_args(const struct comm *c, int argc, char **argv, struct config *cfg, const char **resume)
+{
+    config_defaults(cfg);
     /* The config file first, so that --set overrides it wherever it stands. */
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--config")) {
             const char *v = flag_value(argc, argv, &i);
             if (!v)
                 return VAE_EXIT_USAGE;
-            if (config_load_file(&cfg, v))
+            if (config_load_file(cfg, v))
                 return VAE_EXIT_ERROR;
         }
     }
@@ -252,19 +299,41 @@ static int cmd_train(const struct comm *c, int argc, char **argv, char plot_dir[
         } else if (!strcmp(argv[i], "--set")) {
             if (!(v = flag_value(argc, argv, &i)))
                 return VAE_EXIT_USAGE;
-            if (config_set(&cfg, v, "--set"))
+            if (config_set(cfg, v, "--set"))
                 return VAE_EXIT_ERROR;
         } else if (!strcmp(argv[i], "--resume")) {
-            if (!(resume = flag_value(argc, argv, &i)))
+            if (!(*resume = flag_value(argc, argv, &i)))
                 return VAE_EXIT_USAGE;
+            if (!strcasecmp(*resume, "auto") || !strcasecmp(*resume, "none"))
+                *resume = tolower((unsigned char)**resume) == 'a' ? "auto" : "none";
         } else if (!strcmp(argv[i], "--resume-override")) {
-            cfg.resume_override = 1;
+            cfg->resume_override = 1;
         } else {
             log_error("train: unknown option '%s' (see vae_dist train --help)", argv[i]);
             return VAE_EXIT_USAGE;
         }
     }
-    int rc = train_run(&cfg, c, resume, NULL);
+    return -1;
+}
+
+/* Train; on a run that ended or stopped for a requeue, rank 0 gets run.dir in plot_dir. */
+static int cmd_train(const struct comm *c, int argc, char **argv, char plot_dir[CONFIG_STR_MAX])
+{
+    struct config cfg;
+    const char *resume = "auto";
+    /* Every rank reads the same flags and files: the lowest rank that fails says why, once. */
+    log_hold();
+    int rc = train_args(c, argc, argv, &cfg, &resume);
+    int first = comm_first_failure(c, rc < 0 || rc == VAE_EXIT_OK);
+    log_release(first == comm_rank(c));
+    if (first >= 0)
+        return rc >= 0 ? rc : VAE_EXIT_ERROR;
+    if (rc >= 0)
+        return rc;
+    if (comm_rank(c) == 0)
+        log_note("vae_dist train: config %s, data %s, run.dir %s (vae_dist train --help for the options)",
+                 config_file(argc, argv), cfg.data_path, cfg.run_dir);
+    rc = train_run(&cfg, c, resume, NULL);
     if (comm_rank(c) == 0 && (rc == VAE_EXIT_OK || rc == VAE_EXIT_SIGNAL))
         snprintf(plot_dir, CONFIG_STR_MAX, "%s", cfg.run_dir);
     return rc;
@@ -298,15 +367,21 @@ static void plot_loss(const char *run_dir)
         waitpid(pid, &status, 0);
 }
 
-static int cmd_tool(const struct comm *c, const char *cmd, int argc, char **argv)
+static int ends_with(const char *s, const char *tail)
 {
-    struct infer_args a = {0};
+    size_t n = strlen(s), k = strlen(tail);
+    return n >= k && !strcasecmp(s + n - k, tail);
+}
+
+/* The tools' flags into a: -1 to go on, or the VAE_EXIT_* to end with. Local. */
+static int tool_args(const struct comm *c, const char *cmd, int argc, char **argv, struct infer_args *a)
+{
     for (int i = 0; i < argc; i++) {
         const char *f = argv[i];
-        const char **dst = !strcmp(f, "--checkpoint") ? &a.checkpoint
-                           : !strcmp(f, "--data")     ? &a.data
-                           : !strcmp(f, "--split")    ? &a.split
-                           : !strcmp(f, "--out")      ? &a.out
+        const char **dst = !strcmp(f, "--checkpoint") ? &a->checkpoint
+                           : !strcmp(f, "--data")     ? &a->data
+                           : !strcmp(f, "--split")    ? &a->split
+                           : !strcmp(f, "--out")      ? &a->out
                                                       : NULL;
         double v;
         if (!strcmp(f, "--help")) {
@@ -317,18 +392,49 @@ static int cmd_tool(const struct comm *c, const char *cmd, int argc, char **argv
             if (!(*dst = flag_value(argc, argv, &i)))
                 return VAE_EXIT_USAGE;
         } else if (!strcmp(f, "--n")) {
-            if (parse_size(f, flag_value(argc, argv, &i), 1, 1e9, &v))
+            if (parse_count(f, flag_value(argc, argv, &i), 1, 1e9, &v))
                 return VAE_EXIT_USAGE;
-            a.n = (long)v;
+            a->n = (long)v;
         } else if (!strcmp(f, "--iw-samples")) {
-            if (parse_size(f, flag_value(argc, argv, &i), 0, 1e6, &v))
+            if (parse_count(f, flag_value(argc, argv, &i), 0, 1e6, &v))
                 return VAE_EXIT_USAGE;
-            a.k = (long)v;
+            a->k = (long)v;
+        } else if (!strcmp(f, "--scale")) {
+            if (parse_count(f, flag_value(argc, argv, &i), 1, 16, &v))
+                return VAE_EXIT_USAGE;
+            a->scale = (int)v;
         } else {
             log_error("%s: unknown option '%s'\n%s", cmd, f, usage_tools);
             return VAE_EXIT_USAGE;
         }
     }
+    if (!a->checkpoint) {
+        log_error("%s: --checkpoint PATH is required\n%s", cmd, usage_tools);
+        return VAE_EXIT_USAGE;
+    }
+    int picture = !strcmp(cmd, "sample") || !strcmp(cmd, "recon");
+    if (a->out && picture && !ends_with(a->out, ".png")) {
+        log_error("%s: --out %s: pictures are written as PNG; expected a name ending in .png", cmd, a->out);
+        return VAE_EXIT_USAGE;
+    }
+    if (a->out && !picture && !ends_with(a->out, ".h5") && !ends_with(a->out, ".hdf5")) {
+        log_error("%s: --out %s: results are written as HDF5; expected a name ending in .h5", cmd, a->out);
+        return VAE_EXIT_USAGE;
+    }
+    return -1;
+}
+
+static int cmd_tool(const struct comm *c, const char *cmd, int argc, char **argv)
+{
+    struct infer_args a = {0};
+    log_hold();
+    int rc = tool_args(c, cmd, argc, argv, &a);
+    int first = comm_first_failure(c, rc < 0 || rc == VAE_EXIT_OK);
+    log_release(first == comm_rank(c));
+    if (first >= 0)
+        return rc >= 0 ? rc : VAE_EXIT_USAGE;
+    if (rc >= 0)
+        return rc;
     if (!strcmp(cmd, "eval"))
         return infer_eval(c, &a);
     if (!strcmp(cmd, "sample"))
@@ -360,15 +466,42 @@ static int cmd_info(const struct comm *c, int argc, char **argv)
     struct ckpt_meta meta;
     if (ckpt_inspect(c, path, &meta))
         return VAE_EXIT_ERROR;
-    log_info("{\"checkpoint\": \"%s\", \"version\": %ld, \"step\": %lld, \"epoch\": %ld, \"seed\": %llu, "
-             "\"world_size\": %ld, \"n_params\": %zu, \"optim\": \"%s\", \"optim_t\": %lld, "
-             "\"params_crc32\": \"%08lx\"}",
-             path, meta.version, (long long)meta.step, meta.epoch, (unsigned long long)meta.seed,
-             meta.world_size, meta.n_params, config_optim_name((int)meta.optim), (long long)meta.optim_t,
-             meta.params_crc32);
-    log_info("%s", meta.config);
+    /* One JSON object on stdout: every header field, the stored config as text. */
+    struct metrics out = {comm_rank(c) == 0 ? stdout : NULL, 0};
+    metrics_begin(&out, "info");
+    metrics_str(&out, "checkpoint", path);
+    metrics_str(&out, "optim", config_optim_name((int)meta.optim));
+    char crc[16];
+    snprintf(crc, sizeof crc, "%08lx", meta.params_crc32);
+    metrics_str(&out, "params_crc32", crc);
+    const char *keys[] = {"version", "step",         "epoch",      "seed",       "world_size", "n_params",
+                          "optim_t", "data_n_train", "data_n_dim", "image_rows", "image_cols", "data_crc32"};
+    double vals[] = {(double)meta.version,    (double)meta.step,
+                     (double)meta.epoch,      (double)meta.seed,
+                     (double)meta.world_size, (double)meta.n_params,
+                     (double)meta.optim_t,    (double)meta.data_n_train,
+                     (double)meta.data_n_dim, (double)meta.image_rows,
+                     (double)meta.image_cols, meta.data_crc32 >= 0 ? (double)meta.data_crc32 : NAN};
+    for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++)
+        metrics_num(&out, keys[i], vals[i]);
+    metrics_str(&out, "config", meta.config);
+    metrics_end(&out);
     ckpt_meta_free(&meta);
     return VAE_EXIT_OK;
+}
+
+/* This process's rank when a launcher (mpirun, srun) started several, else -1. */
+static long launcher_rank(void)
+{
+    static const char *const vars[][2] = {{"OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"},
+                                          {"PMI_SIZE", "PMI_RANK"},
+                                          {"SLURM_NTASKS", "SLURM_PROCID"}};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *size = getenv(vars[i][0]), *rank = getenv(vars[i][1]);
+        if (size && rank && atol(size) > 1)
+            return atol(rank);
+    }
+    return -1;
 }
 
 int main(int argc, char **argv)
@@ -379,18 +512,29 @@ int main(int argc, char **argv)
         fputs(usage_main, stdout);
         return VAE_EXIT_OK;
     }
-    if (argc > 1 && !strcmp(argv[1], "--version")) {
+    if (argc > 1 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V"))) {
         printf("vae_dist %s\n", VAE_VERSION);
         return VAE_EXIT_OK;
     }
     if (!strcmp(cmd, "config")) {
+        if (argc > first) {
+            log_error("config: takes no options, found '%s' (it prints every key as a markdown table)",
+                      argv[first]);
+            return VAE_EXIT_USAGE;
+        }
         config_write_reference(stdout);
         return VAE_EXIT_OK;
     }
-    if (!strcmp(cmd, "prep"))
-        return cmd_prep(argc - first, argv + first);
-    if (!strcmp(cmd, "synth"))
-        return cmd_synth(argc - first, argv + first);
+    if (!strcmp(cmd, "prep") || !strcmp(cmd, "synth")) {
+        /* Serial commands: under a launcher only its first process writes. */
+        long rank = launcher_rank();
+        if (rank > 0)
+            return VAE_EXIT_OK;
+        if (rank == 0)
+            log_note("%s runs on one process; the launcher's other processes do nothing", cmd);
+        return !strcmp(cmd, "prep") ? cmd_prep(argc - first, argv + first)
+                                    : cmd_synth(argc - first, argv + first);
+    }
     /* Before MPI_Init, the slow part of start-up: a SIGTERM that arrives
      * while the job starts still ends in a checkpoint and exit 42. */
     if (!strcmp(cmd, "train"))

@@ -231,6 +231,13 @@ int comm_agree(const struct comm *c, int ok)
     return all;
 }
 
+int comm_first_failure(const struct comm *c, int ok)
+{
+    int mine = ok ? INT_MAX : c->rank, first = INT_MAX;
+    MPI_CHECK(MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, c->mpi));
+    return first == INT_MAX ? -1 : first;
+}
+
 void comm_barrier(const struct comm *c)
 {
     MPI_CHECK(MPI_Barrier(c->mpi));

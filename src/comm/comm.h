@@ -40,6 +40,10 @@ _Noreturn void comm_abort(int code);
  */
 int comm_agree(const struct comm *c, int ok);
 
+/* The lowest rank whose ok is 0, or -1 when every rank is ok (with log_hold:
+ * that rank alone prints what went wrong). Collective. */
+int comm_first_failure(const struct comm *c, int ok);
+
 /* Collective, each of them; sums in MPI's reduction order (floats: not associative). */
 void comm_barrier(const struct comm *c);
 void comm_bcast(const struct comm *c, void *buf, size_t n_bytes, int root);

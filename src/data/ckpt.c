@@ -335,9 +335,8 @@ static int write_file(const struct comm *c, const char *tmp, const struct ckpt_m
         if (f >= 0)
             H5_CHECK(H5Fclose(f));
         if (!ok)
-            log_error("%s: cannot create the checkpoint (directory missing or not writable?); "
-                      "previous checkpoints are kept",
-                      tmp);
+            log_error("%s: cannot create the checkpoint: %s; previous checkpoints are kept", tmp,
+                      h5_create_failure(tmp));
         return -1;
     }
     /* Each part agreed before the next: after a failure every rank stops
@@ -645,7 +644,7 @@ int ckpt_load(const struct comm *c, const char *path, const struct ckpt_meta *wa
     comm_watch_end();
     if (ok) {
         double dt = timer_now() - t0, mb = content_bytes(ct) / 1e6;
-        log_info("loaded checkpoint %s (step %lld, written by %ld ranks): %.1f MB in %.3f s, %.0f MB/s", path,
+        log_note("loaded checkpoint %s (step %lld, written by %ld ranks): %.1f MB in %.3f s, %.0f MB/s", path,
                  (long long)meta.step, meta.world_size, mb, dt, mb / dt);
     }
     if (ok && got)

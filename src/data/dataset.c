@@ -128,6 +128,8 @@ int dataset_open(const struct comm *c, const char *path, struct dataset_info *in
     hid_t f = h5_open_read(c, path);
     if (f < 0)
         goto out_agree;
+    /* Every rank validates the same file: the lowest that fails says why, once. */
+    log_hold();
     char fmt[64];
     long version;
     if (h5_attr_get_string(f, path, "format", fmt, sizeof fmt) ||
@@ -162,14 +164,11 @@ int dataset_open(const struct comm *c, const char *path, struct dataset_info *in
     ok = 1;
 out_close:
     H5_CHECK(H5Fclose(f));
+    int first = comm_first_failure(c, ok);
+    log_release(first == comm_rank(c));
+    return first < 0 ? 0 : -1;
 out_agree:
-    /* Every rank saw the same file, unless a rank-local fault; agree either way. */
-    if (!comm_agree(c, ok)) {
-        if (ok)
-            log_error("%s: another rank could not open or validate the dataset; stopping", path);
-        return -1;
-    }
-    return 0;
+    return -1; /* h5_open_read agreed and said why */
 }
 
 int shard_alloc(struct shard *s, size_t n_rows, size_t n_dim, int is_u8, int with_labels)
@@ -300,7 +299,7 @@ int dataset_write(const char *path, const struct dataset_info *info, const void 
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5_CHECK(H5Pclose(fapl));
     if (f < 0) {
-        log_error("%s: cannot create the dataset file (directory missing or not writable?)", path);
+        log_error("%s: cannot create the dataset file: %s", path, h5_create_failure(path));
         return -1;
     }
     int rc = 0;
@@ -329,7 +328,8 @@ int dataset_write_columns(const struct comm *c, const char *path, const char *fo
     if (!comm_agree(c, f >= 0)) {
         if (f >= 0)
             H5_CHECK(H5Fclose(f));
-        log_error("%s: cannot create the output file (directory missing or not writable?)", path);
+        else
+            log_error("%s: cannot create the output file: %s", path, h5_create_failure(path));
         return -1;
     }
     int rc = h5_attr_put_string(f, "format", format);

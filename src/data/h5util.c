@@ -1,6 +1,8 @@
 /* libhdf5 helpers (see h5util.h). */
 #include "data/h5util.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -34,29 +36,42 @@ hid_t h5_fapl_create(const struct comm *c)
     return fapl;
 }
 
+const char *h5_create_failure(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    if (fd < 0)
+        return errno == EEXIST ? "the file exists and libhdf5 cannot replace it" : strerror(errno);
+    close(fd);
+    unlink(path);
+    return "libhdf5 refused it";
+}
+
 hid_t h5_open_read(const struct comm *c, const char *path)
 {
     h5_quiet();
     /* H5Fopen over MPI-IO is collective: agree that every rank can read the
-     * path first, or a rank-local fault would leave the others waiting. */
-    int ok = access(path, R_OK) == 0 && !(c && fault_unreadable(comm_rank(c)));
+     * path first, or a rank-local fault would leave the others waiting. The
+     * lowest rank that fails says why (every rank, when all fail alike). */
+    int rank = c ? comm_rank(c) : 0;
+    log_hold();
+    int ok = access(path, R_OK) == 0 && !(c && fault_unreadable(rank));
     if (!ok)
         log_error("%s: cannot read the file (missing or no permission on this rank)", path);
     else
         ok = path_check_regular(path, "HDF5 file") == 0;
-    if (c && !comm_agree(c, ok)) {
-        if (ok)
-            log_error("%s: another rank cannot read the file; stopping", path);
-        return -1;
-    }
-    if (!ok)
+    int first = c ? comm_first_failure(c, ok) : (ok ? -1 : 0);
+    log_release(first == rank);
+    if (first >= 0)
         return -1;
     hid_t fapl = h5_fapl(c);
+    log_hold();
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
     H5_CHECK(H5Pclose(fapl));
     if (f < 0)
         log_error("%s: not a readable HDF5 file (truncated, corrupt or another format)", path);
-    if (c && !comm_agree(c, f >= 0)) {
+    first = c ? comm_first_failure(c, f >= 0) : (f >= 0 ? -1 : 0);
+    log_release(first == rank);
+    if (first >= 0) {
         if (f >= 0)
             H5_CHECK(H5Fclose(f));
         return -1;
@@ -151,6 +166,29 @@ int h5_attr_put_long(hid_t obj, const char *name, long value)
     return rc;
 }
 
+/* 0 if libhdf5 can decode every filter of dataset d (compression a file
+ * was written with: lzf from h5py, say); else -1 with a message naming it. */
+static int check_filters(hid_t d, const char *path, const char *dset)
+{
+    hid_t dcpl = H5Dget_create_plist(d);
+    int n = dcpl >= 0 ? H5Pget_nfilters(dcpl) : -1, rc = n < 0 ? -1 : 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        char name[64] = "";
+        unsigned flags;
+        size_t n_values = 0;
+        H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &n_values, NULL, sizeof name, name, NULL);
+        if (id < 0 || H5Zfilter_avail(id) <= 0) {
+            log_error("%s: dataset '%s' is stored with HDF5 filter %d (%s), which this libhdf5 cannot decode "
+                      "(HINT: rewrite it uncompressed or with gzip, e.g. h5py's compression=\"gzip\")",
+                      path, dset, (int)id, name[0] ? name : "unnamed");
+            rc = -1;
+        }
+    }
+    if (dcpl >= 0)
+        H5_CHECK(H5Pclose(dcpl));
+    return rc;
+}
+
 int h5_dataset_shape(hid_t file, const char *path, const char *dset, int *rank, size_t dims[2],
                      H5T_class_t *cls, size_t *elem_bytes, int *is_signed)
 {
@@ -170,7 +208,7 @@ int h5_dataset_shape(hid_t file, const char *path, const char *dset, int *rank, 
     int rc = -1;
     if (r < 1 || r > 2 || H5Sget_simple_extent_dims(s, h, NULL) < 0) {
         log_error("%s: dataset '%s' should have 1 or 2 dimensions, found %d", path, dset, r);
-    } else {
+    } else if (check_filters(d, path, dset) == 0) {
         *rank = r;
         dims[0] = (size_t)h[0];
         dims[1] = r == 2 ? (size_t)h[1] : 1;

@@ -40,6 +40,13 @@ hid_t h5_fapl(const struct comm *c);
  */
 hid_t h5_fapl_create(const struct comm *c);
 
+/*
+ * Why libhdf5 could not create `path`: the system's reason for creating it
+ * by hand ("No space left on device" for a full disk or no free inodes,
+ * "Permission denied", ...), or that libhdf5 alone refused it.
+ */
+const char *h5_create_failure(const char *path);
+
 /* Open read-only; -1 with a message (not HDF5, unreadable) on failure. */
 hid_t h5_open_read(const struct comm *c, const char *path);
 

@@ -100,6 +100,21 @@ static int trained_read_split(const struct comm *c, const struct infer_args *a, 
     return dataset_read_shard(c, path, &l->info, split, a->n > 0 ? (size_t)a->n : 0, EVAL_CHUNK, &l->s);
 }
 
+/* The result of eval as one JSON line (stdout, and the run's metrics.jsonl). */
+static void eval_event(struct metrics *m, const struct infer_args *a, const struct trained *l,
+                       const struct eval_result *r, int ranks)
+{
+    metrics_begin(m, "eval");
+    metrics_str(m, "checkpoint", a->checkpoint);
+    metrics_str(m, "split", l->split);
+    const char *keys[] = {"step", "n", "neg_elbo", "rec", "kl", "iw_samples", "neg_iwae", "ranks", "seconds"};
+    double vals[] = {(double)l->meta.step, (double)r->n, r->neg_elbo,   r->rec,    r->kl,
+                     (double)r->k,         r->neg_iwae,  (double)ranks, r->seconds};
+    for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++)
+        metrics_num(m, keys[i], vals[i]);
+    metrics_end(m);
+}
+
 int infer_eval(const struct comm *c, const struct infer_args *a)
 {
     struct trained l;
@@ -110,21 +125,19 @@ int infer_eval(const struct comm *c, const struct infer_args *a)
         goto out_free;
     struct eval_result r;
     eval_shard(c, &l.m, &l.s, l.cfg.seed, a->k, NULL, NULL, &r);
-    log_info("{\"event\": \"eval\", \"checkpoint\": \"%s\", \"step\": %lld, \"split\": \"%s\", \"n\": %zu, "
-             "\"neg_elbo\": %.6f, \"rec\": %.6f, \"kl\": %.6f, \"iw_samples\": %ld, \"neg_iwae\": %.6f, "
-             "\"ranks\": %d, \"seconds\": %.3f}",
-             a->checkpoint, (long long)l.meta.step, l.split, r.n, r.neg_elbo, r.rec, r.kl, r.k, r.neg_iwae,
-             comm_size(c), r.seconds);
+    struct metrics out = {comm_rank(c) == 0 ? stdout : NULL, 0};
+    eval_event(&out, a, &l, &r, comm_size(c));
     /* Append to the run's metrics when the checkpoint sits in a run directory. */
     char dir[CONFIG_STR_MAX + 8];
     snprintf(dir, sizeof dir, "%s", a->checkpoint);
     char *run = dirname(dirname(dir));
     struct metrics mt;
     if (comm_rank(c) == 0 && metrics_open(&mt, run, 0) == 0) {
-        metrics_write(&mt, "eval", "step", (double)l.meta.step, "n", (double)r.n, "neg_elbo", r.neg_elbo,
-                      "rec", r.rec, "kl", r.kl, "iw_samples", (double)r.k, "neg_iwae", r.neg_iwae, "seconds",
-                      r.seconds, NULL);
-        metrics_close(&mt);
+        eval_event(&mt, a, &l, &r, comm_size(c));
+        if (metrics_close(&mt))
+            log_warn(
+                "%s/metrics.jsonl: appending the eval event failed (disk full?); the result above stands",
+                run);
     }
     rc = VAE_EXIT_OK;
 out_free:
@@ -163,8 +176,9 @@ int infer_sample(const struct comm *c, const struct infer_args *a)
             rng_normal(z + i * n_z, n_z, l.cfg.seed, RNG_PRIOR, 0, (uint32_t)(i0 + i));
         vae_decode(&l.m, img + i0 * n_d, z, b);
     }
-    int ok = comm_rank(c) != 0 || picture_write_grid(a->out, img, n, (size_t)l.meta.image_rows,
-                                                     (size_t)l.meta.image_cols, n < 16 ? n : 16) == 0;
+    int ok = comm_rank(c) != 0 ||
+             picture_write_grid(a->out, img, n, (size_t)l.meta.image_rows, (size_t)l.meta.image_cols,
+                                n < 16 ? n : 16, a->scale > 0 ? (size_t)a->scale : 1) == 0;
     free(z);
     free(img);
     if (comm_agree(c, ok)) {
@@ -208,8 +222,9 @@ int infer_recon(const struct comm *c, const struct infer_args *a)
             vae_encode(&l.m, mu, mu + n_z, in, 1);
             vae_decode(&l.m, out, mu, 1);
         }
-        ok = ok && picture_write_grid(a->out, img, cells, (size_t)l.meta.image_rows,
-                                      (size_t)l.meta.image_cols, per_row) == 0;
+        ok =
+            ok && picture_write_grid(a->out, img, cells, (size_t)l.meta.image_rows, (size_t)l.meta.image_cols,
+                                     per_row, a->scale > 0 ? (size_t)a->scale : 1) == 0;
         free(mu);
     }
     free(img);
@@ -315,10 +330,16 @@ int infer_score(const struct comm *c, const struct infer_args *a)
         double auroc[2] = {NAN, NAN};
         if (s->labels)
             auroc_all(c, &l, elbo, a->k > 0 ? iwae : NULL, auroc);
-        log_info("{\"event\": \"score\", \"out\": \"%s\", \"split\": \"%s\", \"n\": %zu, \"neg_elbo\": %.6f, "
-                 "\"iw_samples\": %ld, \"neg_iwae\": %.6f, \"auroc_neg_elbo\": %.4f, "
-                 "\"auroc_neg_iwae\": %.4f, \"seconds\": %.3f}",
-                 a->out, l.split, r.n, r.neg_elbo, r.k, r.neg_iwae, auroc[0], auroc[1], r.seconds);
+        struct metrics out = {comm_rank(c) == 0 ? stdout : NULL, 0};
+        metrics_begin(&out, "score");
+        metrics_str(&out, "out", a->out);
+        metrics_str(&out, "split", l.split);
+        const char *keys[] = {
+            "n", "neg_elbo", "iw_samples", "neg_iwae", "auroc_neg_elbo", "auroc_neg_iwae", "seconds"};
+        double vals[] = {(double)r.n, r.neg_elbo, (double)r.k, r.neg_iwae, auroc[0], auroc[1], r.seconds};
+        for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++)
+            metrics_num(&out, keys[i], vals[i]);
+        metrics_end(&out);
         rc = VAE_EXIT_OK;
     }
     free(elbo);

@@ -17,6 +17,7 @@ struct infer_args {
     const char *out;        /* output file (PNG or HDF5) */
     long n;                 /* samples or pictures (0: all for eval) */
     long k;                 /* importance samples (eval, score) */
+    int scale;              /* sample, recon: pixels per image pixel (0: 1) */
 };
 
 int infer_eval(const struct comm *c, const struct infer_args *a);

@@ -46,10 +46,10 @@ static int save(const char *path, png_bytep *rows, size_t w, size_t h, int color
 }
 
 int picture_write_grid(const char *path, const float *images, size_t n, size_t rows, size_t cols,
-                       size_t n_cols)
+                       size_t n_cols, size_t scale)
 {
-    size_t n_rows = (n + n_cols - 1) / n_cols;
-    size_t w = n_cols * (cols + 1) + 1, h = n_rows * (rows + 1) + 1;
+    size_t n_rows = (n + n_cols - 1) / n_cols, sr = rows * scale, sc = cols * scale;
+    size_t w = n_cols * (sc + 1) + 1, h = n_rows * (sr + 1) + 1;
     unsigned char *pix = malloc(w * h);
     png_bytep *lines = malloc(h * sizeof *lines);
     int rc = -1;
@@ -59,10 +59,10 @@ int picture_write_grid(const char *path, const float *images, size_t n, size_t r
     }
     memset(pix, 128, w * h);
     for (size_t i = 0; i < n; i++) {
-        size_t r0 = 1 + (i / n_cols) * (rows + 1), c0 = 1 + (i % n_cols) * (cols + 1);
-        for (size_t r = 0; r < rows; r++)
-            for (size_t c = 0; c < cols; c++) {
-                float v = images[i * rows * cols + r * cols + c];
+        size_t r0 = 1 + (i / n_cols) * (sr + 1), c0 = 1 + (i % n_cols) * (sc + 1);
+        for (size_t r = 0; r < sr; r++)
+            for (size_t c = 0; c < sc; c++) {
+                float v = images[i * rows * cols + (r / scale) * cols + c / scale];
                 v = v < 0 ? 0 : (v > 1 ? 1 : v);
                 pix[(r0 + r) * w + c0 + c] = (unsigned char)(v * 255.0f + 0.5f);
             }

@@ -9,9 +9,10 @@
 
 /*
  * Write n images (n, rows·cols) with values in [0, 1] (clamped) as a grid
- * n_cols wide, 1-pixel grey borders. Returns 0, or -1 with a message naming path.
+ * n_cols wide, each pixel drawn as a scale x scale block (scale >= 1),
+ * 1-pixel grey borders. Returns 0, or -1 with a message naming path.
  */
 int picture_write_grid(const char *path, const float *images, size_t n, size_t rows, size_t cols,
-                       size_t n_cols);
+                       size_t n_cols, size_t scale);
 
 #endif

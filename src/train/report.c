@@ -37,17 +37,24 @@ static const char *const step_names[M_PHASES + 3 * N_PHASES] = {"step",
                                                                 "t_optim_max",
                                                                 "t_ckpt_max"};
 
-int report_init(struct report *rp, const struct comm *c, const char *run_dir)
+int report_init(struct report *rp, const struct comm *c, const char *run_dir, int64_t step)
 {
     memset(rp, 0, sizeof *rp);
     const char *bar = getenv("VAE_PROGRESS");
     rp->bar = comm_rank(c) == 0 && (bar ? atoi(bar) != 0 : isatty(STDOUT_FILENO) && !getenv("SLURM_JOB_ID"));
-    return comm_agree(c, metrics_open(&rp->mt, run_dir, comm_rank(c)) == 0) ? 0 : -1;
+    if (!comm_agree(c, metrics_open(&rp->mt, run_dir, comm_rank(c)) == 0))
+        return -1;
+    /* Marks a segment: the plot keeps, of steps logged twice, the later one. */
+    metrics_write(&rp->mt, "start", "step", (double)step, "resumed", step > 0 ? 1.0 : 0.0, "ranks",
+                  (double)comm_size(c), NULL);
+    return 0;
 }
 
 void report_free(struct report *rp)
 {
-    metrics_close(&rp->mt);
+    if (metrics_close(&rp->mt))
+        log_warn("metrics.jsonl: a write failed (disk full?): some events are missing from it; the "
+                 "checkpoints are not affected");
 }
 
 void report_bar(struct report *rp, const struct trainer *t, int64_t step, int64_t end, double sps,

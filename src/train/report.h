@@ -38,7 +38,7 @@ struct report {
  * even when mpirun's own is a file), unless VAE_PROGRESS = 0 or 1 says.
  * Collective; 0 or -1 (agreed).
  */
-int report_init(struct report *rp, const struct comm *c, const char *run_dir);
+int report_init(struct report *rp, const struct comm *c, const char *run_dir, int64_t step);
 void report_free(struct report *rp);
 
 /* Redraw the bar (rank 0, at most 5 times a second): epoch, bar, step, speed, −ELBO, ETA. Local. */

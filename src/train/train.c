@@ -136,7 +136,7 @@ static int run_init(struct run *r, const struct config *cfg, const struct comm *
     if (open_run_dir(r, cfg, c) || trainer_init(t, cfg, c) || trainer_resume(t, resume, &r->step))
         return -1;
     trainer_check_replicas(t, r->step);
-    if (write_config(cfg, c) || report_init(&r->rp, c, cfg->run_dir))
+    if (write_config(cfg, c) || report_init(&r->rp, c, cfg->run_dir, r->step))
         return -1;
     const int64_t spe = (int64_t)t->steps_per_epoch;
     r->end = cfg->epochs * spe;

@@ -20,29 +20,26 @@
 #include "data/ckpt.h"
 #include "data/shuffle.h"
 
-/* The batch shape against the job: P divides B, the micro-batch divides B/P. */
+/* The batch shape against the job: P divides B, the micro-batch divides B/P.
+ * The checks fail alike on every rank: rank 0 says why. */
 static int check_batch(const struct trainer *t)
 {
     const struct config *cfg = t->cfg;
-    char err[512];
-    if (config_validate(cfg, err, sizeof err)) {
-        log_error("config: %s", err);
-        return -1;
-    }
-    if (cfg->batch_size % t->size) {
-        log_error("[train] batch_size = %ld is not divisible by the %d ranks: the global batch is split "
-                  "evenly (HINT: use a batch that is a multiple of the rank count)",
-                  cfg->batch_size, t->size);
-        return -1;
-    }
+    char err[512] = "";
     size_t n_local = (size_t)cfg->batch_size / (size_t)t->size;
-    if (cfg->reproducible && n_local % (size_t)cfg->micro_batch) {
-        log_error("reproducible mode: micro_batch = %ld must divide the per-rank batch %zu "
-                  "(batch_size %ld over %d ranks)",
-                  cfg->micro_batch, n_local, cfg->batch_size, t->size);
-        return -1;
-    }
-    return 0;
+    if (config_validate(cfg, err, sizeof err) == 0 && cfg->batch_size % t->size)
+        snprintf(err, sizeof err,
+                 "[train] batch_size = %ld is not divisible by the %d ranks: the global batch is split "
+                 "evenly (HINT: use a batch that is a multiple of the rank count)",
+                 cfg->batch_size, t->size);
+    else if (!err[0] && cfg->reproducible && n_local % (size_t)cfg->micro_batch)
+        snprintf(err, sizeof err,
+                 "reproducible mode: micro_batch = %ld must divide the per-rank batch %zu "
+                 "(batch_size %ld over %d ranks)",
+                 cfg->micro_batch, n_local, cfg->batch_size, t->size);
+    if (err[0] && t->rank == 0)
+        log_error("config: %s", err);
+    return err[0] ? -1 : 0;
 }
 
 /* Validate the dataset and read this rank's block of each split. Collective. */
