@@ -212,12 +212,15 @@ static void test_dataset_validation_errors(void **state)
     p = path_of("nodata.h5");
     write_h5(p, DATASET_FORMAT, 1, 0, 0, 0, 0);
     expect_open_error(p, "dataset '/train/x' is missing");
-    p = path_of("rank3.h5");
+    p = path_of("rank3.h5"); /* (N, H, W) images: the shape is the image's */
     write_h5(p, DATASET_FORMAT, 1, 3, 10, 4, H5T_NATIVE_UINT8);
-    expect_open_error(p, "should have 1 or 2 dimensions, found 3");
+    struct dataset_info ok;
+    assert_int_equal(dataset_open(g_comm, p, &ok), 0);
+    assert_true(ok.n_dim == 8 && ok.image_rows == 4 && ok.image_cols == 2);
     p = path_of("int32.h5");
     write_h5(p, DATASET_FORMAT, 1, 2, 10, 4, H5T_NATIVE_INT32);
-    expect_open_error(p, "uint8 or float32, found 2-D integer of 4 bytes");
+    expect_open_error(
+        p, "uint8, float32 or float64, found 2-D integer of 4 bytes (HINT: x = x.astype(np.uint8)");
     p = path_of("rank1.h5");
     write_h5(p, DATASET_FORMAT, 1, 1, 10, 4, H5T_NATIVE_UINT8);
     expect_open_error(p, "found 1-D");
@@ -258,6 +261,72 @@ static void test_shard_read_roundtrip(void **state)
     for (int d = 0; d < 12; d++)
         assert_true(x[d] >= 0 && x[d] <= 1);
     shard_free(&s);
+}
+
+/* A dataset as h5py writes it by default: a variable-length string format
+ * attribute and nothing else, (N, H, W) float64 images, int64 labels. */
+static void write_h5py_style(const char *path, int64_t bad_label)
+{
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t t = H5Tcopy(H5T_C_S1), sc = H5Screate(H5S_SCALAR);
+    H5Tset_size(t, H5T_VARIABLE);
+    const char *fmt = DATASET_FORMAT;
+    hid_t a = H5Acreate2(f, "format", t, sc, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(H5Awrite(a, t, &fmt) >= 0);
+    H5Aclose(a);
+    H5Sclose(sc);
+    H5Tclose(t);
+    hid_t g = H5Gcreate2(f, "train", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hsize_t dims[3] = {6, 2, 3};
+    double x[36];
+    int64_t y[6];
+    for (int i = 0; i < 36; i++)
+        x[i] = i / 36.0;
+    for (int i = 0; i < 6; i++)
+        y[i] = i == 4 ? bad_label : i % 3;
+    hid_t s = H5Screate_simple(3, dims, NULL);
+    hid_t d = H5Dcreate2(g, "x", H5T_IEEE_F64LE, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0);
+    H5Dclose(d);
+    H5Sclose(s);
+    s = H5Screate_simple(1, dims, NULL);
+    d = H5Dcreate2(g, "y", H5T_STD_I64LE, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    assert_true(H5Dwrite(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, y) >= 0);
+    H5Dclose(d);
+    H5Sclose(s);
+    H5Gclose(g);
+    H5Fclose(f);
+}
+
+static void test_h5py_style_dataset(void **state)
+{
+    (void)state;
+    const char *p = path_of("h5py.h5");
+    write_h5py_style(p, 1);
+    struct dataset_info info;
+    assert_int_equal(dataset_open(g_comm, p, &info), 0);
+    assert_int_equal(info.n_train, 6);
+    assert_int_equal(info.n_dim, 6);
+    assert_int_equal(info.image_rows, 2);
+    assert_int_equal(info.image_cols, 3);
+    assert_true(!info.is_u8 && info.has_labels);
+    struct shard sh;
+    assert_int_equal(dataset_read_shard(g_comm, p, &info, "train", 0, 1, &sh), 0);
+    float x[6];
+    shard_rows_to_float(x, &sh, 2, 1);
+    for (int i = 0; i < 6; i++)
+        assert_true(fabsf(x[i] - (float)((12 + i) / 36.0)) < 1e-7f);
+    assert_int_equal(sh.labels[5], 2);
+    shard_free(&sh);
+    /* A label that does not fit a class number is named, not wrapped. */
+    write_h5py_style(p, 300);
+    assert_int_equal(dataset_open(g_comm, p, &info), 0);
+    struct capture cap;
+    capture_begin(&cap);
+    int rc = dataset_read_shard(g_comm, p, &info, "train", 0, 1, &sh);
+    captured = capture_end(&cap);
+    assert_int_equal(rc, -1);
+    assert_non_null(strstr(captured, "row 4 holds label 300"));
 }
 
 static void test_pixels_scale_to_unit_interval(void **state)
@@ -420,6 +489,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_idx_errors),
         cmocka_unit_test(test_dataset_validation_errors),
         cmocka_unit_test(test_unknown_filter_named),
+        cmocka_unit_test(test_h5py_style_dataset),
         cmocka_unit_test(test_shard_read_roundtrip),
         cmocka_unit_test(test_pixels_scale_to_unit_interval),
         cmocka_unit_test(test_checkpoint_header_fields_checked),

@@ -91,7 +91,7 @@ static int write_flat(const struct comm *c, hid_t f, const char *name, const flo
 static int read_flat(const struct comm *c, hid_t f, const char *path, const char *name, float *buf, size_t n)
 {
     int rank, is_signed, ok = 0;
-    size_t dims[2], elem;
+    size_t dims[4], elem;
     H5T_class_t cls;
     long crc = -1;
     hid_t d = -1;
@@ -542,7 +542,7 @@ int ckpt_inspect(const struct comm *c, const char *path, struct ckpt_meta *meta)
 static int check_layout(hid_t f, const char *path, const struct tensor_view *want, size_t n_want)
 {
     int rank, is_signed;
-    size_t dims[2], elem;
+    size_t dims[4], elem;
     H5T_class_t cls;
     if (h5_dataset_shape(f, path, "/model/layout", &rank, dims, &cls, &elem, &is_signed))
         return -1;

@@ -20,49 +20,80 @@ void dataset_block(size_t n, size_t unit, int p, int r, size_t *lo, size_t *hi)
     *hi = *hi < n ? *hi : n;
 }
 
-/* Check one split; fills n and D (and dtype on the first). */
-static int check_split(hid_t f, const char *path, const char *split, struct dataset_info *info, size_t *n_out,
-                       int first)
+/* How to fix a dtype, in NumPy, for the message. */
+static const char *dtype_hint(H5T_class_t cls)
 {
-    char name[64];
+    return cls == H5T_INTEGER ? "x = x.astype(np.uint8) for pixels 0..255, or x = x.astype(np.float32)"
+                              : "x = x.astype(np.float32)";
+}
+
+/*
+ * /split/x: (N, D), (N, H, W) or (N, C, H, W); uint8, float32 or float64
+ * (read as float32). Fills n, D and the dtype on the first split, and the
+ * image shape its dimensions imply (H, W for one channel). 0 or -1.
+ */
+static int check_x(hid_t f, const char *path, const char *name, struct dataset_info *info, size_t *n_out,
+                   long shape[2], int first)
+{
     int rank, is_signed;
-    size_t dims[2], elem;
+    size_t dims[4], elem;
     H5T_class_t cls;
-    snprintf(name, sizeof name, "/%s/x", split);
     if (h5_dataset_shape(f, path, name, &rank, dims, &cls, &elem, &is_signed))
         return -1;
     int u8 = cls == H5T_INTEGER && elem == 1 && !is_signed;
-    int f32 = cls == H5T_FLOAT && elem == 4;
-    if (rank != 2 || !(u8 || f32)) {
-        log_error("%s: dataset '%s' should be 2-D (N, D) uint8 or float32, found %d-D %s of %zu bytes", path,
-                  name, rank,
-                  cls == H5T_INTEGER ? "integer"
-                  : cls == H5T_FLOAT ? "float"
-                                     : "other",
-                  elem);
+    int fl = cls == H5T_FLOAT && (elem == 4 || elem == 8);
+    if (rank < 2 || !(u8 || fl)) {
+        log_error(
+            "%s: dataset '%s' should be (N, D), (N, H, W) or (N, C, H, W) of uint8, float32 or float64, "
+            "found %d-D %s of %zu bytes (HINT: %s)",
+            path, name, rank,
+            cls == H5T_INTEGER ? "integer"
+            : cls == H5T_FLOAT ? "float"
+                               : "other",
+            elem, dtype_hint(cls));
         return -1;
     }
-    if (dims[0] == 0 || dims[1] == 0 || dims[0] > UINT32_MAX) {
-        log_error("%s: dataset '%s' has shape (%zu, %zu); expected 1 <= N < 2^32 and D >= 1", path, name,
-                  dims[0], dims[1]);
+    size_t d = 1;
+    for (int k = 1; k < rank; k++)
+        d = dims[k] && d <= ((size_t)1 << 40) / dims[k] ? d * dims[k] : 0;
+    if (dims[0] == 0 || dims[0] > UINT32_MAX || d == 0 || d > ((size_t)1 << 30)) {
+        log_error("%s: dataset '%s' has %zu rows of %zu values; expected 1 <= N < 2^32 and 1 <= D <= 2^30",
+                  path, name, dims[0], d);
         return -1;
     }
+    shape[0] = rank == 3 ? (long)dims[1] : rank == 4 && dims[1] == 1 ? (long)dims[2] : 0;
+    shape[1] = rank == 3 ? (long)dims[2] : rank == 4 && dims[1] == 1 ? (long)dims[3] : 0;
     if (first) {
-        info->n_dim = dims[1];
+        info->n_dim = d;
         info->is_u8 = u8;
-    } else if (dims[1] != info->n_dim || u8 != info->is_u8) {
-        log_error("%s: dataset '%s' has D = %zu (%s) but /train/x has D = %zu (%s)", path, name, dims[1],
-                  u8 ? "uint8" : "float32", info->n_dim, info->is_u8 ? "uint8" : "float32");
+    } else if (d != info->n_dim || u8 != info->is_u8) {
+        log_error("%s: dataset '%s' has D = %zu (%s) but /train/x has D = %zu (%s)", path, name, d,
+                  u8 ? "uint8" : "float", info->n_dim, info->is_u8 ? "uint8" : "float");
         return -1;
     }
     *n_out = dims[0];
+    return 0;
+}
+
+/* Check one split: x, and y when present (integer labels, one per row). */
+static int check_split(hid_t f, const char *path, const char *split, struct dataset_info *info, size_t *n_out,
+                       long shape[2], int first)
+{
+    char name[64];
+    int rank, is_signed;
+    size_t dims[4], elem;
+    H5T_class_t cls;
+    snprintf(name, sizeof name, "/%s/x", split);
+    if (check_x(f, path, name, info, n_out, shape, first))
+        return -1;
     snprintf(name, sizeof name, "/%s/y", split);
     if (H5Lexists(f, name, H5P_DEFAULT) > 0) {
         if (h5_dataset_shape(f, path, name, &rank, dims, &cls, &elem, &is_signed))
             return -1;
         if (rank != 1 || dims[0] != *n_out || cls != H5T_INTEGER) {
-            log_error("%s: dataset '%s' should be integer labels of shape (%zu), found %d-D (%zu)", path,
-                      name, *n_out, rank, dims[0]);
+            log_error("%s: dataset '%s' should be integer labels of shape (%zu), found %d-D (%zu) %s "
+                      "(HINT: y = y.astype(np.uint8))",
+                      path, name, *n_out, rank, dims[0], cls == H5T_INTEGER ? "integers" : "non-integers");
             return -1;
         }
         if (first)
@@ -121,6 +152,12 @@ static int verify_crc(const struct comm *c, const char *path, const char *name, 
     return -1;
 }
 
+/* An integer attribute that may be absent (out keeps its value then). */
+static int optional_long(hid_t f, const char *path, const char *name, long *out)
+{
+    return H5Aexists(f, name) > 0 ? h5_attr_get_long(f, path, name, out) : 0;
+}
+
 int dataset_open(const struct comm *c, const char *path, struct dataset_info *info)
 {
     memset(info, 0, sizeof *info);
@@ -131,28 +168,38 @@ int dataset_open(const struct comm *c, const char *path, struct dataset_info *in
     /* Every rank validates the same file: the lowest that fails says why, once. */
     log_hold();
     char fmt[64];
-    long version;
-    if (h5_attr_get_string(f, path, "format", fmt, sizeof fmt) ||
-        h5_attr_get_long(f, path, "version", &version))
+    long version = 1, shape[2] = {0, 0}, test_shape[2];
+    if (h5_attr_get_string(f, path, "format", fmt, sizeof fmt))
         goto out_close;
     if (strcmp(fmt, DATASET_FORMAT)) {
         log_error("%s: attribute 'format' is '%s', expected '%s' (make one with `vae_dist prep`)", path, fmt,
                   DATASET_FORMAT);
         goto out_close;
     }
+    /* version, image_rows and image_cols may be left out (h5py users): 1, and the shape of x. */
+    if (optional_long(f, path, "version", &version) ||
+        optional_long(f, path, "image_rows", &info->image_rows) ||
+        optional_long(f, path, "image_cols", &info->image_cols))
+        goto out_close;
     if (version < 1 || version > DATASET_VERSION) {
         log_error("%s: dataset version %ld is not supported (this build reads versions 1 to %d)", path,
                   version, DATASET_VERSION);
         goto out_close;
     }
-    if (h5_attr_get_long(f, path, "image_rows", &info->image_rows) ||
-        h5_attr_get_long(f, path, "image_cols", &info->image_cols))
-        goto out_close;
-    if (check_split(f, path, "train", info, &info->n_train, 1) ||
+    if (check_split(f, path, "train", info, &info->n_train, shape, 1) ||
         read_crc(f, path, "/train/x", &info->crc32_train))
         goto out_close;
-    if (H5Lexists(f, "/test", H5P_DEFAULT) > 0 && check_split(f, path, "test", info, &info->n_test, 0))
+    if (H5Lexists(f, "/test", H5P_DEFAULT) > 0 &&
+        check_split(f, path, "test", info, &info->n_test, test_shape, 0))
         goto out_close;
+    if (info->image_rows == 0 && info->image_cols == 0) {
+        info->image_rows = shape[0];
+        info->image_cols = shape[1];
+    } else if (shape[0] && (shape[0] != info->image_rows || shape[1] != info->image_cols)) {
+        log_error("%s: image_rows x image_cols = %ld x %ld, but /train/x holds %ld x %ld images", path,
+                  info->image_rows, info->image_cols, shape[0], shape[1]);
+        goto out_close;
+    }
     if (info->image_rows < 0 || info->image_cols < 0 || info->image_rows > (1 << 24) ||
         info->image_cols > (1 << 24) || (info->image_rows == 0) != (info->image_cols == 0) ||
         (info->image_rows && (size_t)info->image_rows * (size_t)info->image_cols != info->n_dim)) {
@@ -198,6 +245,25 @@ void shard_free(struct shard *s)
     memset(s, 0, sizeof *s);
 }
 
+/* Labels [lo, hi) of any integer type into uint8, each checked to be in [0, 255]. */
+static int read_labels(hid_t f, const char *path, const char *name, size_t lo, size_t hi, uint8_t *out)
+{
+    int64_t *v = malloc((hi - lo) * sizeof *v + 1);
+    int rc = v ? h5_read_rows(f, path, name, H5T_NATIVE_INT64, lo, hi, 1, v) : -1;
+    for (size_t i = 0; rc == 0 && i < hi - lo; i++) {
+        if (v[i] < 0 || v[i] > 255) {
+            log_error("%s: dataset '%s' row %zu holds label %lld; labels are class numbers in [0, 255]", path,
+                      name, lo + i, (long long)v[i]);
+            rc = -1;
+        }
+        out[i] = (uint8_t)v[i];
+    }
+    if (!v)
+        log_error("%s: out of memory for the labels of rows [%zu, %zu)", path, lo, hi);
+    free(v);
+    return rc;
+}
+
 int dataset_read_shard(const struct comm *c, const char *path, const struct dataset_info *info,
                        const char *split, size_t limit, size_t unit, struct shard *out)
 {
@@ -221,7 +287,7 @@ int dataset_read_shard(const struct comm *c, const char *path, const struct data
         ok = ok && h5_read_rows(f, path, x_name, t, lo, hi, info->n_dim, out->rows) == 0;
         snprintf(name, sizeof name, "/%s/y", split);
         if (ok && info->has_labels)
-            ok = h5_read_rows(f, path, name, H5T_NATIVE_UINT8, lo, hi, 1, out->labels) == 0;
+            ok = read_labels(f, path, name, lo, hi, out->labels) == 0;
         H5_CHECK(H5Fclose(f));
     }
     for (size_t i = 0; i < out->n_rows; i++)

@@ -79,6 +79,30 @@ hid_t h5_open_read(const struct comm *c, const char *path)
     return f;
 }
 
+/* A variable-length string attribute (h5py's default for str) into out. */
+static int read_vlen_string(hid_t a, const char *path, const char *name, char *out, size_t out_bytes)
+{
+    hid_t s = H5Aget_space(a), mt = H5Tcopy(H5T_C_S1);
+    H5_CHECK(H5Tset_size(mt, H5T_VARIABLE));
+    char *v = NULL;
+    int rc = -1;
+    if (s < 0 || H5Sget_simple_extent_npoints(s) != 1 || H5Aread(a, mt, &v) < 0 || !v)
+        log_error("%s: cannot read attribute '%s' (expected one string)", path, name);
+    else if (strlen(v) >= out_bytes)
+        log_error("%s: attribute '%s' should be a string under %zu bytes, found %zu", path, name, out_bytes,
+                  strlen(v));
+    else {
+        strcpy(out, v);
+        rc = 0;
+    }
+    if (v)
+        H5free_memory(v);
+    H5_CHECK(H5Tclose(mt));
+    if (s >= 0)
+        H5_CHECK(H5Sclose(s));
+    return rc;
+}
+
 int h5_attr_get_string(hid_t obj, const char *path, const char *name, char *out, size_t out_bytes)
 {
     int rc = -1;
@@ -89,9 +113,12 @@ int h5_attr_get_string(hid_t obj, const char *path, const char *name, char *out,
     }
     a = H5Aopen(obj, name, H5P_DEFAULT);
     t = a >= 0 ? H5Aget_type(a) : -1;
-    if (t < 0 || H5Tget_class(t) != H5T_STRING || H5Tis_variable_str(t) || H5Tget_size(t) >= out_bytes) {
-        log_error("%s: attribute '%s' should be a fixed-length string under %zu bytes", path, name,
-                  out_bytes);
+    if (t >= 0 && H5Tget_class(t) == H5T_STRING && H5Tis_variable_str(t) > 0) {
+        rc = read_vlen_string(a, path, name, out, out_bytes);
+        goto out_close;
+    }
+    if (t < 0 || H5Tget_class(t) != H5T_STRING || H5Tget_size(t) >= out_bytes) {
+        log_error("%s: attribute '%s' should be a string under %zu bytes", path, name, out_bytes);
         goto out_close;
     }
     mt = H5Tcopy(H5T_C_S1);
@@ -189,7 +216,7 @@ static int check_filters(hid_t d, const char *path, const char *dset)
     return rc;
 }
 
-int h5_dataset_shape(hid_t file, const char *path, const char *dset, int *rank, size_t dims[2],
+int h5_dataset_shape(hid_t file, const char *path, const char *dset, int *rank, size_t dims[4],
                      H5T_class_t *cls, size_t *elem_bytes, int *is_signed)
 {
     if (H5Lexists(file, dset, H5P_DEFAULT) <= 0) {
@@ -203,15 +230,15 @@ int h5_dataset_shape(hid_t file, const char *path, const char *dset, int *rank, 
         return -1;
     }
     hid_t s = H5Dget_space(d), t = H5Dget_type(d);
-    hsize_t h[2] = {0, 0};
+    hsize_t h[4] = {0, 1, 1, 1};
     int r = H5Sget_simple_extent_ndims(s);
     int rc = -1;
-    if (r < 1 || r > 2 || H5Sget_simple_extent_dims(s, h, NULL) < 0) {
-        log_error("%s: dataset '%s' should have 1 or 2 dimensions, found %d", path, dset, r);
+    if (r < 1 || r > 4 || H5Sget_simple_extent_dims(s, h, NULL) < 0) {
+        log_error("%s: dataset '%s' should have 1 to 4 dimensions, found %d", path, dset, r);
     } else if (check_filters(d, path, dset) == 0) {
         *rank = r;
-        dims[0] = (size_t)h[0];
-        dims[1] = r == 2 ? (size_t)h[1] : 1;
+        for (int k = 0; k < 4; k++)
+            dims[k] = (size_t)h[k];
         *cls = H5Tget_class(t);
         *elem_bytes = H5Tget_size(t);
         *is_signed = *cls == H5T_INTEGER ? H5Tget_sign(t) == H5T_SGN_2 : 1;
@@ -231,8 +258,14 @@ int h5_read_rows(hid_t f, const char *path, const char *name, hid_t mem_type, si
         log_error("%s: cannot open dataset '%s'", path, name);
         return -1;
     }
+    /* Rows of a (N, ...) dataset of any rank: row i is everything at [i, ...]. */
     hid_t fs = H5Dget_space(d);
-    hsize_t start[2] = {lo, 0}, count[2] = {hi - lo, n_cols};
+    hsize_t dims[4] = {0, 1, 1, 1}, start[4] = {lo, 0, 0, 0}, count[4];
+    int r = H5Sget_simple_extent_ndims(fs);
+    VAE_ASSERT(r >= 1 && r <= 4 && H5Sget_simple_extent_dims(fs, dims, NULL) == r);
+    count[0] = hi - lo;
+    for (int k = 1; k < 4; k++)
+        count[k] = dims[k];
     hsize_t mcount[1] = {(hi - lo) * n_cols};
     hid_t ms = H5Screate_simple(1, mcount, NULL);
     if (hi == lo) {

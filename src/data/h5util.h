@@ -56,8 +56,8 @@ int h5_attr_get_long(hid_t obj, const char *path, const char *name, long *out);
 int h5_attr_put_string(hid_t obj, const char *name, const char *value);
 int h5_attr_put_long(hid_t obj, const char *name, long value);
 
-/* Rank and dims of a dataset (up to 2); -1 with a message when missing. */
-int h5_dataset_shape(hid_t file, const char *path, const char *dset, int *rank, size_t dims[2],
+/* Rank and dims of a dataset (up to 4; dims beyond the rank are 1); -1 with a message when missing. */
+int h5_dataset_shape(hid_t file, const char *path, const char *dset, int *rank, size_t dims[4],
                      H5T_class_t *cls, size_t *elem_bytes, int *is_signed);
 
 /*

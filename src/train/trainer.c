@@ -42,6 +42,25 @@ static int check_batch(const struct trainer *t)
     return err[0] ? -1 : 0;
 }
 
+/* Float data outside [0, 1] under the Bernoulli likelihood trains, but not on
+ * what the user meant: say so (rank 0, once). Collective. */
+static void warn_range(const struct trainer *t)
+{
+    if (t->info.is_u8 || t->cfg->likelihood != LIK_BERNOULLI)
+        return;
+    const float *x = (const float *)t->train.rows;
+    double r[2] = {-INFINITY, -INFINITY}; /* max, -min */
+    for (size_t i = 0; i < t->train.n_rows * t->train.n_dim; i++) {
+        r[0] = x[i] > r[0] ? x[i] : r[0];
+        r[1] = -x[i] > r[1] ? -x[i] : r[1];
+    }
+    comm_allreduce_max_f64(t->c, r, 2);
+    if (t->rank == 0 && (r[0] > 1 || r[1] > 0))
+        log_warn("%s: the training data range over [%g, %g], but model.likelihood = bernoulli models values "
+                 "in [0, 1] (HINT: scale the data to [0, 1], or set model.likelihood = gaussian)",
+                 t->cfg->data_path, -r[1], r[0]);
+}
+
 /* Validate the dataset and read this rank's block of each split. Collective. */
 static int read_data(struct trainer *t)
 {
@@ -49,8 +68,9 @@ static int read_data(struct trainer *t)
     if (dataset_open(t->c, cfg->data_path, &t->info))
         return -1;
     if ((size_t)cfg->batch_size > t->info.n_train) {
-        log_error("%s: batch_size = %ld exceeds the %zu training samples", cfg->data_path, cfg->batch_size,
-                  t->info.n_train);
+        if (t->rank == 0)
+            log_error("%s: batch_size = %ld exceeds the %zu training samples", cfg->data_path,
+                      cfg->batch_size, t->info.n_train);
         return -1;
     }
     t->steps_per_epoch = t->info.n_train / (size_t)cfg->batch_size;
@@ -58,6 +78,7 @@ static int read_data(struct trainer *t)
         return -1;
     if (t->info.n_test && dataset_read_shard(t->c, cfg->data_path, &t->info, "test", 0, EVAL_CHUNK, &t->test))
         return -1;
+    warn_range(t);
     return 0;
 }
 
