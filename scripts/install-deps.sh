@@ -4,14 +4,15 @@
 #   scripts/install-deps.sh          build, test and run dependencies (Slurm and munge for
 #                                    the Slurm test, gnuplot for the plots, clang and its
 #                                    libFuzzer runtime for tests/fuzz)
-#   scripts/install-deps.sh --torch  also python3-torch (the PyTorch reference in bench/)
+#   scripts/install-deps.sh --torch  also python3-torch, -numpy, -h5py (the PyTorch reference in
+#                                    bench/, the interop test of python/vae_dist_torch.py)
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config
       libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools
       libopenblas-dev libcmocka-dev librandom123-dev libpng-dev zlib1g-dev
       dataset-fashion-mnist python3 bc procps gzip clang-format clang libclang-rt-14-dev patch iproute2 util-linux
       slurmctld slurmd slurm-client slurm-wlm-basic-plugins munge gnuplot-nox)
-[ "${1:-}" = "--torch" ] && pkgs+=(python3-torch python3-numpy)
+[ "${1:-}" = "--torch" ] && pkgs+=(python3-torch python3-numpy python3-h5py)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -7,7 +7,7 @@
 # targets (config, dataset, checkpoint) for FUZZ_SECONDS each (default 60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
+scripts/install-deps.sh --torch
 # The layout of every C file is .clang-format's (STYLE.md).
 git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror
 scripts/build.sh

@@ -80,10 +80,11 @@ hid_t h5_open_read(const struct comm *c, const char *path)
 }
 
 /* A variable-length string attribute (h5py's default for str) into out. */
-static int read_vlen_string(hid_t a, const char *path, const char *name, char *out, size_t out_bytes)
+static int read_vlen_string(hid_t a, hid_t t, const char *path, const char *name, char *out, size_t out_bytes)
 {
     hid_t s = H5Aget_space(a), mt = H5Tcopy(H5T_C_S1);
     H5_CHECK(H5Tset_size(mt, H5T_VARIABLE));
+    H5_CHECK(H5Tset_cset(mt, H5Tget_cset(t))); /* h5py writes UTF-8; HDF5 converts no charset */
     char *v = NULL;
     int rc = -1;
     if (s < 0 || H5Sget_simple_extent_npoints(s) != 1 || H5Aread(a, mt, &v) < 0 || !v)
@@ -114,7 +115,7 @@ int h5_attr_get_string(hid_t obj, const char *path, const char *name, char *out,
     a = H5Aopen(obj, name, H5P_DEFAULT);
     t = a >= 0 ? H5Aget_type(a) : -1;
     if (t >= 0 && H5Tget_class(t) == H5T_STRING && H5Tis_variable_str(t) > 0) {
-        rc = read_vlen_string(a, path, name, out, out_bytes);
+        rc = read_vlen_string(a, t, path, name, out, out_bytes);
         goto out_close;
     }
     if (t < 0 || H5Tget_class(t) != H5T_STRING || H5Tget_size(t) >= out_bytes) {
@@ -124,6 +125,7 @@ int h5_attr_get_string(hid_t obj, const char *path, const char *name, char *out,
     mt = H5Tcopy(H5T_C_S1);
     H5_CHECK(H5Tset_size(mt, out_bytes));
     H5_CHECK(H5Tset_strpad(mt, H5T_STR_NULLTERM));
+    H5_CHECK(H5Tset_cset(mt, H5Tget_cset(t)));
     memset(out, 0, out_bytes);
     if (H5Aread(a, mt, out) < 0) {
         log_error("%s: cannot read attribute '%s'", path, name);
