@@ -64,12 +64,11 @@ for f in "$W"/ck/*; do
     outcome checkpoint "${M[@]}" eval --checkpoint "$f" --data "$W/d.h5"
     outcome checkpoint "${M[@]}" info --checkpoint "$f"
     outcome checkpoint "${M[@]}" sample --checkpoint "$f" --n 4 --out "$W/s.png"
-    outcome checkpoint "${M[@]}" recon --checkpoint "$f" --data "$W/d.h5" --n 4 --out "$W/r.png"
 done
 
 # Configs: every key with hostile values, and malformed files.
 keys=$("$VAE" config | sed -n 's/^| `\([a-z_]*\)\.\([a-z_]*\)`.*/\1 \2/p')
-bad=("" "-1" "1e309" "nan" "abc" "0x10" "99999999999999999999" "1.5")
+bad=("" "-1" "1e309" "abc" "1.5")
 n=0
 while read -r sec key; do
     for v in "${bad[@]}"; do

@@ -110,4 +110,18 @@ for i in range(8):
     got = grid[r0:r0 + side, c0:c0 + side]
     worst = max(worst, np.abs(got - np.round(x_hat[i] * 255)).max())
 check(f"recon: vae_dist's reconstructions equal PyTorch's decode(mu) to {worst} grey levels (<= 1)", worst <= 1)
+# 4. python/vae_dist_convert.py: from a .npz (float64 images, int64 labels) and from an HDF5 path.
+npz = os.path.join(work, "arrays.npz")
+x, y = images(256)
+np.savez(npz, x=x.astype(np.float64) / 255.0, y=y)
+conv = os.path.join(os.path.dirname(__file__), "..", "python", "vae_dist_convert.py")
+out = os.path.join(work, "converted.h5")
+c = subprocess.run([sys.executable, conv, out, "--train", npz + ":x", "--train-labels", npz + ":y",
+                    "--test", data + ":/test/x", "--test-labels", data + ":/test/y"], capture_output=True, text=True)
+check("vae_dist_convert.py from .npz and .h5 paths (exit %d)" % c.returncode, c.returncode == 0)
+r = run("train", "--resume", "none", "--set", f"data.path={out}", "--set", f"run.dir={work}/conv",
+        "--set", "model.hidden=16", "--set", "model.latent=2", "--set", "train.batch_size=32", "--set",
+        "train.max_steps=4")
+check("vae_dist trains on the converted file, its checksums verified (exit %d)" % r.returncode,
+      r.returncode == 0 and "warning" not in r.stderr)
 sys.exit(1 if failed else 0)
