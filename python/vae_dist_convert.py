@@ -9,7 +9,8 @@ Each X or Y is one of
     folder/              the PNG images of a folder, in name order (needs Pillow)
 Images are (N, H, W), (N, C, H, W) or (N, D): uint8 pixels stay uint8, floats are written as
 float32 (they should lie in [0, 1] for the Bernoulli likelihood), integers in [0, 255] become
-uint8. Labels become uint8 (each must be in [0, 255]). The file carries the crc32 attributes that
+uint8; where one split is float and the other uint8, the pixels become floats (/ 255).
+Labels become uint8 (each must be in [0, 255]). The file carries the crc32 attributes that
 vae_dist checks on load (docs/formats.md). Needs NumPy and h5py.
 """
 import argparse
@@ -74,18 +75,23 @@ def main():
     p.add_argument("--test")
     p.add_argument("--test-labels")
     a = p.parse_args()
+    splits = {}
+    for split, xs, ys in (("train", a.train, a.train_labels), ("test", a.test, a.test_labels)):
+        if xs is not None:
+            x = as_images(load(xs), xs)
+            splits[split] = (x, None if ys is None else as_labels(load(ys), len(x), ys))
+    # Both splits share one dtype: pixels become floats in [0, 1] where the other split is float.
+    if len({x.dtype for x, _ in splits.values()}) > 1:
+        splits = {k: (x.astype(np.float32) / 255 if x.dtype == np.uint8 else x, y) for k, (x, y) in splits.items()}
     with h5py.File(a.out, "w", libver=("v108", "v110")) as f:
         f.attrs["format"] = "vae_dist-dataset"
         f.attrs["version"] = 1
-        for split, xs, ys in (("train", a.train, a.train_labels), ("test", a.test, a.test_labels)):
-            if xs is None:
-                continue
-            x = as_images(load(xs), xs)
+        for split, (x, y) in splits.items():
             f[f"{split}/x"] = x
             f[f"{split}/x"].attrs["crc32"] = zlib.crc32(np.ascontiguousarray(x).tobytes())
-            if ys is not None:
-                f[f"{split}/y"] = as_labels(load(ys), len(x), ys)
-            print(f"{a.out}: /{split}/x {x.shape} {x.dtype}" + (", labels" if ys else ""))
+            if y is not None:
+                f[f"{split}/y"] = y
+            print(f"{a.out}: /{split}/x {x.shape} {x.dtype}" + (", labels" if y is not None else ""))
 
 
 if __name__ == "__main__":
