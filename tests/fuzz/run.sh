@@ -31,7 +31,7 @@ for t in config dataset ckpt; do
             echo "not ok - fuzz_$t: a regression input fails ($out/$t-regress.log)"; failed=1
         fi
     fi
-    corpus=$(mktemp -d)
+    corpus=$(mktemp -d "$out/corpus-$t-XXXXXX")
     cp "$here/corpus/$t"/* "$corpus/"
     "$bin" "${opts[@]}" -seed="${FUZZ_SEED:-1}" -max_total_time="$seconds" -print_final_stats=1 "$corpus" \
         >"$out/$t.log" 2>&1
