@@ -412,6 +412,14 @@ static int tool_args(const struct comm *c, const char *cmd, int argc, char **arg
         log_error("%s: --checkpoint PATH is required\n%s", cmd, usage_tools);
         return VAE_EXIT_USAGE;
     }
+    const char *paths[] = {a->checkpoint, a->data, a->out};
+    for (size_t i = 0; i < 3; i++) {
+        if (paths[i] && strlen(paths[i]) >= CONFIG_STR_MAX) {
+            log_error("%s: a path of %zu bytes; paths are limited to %d bytes", cmd, strlen(paths[i]),
+                      CONFIG_STR_MAX - 1);
+            return VAE_EXIT_USAGE;
+        }
+    }
     int picture = !strcmp(cmd, "sample") || !strcmp(cmd, "recon");
     if (a->out && picture && !ends_with(a->out, ".png")) {
         log_error("%s: --out %s: pictures are written as PNG; expected a name ending in .png", cmd, a->out);

@@ -79,6 +79,22 @@ hid_t h5_open_read(const struct comm *c, const char *path)
     return f;
 }
 
+/* 0 if attribute `name` exists; else -1 with a message telling a missing
+ * attribute from metadata that cannot be read (a checksum failure). */
+static int attr_missing(hid_t obj, const char *path, const char *name)
+{
+    htri_t e = H5Aexists(obj, name);
+    if (e > 0)
+        return 0;
+    if (e == 0)
+        log_error("%s: attribute '%s' is missing", path, name);
+    else
+        log_error("%s: cannot read attribute '%s': the file's metadata are damaged (HDF5 checksum or "
+                  "structure error)",
+                  path, name);
+    return -1;
+}
+
 /* A variable-length string attribute (h5py's default for str) into out. */
 static int read_vlen_string(hid_t a, hid_t t, const char *path, const char *name, char *out, size_t out_bytes)
 {
@@ -108,10 +124,8 @@ int h5_attr_get_string(hid_t obj, const char *path, const char *name, char *out,
 {
     int rc = -1;
     hid_t a = -1, t = -1, mt = -1;
-    if (H5Aexists(obj, name) <= 0) {
-        log_error("%s: attribute '%s' is missing", path, name);
+    if (attr_missing(obj, path, name))
         return -1;
-    }
     a = H5Aopen(obj, name, H5P_DEFAULT);
     t = a >= 0 ? H5Aget_type(a) : -1;
     if (t >= 0 && H5Tget_class(t) == H5T_STRING && H5Tis_variable_str(t) > 0) {
@@ -146,10 +160,8 @@ out_close:
 int h5_attr_get_long(hid_t obj, const char *path, const char *name, long *out)
 {
     int rc = -1;
-    if (H5Aexists(obj, name) <= 0) {
-        log_error("%s: attribute '%s' is missing", path, name);
+    if (attr_missing(obj, path, name))
         return -1;
-    }
     hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
     hid_t t = a >= 0 ? H5Aget_type(a) : -1;
     hid_t s = a >= 0 ? H5Aget_space(a) : -1;
@@ -228,7 +240,7 @@ int h5_dataset_shape(hid_t file, const char *path, const char *dset, int *rank, 
     }
     hid_t d = H5Dopen2(file, dset, H5P_DEFAULT);
     if (d < 0) {
-        log_error("%s: '%s' is not a dataset", path, dset);
+        log_error("%s: cannot open '%s' as a dataset (damaged file, or not a dataset)", path, dset);
         return -1;
     }
     hid_t s = H5Dget_space(d), t = H5Dget_type(d);
