@@ -49,7 +49,7 @@ outcome() {
 }
 export -f outcome signature
 export W
-# Cases are lines of $W/cases ("FAMILY COMMAND..."), run two at a time.
+# Cases are lines of $W/cases ("FAMILY COMMAND..."), JOBS (6) at a time: most of a case is waiting.
 add() { printf '%q ' "$@" >>"$W/cases"; echo >>"$W/cases"; }
 mutants() { # mutants FILE PREFIX: 80 byte flips, 20 truncations, 10 zeroed ranges
     local f=$1 p=$2 size i off
@@ -77,12 +77,15 @@ ref_case() { local fam=$1; shift; local out; out=$("$@" 2>&1) || { echo "referen
     signature "$out" "$@" >"$W/ref.$fam.$5"; }
 ref_case dataset "${M[@]}" train --resume none --set data.path="$W/d.h5" --set run.dir="$W/r-ref" \
     --set model.hidden=8 --set model.latent=2 --set train.batch_size=32 --set train.max_steps=2
-for cmd in eval info sample recon; do
+for cmd in train eval info sample recon; do
     case $cmd in
+        train) a=(--resume "$C" --set data.path="$W/d.h5" --set run.dir="$W/r-ref2" --set model.hidden=8
+                  --set model.latent=2 --set train.batch_size=32 --set train.max_steps=6) ;;
         eval) a=(--data "$W/d.h5") ;; info) a=() ;; sample) a=(--n 4 --out "$W/s.png") ;;
         recon) a=(--data "$W/d.h5" --n 4 --out "$W/r.png") ;;
     esac
-    ref_case checkpoint "${M[@]}" $cmd --checkpoint "$C" "${a[@]}"
+    [ $cmd = train ] || a=(--checkpoint "$C" "${a[@]}")
+    ref_case checkpoint "${M[@]}" $cmd "${a[@]}"
 done
 mkdir -p "$W/ds" "$W/ck"
 mutants "$W/d.h5" "$W/ds/d"
@@ -124,7 +127,7 @@ done
 # The run directories of parallel cases must differ: each case gets its own.
 awk '{ gsub(/r-(ds|ck|cfg)/, "&" NR); gsub(/\/s\.png/, "/s" NR ".png"); gsub(/\/r\.png/, "/r" NR ".png"); print }' \
     "$W/cases" >"$W/cases.n"
-grep -E "^($(echo "$FAMILIES" | tr ' ' '|')) " "$W/cases.n" | tr '\n' '\0' | xargs -0 -P 2 -I{} bash -c "outcome {}"
+grep -E "^($(echo "$FAMILIES" | tr ' ' '|')) " "$W/cases.n" | tr '\n' '\0' | xargs -0 -P "${JOBS:-6}" -I{} bash -c "outcome {}"
 for fam in $FAMILIES; do
     echo "$fam: $(grep -c "^$fam error" "$W/results") clean errors," \
         "$(grep -c "^$fam same" "$W/results") accepted with the undamaged file's output," \
