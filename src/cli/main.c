@@ -373,6 +373,34 @@ static int ends_with(const char *s, const char *tail)
     return n >= k && !strcasecmp(s + n - k, tail);
 }
 
+/* The tools' paths: --checkpoint given, none too long, --out of the kind the command writes.
+ * -1 to go on, or VAE_EXIT_USAGE. */
+static int check_tool_paths(const char *cmd, const struct infer_args *a)
+{
+    if (!a->checkpoint) {
+        log_error("%s: --checkpoint PATH is required\n%s", cmd, usage_tools);
+        return VAE_EXIT_USAGE;
+    }
+    const char *paths[] = {a->checkpoint, a->data, a->out};
+    for (size_t i = 0; i < 3; i++) {
+        if (paths[i] && strlen(paths[i]) >= CONFIG_STR_MAX) {
+            log_error("%s: a path of %zu bytes; paths are limited to %d bytes", cmd, strlen(paths[i]),
+                      CONFIG_STR_MAX - 1);
+            return VAE_EXIT_USAGE;
+        }
+    }
+    int picture = !strcmp(cmd, "sample") || !strcmp(cmd, "recon");
+    if (a->out && picture && !ends_with(a->out, ".png")) {
+        log_error("%s: --out %s: pictures are written as PNG; expected a name ending in .png", cmd, a->out);
+        return VAE_EXIT_USAGE;
+    }
+    if (a->out && !picture && !ends_with(a->out, ".h5") && !ends_with(a->out, ".hdf5")) {
+        log_error("%s: --out %s: results are written as HDF5; expected a name ending in .h5", cmd, a->out);
+        return VAE_EXIT_USAGE;
+    }
+    return -1;
+}
+
 /* The tools' flags into a: -1 to go on, or the VAE_EXIT_* to end with. Local. */
 static int tool_args(const struct comm *c, const char *cmd, int argc, char **argv, struct infer_args *a)
 {
@@ -408,28 +436,7 @@ static int tool_args(const struct comm *c, const char *cmd, int argc, char **arg
             return VAE_EXIT_USAGE;
         }
     }
-    if (!a->checkpoint) {
-        log_error("%s: --checkpoint PATH is required\n%s", cmd, usage_tools);
-        return VAE_EXIT_USAGE;
-    }
-    const char *paths[] = {a->checkpoint, a->data, a->out};
-    for (size_t i = 0; i < 3; i++) {
-        if (paths[i] && strlen(paths[i]) >= CONFIG_STR_MAX) {
-            log_error("%s: a path of %zu bytes; paths are limited to %d bytes", cmd, strlen(paths[i]),
-                      CONFIG_STR_MAX - 1);
-            return VAE_EXIT_USAGE;
-        }
-    }
-    int picture = !strcmp(cmd, "sample") || !strcmp(cmd, "recon");
-    if (a->out && picture && !ends_with(a->out, ".png")) {
-        log_error("%s: --out %s: pictures are written as PNG; expected a name ending in .png", cmd, a->out);
-        return VAE_EXIT_USAGE;
-    }
-    if (a->out && !picture && !ends_with(a->out, ".h5") && !ends_with(a->out, ".hdf5")) {
-        log_error("%s: --out %s: results are written as HDF5; expected a name ending in .h5", cmd, a->out);
-        return VAE_EXIT_USAGE;
-    }
-    return -1;
+    return check_tool_paths(cmd, a);
 }
 
 static int cmd_tool(const struct comm *c, const char *cmd, int argc, char **argv)
@@ -512,6 +519,17 @@ static long launcher_rank(void)
     return -1;
 }
 
+/* prep and synth write one file: under a launcher only its first process runs them. */
+static int cmd_serial(const char *cmd, int argc, char **argv)
+{
+    long rank = launcher_rank();
+    if (rank > 0)
+        return VAE_EXIT_OK;
+    if (rank == 0)
+        log_note("%s runs on one process; the launcher's other processes do nothing", cmd);
+    return !strcmp(cmd, "prep") ? cmd_prep(argc, argv) : cmd_synth(argc, argv);
+}
+
 int main(int argc, char **argv)
 {
     const char *cmd = argc > 1 && argv[1][0] != '-' ? argv[1] : "train";
@@ -533,16 +551,8 @@ int main(int argc, char **argv)
         config_write_reference(stdout);
         return VAE_EXIT_OK;
     }
-    if (!strcmp(cmd, "prep") || !strcmp(cmd, "synth")) {
-        /* Serial commands: under a launcher only its first process writes. */
-        long rank = launcher_rank();
-        if (rank > 0)
-            return VAE_EXIT_OK;
-        if (rank == 0)
-            log_note("%s runs on one process; the launcher's other processes do nothing", cmd);
-        return !strcmp(cmd, "prep") ? cmd_prep(argc - first, argv + first)
-                                    : cmd_synth(argc - first, argv + first);
-    }
+    if (!strcmp(cmd, "prep") || !strcmp(cmd, "synth"))
+        return cmd_serial(cmd, argc - first, argv + first);
     /* Before MPI_Init, the slow part of start-up: a SIGTERM that arrives
      * while the job starts still ends in a checkpoint and exit 42. */
     if (!strcmp(cmd, "train"))

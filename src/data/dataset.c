@@ -158,6 +158,28 @@ static int optional_long(hid_t f, const char *path, const char *name, long *out)
     return H5Aexists(f, name) > 0 ? h5_attr_get_long(f, path, name, out) : 0;
 }
 
+/* The picture shape: the attributes', else the one x's dimensions imply; checked against D. */
+static int image_shape(const char *path, struct dataset_info *info, const long shape[2])
+{
+    if (info->image_rows == 0 && info->image_cols == 0) {
+        info->image_rows = shape[0];
+        info->image_cols = shape[1];
+    } else if (shape[0] && (shape[0] != info->image_rows || shape[1] != info->image_cols)) {
+        log_error("%s: image_rows x image_cols = %ld x %ld, but /train/x holds %ld x %ld images", path,
+                  info->image_rows, info->image_cols, shape[0], shape[1]);
+        return -1;
+    }
+    if (info->image_rows < 0 || info->image_cols < 0 || info->image_rows > (1 << 24) ||
+        info->image_cols > (1 << 24) || (info->image_rows == 0) != (info->image_cols == 0) ||
+        (info->image_rows && (size_t)info->image_rows * (size_t)info->image_cols != info->n_dim)) {
+        log_error("%s: image_rows x image_cols = %ld x %ld; expected 0 x 0 (not images) or two sizes in "
+                  "[1, 2^24] whose product is D = %zu",
+                  path, info->image_rows, info->image_cols, info->n_dim);
+        return -1;
+    }
+    return 0;
+}
+
 int dataset_open(const struct comm *c, const char *path, struct dataset_info *info)
 {
     memset(info, 0, sizeof *info);
@@ -192,23 +214,7 @@ int dataset_open(const struct comm *c, const char *path, struct dataset_info *in
     if (H5Lexists(f, "/test", H5P_DEFAULT) > 0 &&
         check_split(f, path, "test", info, &info->n_test, test_shape, 0))
         goto out_close;
-    if (info->image_rows == 0 && info->image_cols == 0) {
-        info->image_rows = shape[0];
-        info->image_cols = shape[1];
-    } else if (shape[0] && (shape[0] != info->image_rows || shape[1] != info->image_cols)) {
-        log_error("%s: image_rows x image_cols = %ld x %ld, but /train/x holds %ld x %ld images", path,
-                  info->image_rows, info->image_cols, shape[0], shape[1]);
-        goto out_close;
-    }
-    if (info->image_rows < 0 || info->image_cols < 0 || info->image_rows > (1 << 24) ||
-        info->image_cols > (1 << 24) || (info->image_rows == 0) != (info->image_cols == 0) ||
-        (info->image_rows && (size_t)info->image_rows * (size_t)info->image_cols != info->n_dim)) {
-        log_error("%s: image_rows x image_cols = %ld x %ld; expected 0 x 0 (not images) or two sizes in "
-                  "[1, 2^24] whose product is D = %zu",
-                  path, info->image_rows, info->image_cols, info->n_dim);
-        goto out_close;
-    }
-    ok = 1;
+    ok = image_shape(path, info, shape) == 0;
 out_close:
     H5_CHECK(H5Fclose(f));
     int first = comm_first_failure(c, ok);
