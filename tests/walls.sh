@@ -4,15 +4,15 @@
 # objects leave undefined say which foreign library it calls. Only comm
 # calls MPI (data names MPI_INFO_NULL, which parallel HDF5's file access
 # needs), only data calls HDF5 and zlib, only model BLAS, only picture
-# libpng, only core inih.
+# libpng.
 #   tests/walls.sh BUILD_DIR
 set -euo pipefail
 lib=${1:?usage: walls.sh BUILD_DIR}/src
 fail=0
 # room:pattern of foreign symbols it may use
 allowed=(comm:'^(P?MPI_|ompi_)' data:'^(H5|gz|crc32|ompi_mpi_info_null$)' model:'^(cblas_|openblas_)'
-         picture:'^png_' core:'^ini_')
-foreign='^(P?MPI_|ompi_|H5|gz|crc32|cblas_|openblas_|png_|ini_)'
+         picture:'^png_')
+foreign='^(P?MPI_|ompi_|H5|gz|crc32|cblas_|openblas_|png_)'
 for a in "$lib"/libvae_*.a; do
     room=$(basename "$a" .a); room=${room#libvae_}
     ok='^$'

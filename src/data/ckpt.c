@@ -267,9 +267,9 @@ static double content_bytes(const struct ckpt_content *ct)
 }
 
 /*
- * Room first: a write that fails half-way leaves libhdf5 with a file it
- * cannot close (and it retries at MPI_Finalize). Data plus 1 MiB and 1 %
- * for the HDF5 structure and the config text. Collective.
+ * Room first, the cheap check: a write that fails half-way costs a write
+ * (write_file then stops every rank together and frees the file's blocks).
+ * Data plus 1 MiB and 1 % for the HDF5 structure and the config text. Collective.
  */
 static int check_room(const struct comm *c, const char *run_dir, int64_t step, double bytes)
 {

@@ -87,9 +87,10 @@ int ckpt_inspect(const struct comm *c, const char *path, struct ckpt_meta *meta)
 void ckpt_meta_free(struct ckpt_meta *meta);
 
 /*
- * Resume with `--resume auto`: ckpt_load the checkpoint named by
- * run_dir/ckpt/latest, then every step-*.h5 from newest to oldest, warning
- * for each one that does not load (partial .tmp files are never candidates).
+ * Resume with `--resume auto`: ckpt_load every step-*.h5 of run_dir/ckpt
+ * from the newest step to the oldest until one loads, warning for each one
+ * that does not (partial .tmp files are never candidates; ckpt/latest is for
+ * people and tools: a run killed before updating it left a newer file).
  * Returns 1 if one was loaded (got set), 0 if the run has no checkpoint
  * (fresh start), -1 if checkpoints exist but none loads (the run stops
  * rather than start over). Collective.
