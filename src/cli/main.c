@@ -265,6 +265,21 @@ static int cmd_synth(int argc, char **argv)
 }
 
 /* train's flags into cfg and resume: -1 to go on, or the VAE_EXIT_* to end with. Local. */
+/*
+ * After a command's flags were read under log_hold: agree across ranks.
+ * rc is the reader's (-1: go on, else an exit code). Returns -1 to go on,
+ * or the exit code: a rank's own, or `fallback` on a rank that was fine
+ * while another failed. Only the lowest failing rank prints why.
+ */
+static int agree_args(const struct comm *c, int rc, int fallback)
+{
+    int first = comm_first_failure(c, rc < 0 || rc == VAE_EXIT_OK);
+    log_release(first == comm_rank(c));
+    if (first >= 0)
+        return rc >= 0 ? rc : fallback;
+    return rc;
+}
+
 /* The --config file named on the command line, or "none (defaults)". */
 static const char *config_file(int argc, char **argv)
 {
@@ -323,11 +338,7 @@ static int cmd_train(const struct comm *c, int argc, char **argv, char plot_dir[
     const char *resume = "auto";
     /* Every rank reads the same flags and files: the lowest rank that fails says why, once. */
     log_hold();
-    int rc = train_args(c, argc, argv, &cfg, &resume);
-    int first = comm_first_failure(c, rc < 0 || rc == VAE_EXIT_OK);
-    log_release(first == comm_rank(c));
-    if (first >= 0)
-        return rc >= 0 ? rc : VAE_EXIT_ERROR;
+    int rc = agree_args(c, train_args(c, argc, argv, &cfg, &resume), VAE_EXIT_ERROR);
     if (rc >= 0)
         return rc;
     if (comm_rank(c) == 0)
@@ -443,11 +454,7 @@ static int cmd_tool(const struct comm *c, const char *cmd, int argc, char **argv
 {
     struct infer_args a = {0};
     log_hold();
-    int rc = tool_args(c, cmd, argc, argv, &a);
-    int first = comm_first_failure(c, rc < 0 || rc == VAE_EXIT_OK);
-    log_release(first == comm_rank(c));
-    if (first >= 0)
-        return rc >= 0 ? rc : VAE_EXIT_USAGE;
+    int rc = agree_args(c, tool_args(c, cmd, argc, argv, &a), VAE_EXIT_USAGE);
     if (rc >= 0)
         return rc;
     if (!strcmp(cmd, "eval"))
