@@ -43,7 +43,7 @@ static void small_config(struct config *cfg, const char *run)
     config_defaults(cfg);
     snprintf(cfg->data_path, sizeof cfg->data_path, "%s/data.h5", g_dir);
     snprintf(cfg->run_dir, sizeof cfg->run_dir, "%s/%s", g_dir, run);
-    cfg->hidden[0] = 12;
+    cfg->hidden.v[0] = 12;
     cfg->latent = 3;
     cfg->batch_size = 32;
     cfg->micro_batch = 8;
@@ -203,7 +203,7 @@ static void test_shape_mismatch_named(void **state)
     (void)state;
     struct config cfg;
     small_config(&cfg, "straight");
-    cfg.hidden[0] = 13;
+    cfg.hidden.v[0] = 13;
     cfg.max_steps = 50;
     char path[512];
     snprintf(path, sizeof path, "%s/straight/ckpt/step-00000040.h5", g_dir);
@@ -225,7 +225,7 @@ struct saved {
 static void saved_init(struct saved *s)
 {
     small_config(&s->cfg, "straight");
-    assert_int_equal(vae_init(&s->m, &s->cfg, 16, 4), 0);
+    assert_int_equal(vae_init(&s->m, &s->cfg, 16, NULL, 4), 0);
     assert_int_equal(optim_init(&s->o, &s->cfg, s->m.n_params, 100), 0);
     s->buf[0] = (struct ckpt_buffer){"/model/params", s->m.params, s->m.n_params};
     s->buf[1] = (struct ckpt_buffer){"/optim/state0", s->o.state[0], s->o.n};

@@ -46,8 +46,8 @@ static void test_defaults_are_pytorch_example(void **state)
     (void)state;
     struct config c;
     config_defaults(&c);
-    assert_int_equal(c.n_hidden, 1);
-    assert_int_equal(c.hidden[0], 400);
+    assert_int_equal(c.hidden.n, 1);
+    assert_int_equal(c.hidden.v[0], 400);
     assert_int_equal(c.latent, 20);
     assert_int_equal(c.optim, OPT_ADAM);
     assert_true(c.lr == 1e-3);
@@ -68,8 +68,8 @@ static void test_file_and_overrides(void **state)
                               "[optim]\nname = rmsprop\nlr = 3e-4\n[train]\nreproducible = true\n");
     assert_int_equal(config_load_file(&c, p), 0);
     unlink(p);
-    assert_int_equal(c.n_hidden, 2);
-    assert_int_equal(c.hidden[1], 256);
+    assert_int_equal(c.hidden.n, 2);
+    assert_int_equal(c.hidden.v[1], 256);
     assert_int_equal(c.latent, 8);
     assert_int_equal(c.activation, ACT_TANH);
     assert_int_equal(c.optim, OPT_RMSPROP);
@@ -84,7 +84,7 @@ static void test_file_and_overrides(void **state)
     char err[256];
     assert_int_equal(config_from_string(&d, text, err, sizeof err), 0);
     free(text);
-    assert_int_equal(d.hidden[0], 512);
+    assert_int_equal(d.hidden.v[0], 512);
     assert_true(d.lr == 0.5);
     assert_int_equal(d.reproducible, 1);
 }
@@ -155,7 +155,7 @@ static void test_ini_lines(void **state)
     const char *p = write_ini("[model]\nhidden = 64\n  128\n");
     assert_int_equal(capture(config_load_file, &c, p), -1);
     assert_non_null(strstr(captured, ":3: indented line '128': a value cannot continue on the next line"));
-    assert_int_equal(c.hidden[0], 64);
+    assert_int_equal(c.hidden.v[0], 64);
     unlink(p);
     p = write_ini("[train]\nepochs = 3\nseed = 4\nepochs = 5\n");
     assert_int_equal(capture(config_load_file, &c, p), -1);

@@ -42,7 +42,7 @@ static void small_config(struct config *cfg, const char *run)
     config_defaults(cfg);
     snprintf(cfg->data_path, sizeof cfg->data_path, "%s/data.h5", g_dir);
     snprintf(cfg->run_dir, sizeof cfg->run_dir, "%s/%s", g_dir, run);
-    cfg->hidden[0] = 12;
+    cfg->hidden.v[0] = 12;
     cfg->latent = 3;
     cfg->batch_size = BATCH;
     cfg->micro_batch = 2;

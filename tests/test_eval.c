@@ -45,7 +45,7 @@ static void trained_model(struct vae *m, long latent, long steps, const char *ru
     if (!strcmp(data, "tabular"))
         cfg.likelihood = LIK_GAUSSIAN_LEARNED;
     snprintf(cfg.run_dir, sizeof cfg.run_dir, "%s/%s", g_dir, run);
-    cfg.hidden[0] = 16;
+    cfg.hidden.v[0] = 16;
     cfg.latent = latent;
     cfg.batch_size = 32;
     cfg.epochs = 100;
@@ -55,7 +55,7 @@ static void trained_model(struct vae *m, long latent, long steps, const char *ru
     cfg.ckpt_every_seconds = 0;
     struct train_result r;
     assert_int_equal(train_run(&cfg, g_world, "none", &r), 0);
-    assert_int_equal(vae_init(m, &cfg, 16, EVAL_CHUNK), 0);
+    assert_int_equal(vae_init(m, &cfg, 16, NULL, EVAL_CHUNK), 0);
     memcpy(m->params, r.params, m->n_params * sizeof *m->params);
     train_result_free(&r);
 }
@@ -207,7 +207,7 @@ static void test_epoch_eval_equals_eval_of_checkpoint(void **state)
     config_defaults(&cfg);
     snprintf(cfg.data_path, sizeof cfg.data_path, "%s/data.h5", g_dir);
     snprintf(cfg.run_dir, sizeof cfg.run_dir, "%s/epoch_eval", g_dir);
-    cfg.hidden[0] = 16;
+    cfg.hidden.v[0] = 16;
     cfg.latent = 3;
     cfg.batch_size = 64;
     cfg.epochs = 2; /* 512 / 64 = 8 steps an epoch: two epoch ends, a checkpoint at the last */
@@ -218,7 +218,7 @@ static void test_epoch_eval_equals_eval_of_checkpoint(void **state)
     assert_true(isfinite(r.test_neg_elbo));
     /* The checkpoint, loaded as the eval command loads it. */
     struct vae m;
-    assert_int_equal(vae_init(&m, &cfg, 16, EVAL_CHUNK), 0);
+    assert_int_equal(vae_init(&m, &cfg, 16, NULL, EVAL_CHUNK), 0);
     char path[600];
     snprintf(path, sizeof path, "%s/ckpt/step-00000016.h5", cfg.run_dir);
     struct ckpt_meta want = {.optim = -1};

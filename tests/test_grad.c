@@ -2,8 +2,10 @@
  * Gradient checks: every analytic gradient (float, the code the trainer
  * runs) against central finite differences of an independent double-
  * precision reference of the same function. Covers the linear layer (w, b,
- * and x), each activation, each likelihood, and the full −ELBO with fixed ε
- * for every activation × likelihood pair. Prints the max relative error.
+ * and x), conv2d and conv_transpose2d (several kernels, strides, paddings,
+ * non-square images, C > 1), each activation, each likelihood, and the full
+ * −ELBO with fixed ε for every activation × likelihood pair and for conv
+ * models. Prints the max relative error.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -21,6 +23,7 @@
 #include "core/config.h"
 #include "core/rng.h"
 #include "model/act.h"
+#include "model/conv.h"
 #include "model/linear.h"
 #include "model/vae.h"
 #include "model/vmath.h"
@@ -67,14 +70,47 @@ static void linear_ref_d(double *y, const double *x, const double *w, const doub
         }
 }
 
+/* Convolution (transposed = 0: x (B, C, H, W) → y (B, O, Ho, Wo)) or its
+ * transpose (x (B, O, Ho, Wo) → y (B, C, H, W)) in double, straight from the
+ * definition, then act (or none for act < 0). */
+static void conv_ref_d(double *y, const double *x, const double *w, const double *b, size_t n_b,
+                       const struct conv_geom *g, int transposed, int act)
+{
+    size_t n_y = n_b * (transposed ? g->c * g->h * g->w : g->o * g->ho * g->wo);
+    size_t per = transposed ? g->h * g->w : g->ho * g->wo, ch = transposed ? g->c : g->o;
+    for (size_t i = 0; i < n_y; i++)
+        y[i] = b[(i / per) % ch];
+    for (size_t s = 0; s < n_b; s++)
+        for (size_t o = 0; o < g->o; o++)
+            for (size_t oy = 0; oy < g->ho; oy++)
+                for (size_t ox = 0; ox < g->wo; ox++)
+                    for (size_t c = 0; c < g->c; c++)
+                        for (size_t ky = 0; ky < g->k; ky++)
+                            for (size_t kx = 0; kx < g->k; kx++) {
+                                long iy = (long)(oy * g->s + ky) - (long)g->p, ix = (long)(ox * g->s + kx) - (long)g->p;
+                                if (iy < 0 || ix < 0 || iy >= (long)g->h || ix >= (long)g->w)
+                                    continue;
+                                size_t pi = ((s * g->c + c) * g->h + (size_t)iy) * g->w + (size_t)ix;
+                                size_t qi = ((s * g->o + o) * g->ho + oy) * g->wo + ox;
+                                double wv = w[((o * g->c + c) * g->k + ky) * g->k + kx];
+                                if (transposed)
+                                    y[pi] += x[qi] * wv;
+                                else
+                                    y[qi] += x[pi] * wv;
+                            }
+    if (act >= 0)
+        for (size_t i = 0; i < n_y; i++)
+            y[i] = act_ref(y[i], act);
+}
+
 /* scale · Σ (rec + β KL) of the whole VAE in double (same layout as struct vae). */
 static double vae_loss_ref(const struct vae *m, const double *p, const float *xf, const float *epsf,
                            size_t n_b, double beta, double scale)
 {
     size_t n_d = m->n_in, n_z = m->n_latent;
     double *buf[2];
-    buf[0] = calloc(n_b * 4096, sizeof(double));
-    buf[1] = calloc(n_b * 4096, sizeof(double));
+    buf[0] = calloc(n_b * 8192, sizeof(double));
+    buf[1] = calloc(n_b * 8192, sizeof(double));
     double *x = calloc(n_b * n_d, sizeof(double)), *z = calloc(n_b * n_z, sizeof(double));
     for (size_t i = 0; i < n_b * n_d; i++)
         x[i] = xf[i];
@@ -85,8 +121,11 @@ static double vae_loss_ref(const struct vae *m, const double *p, const float *xf
         const struct vae_layer *ly = &m->layer[l];
         if (l == m->head + 1)
             in = z;
-        linear_ref_d(buf[cur], in, p + ly->w_off, p + ly->b_off, n_b, ly->n_in, ly->n_out,
-                     ly->has_act ? m->activation : -1);
+        int act = ly->has_act ? m->activation : -1;
+        if (ly->kind == LAYER_LINEAR)
+            linear_ref_d(buf[cur], in, p + ly->w_off, p + ly->b_off, n_b, ly->n_in, ly->n_out, act);
+        else
+            conv_ref_d(buf[cur], in, p + ly->w_off, p + ly->b_off, n_b, &ly->g, ly->kind == LAYER_CONVT, act);
         if (l == m->head) {
             for (size_t r = 0; r < n_b; r++)
                 for (size_t j = 0; j < n_z; j++) {
@@ -164,6 +203,107 @@ static void test_linear_matches_ref_and_fd(void **state)
     assert_true(worst < TOL);
 }
 
+/* One geometry, one direction: BLAS version = direct reference, and both = finite differences. */
+static double check_conv(const struct conv_geom *g, int transposed, size_t n_b)
+{
+    size_t n_x = n_b * (transposed ? g->o * g->ho * g->wo : g->c * g->h * g->w);
+    size_t n_y = n_b * (transposed ? g->c * g->h * g->w : g->o * g->ho * g->wo);
+    size_t n_w = g->o * g->c * g->k * g->k, n_bias = transposed ? g->c : g->o;
+    size_t sizes[3] = {n_x, n_w, n_bias};
+    float *f[3], *an[3], *an_ref[3], *keep = malloc(conv_keep_floats(g, n_b, transposed) * sizeof(float));
+    float *tmp = malloc(conv_tmp_floats(g, n_b, transposed) * sizeof(float));
+    float *y = malloc(n_y * sizeof *y), *y_ref = malloc(n_y * sizeof *y), *c = malloc(n_y * sizeof *c);
+    double *v[3], *yd = malloc(n_y * sizeof *yd);
+    for (int i = 0; i < 3; i++) {
+        f[i] = malloc(sizes[i] * sizeof(float));
+        an[i] = calloc(sizes[i], sizeof(float));
+        an_ref[i] = calloc(sizes[i], sizeof(float));
+        v[i] = malloc(sizes[i] * sizeof(double));
+        fill(f[i], sizes[i], -1, 1, 60 + (uint32_t)i);
+        for (size_t j = 0; j < sizes[i]; j++)
+            v[i][j] = f[i][j];
+    }
+    fill(c, n_y, -1, 1, 63); /* L = Σ c ⊙ y, so dL/dy = c */
+    if (transposed) {
+        conv_transpose2d_forward(y, keep, tmp, f[0], f[1], f[2], n_b, g);
+        conv_transpose2d_forward_ref(y_ref, f[0], f[1], f[2], n_b, g);
+        conv_transpose2d_backward(an[0], an[1], an[2], keep, tmp, c, f[1], n_b, g);
+        conv_transpose2d_backward_ref(an_ref[0], an_ref[1], an_ref[2], c, f[0], f[1], n_b, g);
+    } else {
+        conv2d_forward(y, keep, tmp, f[0], f[1], f[2], n_b, g);
+        conv2d_forward_ref(y_ref, f[0], f[1], f[2], n_b, g);
+        conv2d_backward(an[0], an[1], an[2], keep, tmp, c, f[1], n_b, g);
+        conv2d_backward_ref(an_ref[0], an_ref[1], an_ref[2], c, f[0], f[1], n_b, g);
+    }
+    for (size_t i = 0; i < n_y; i++)
+        assert_true(fabsf(y[i] - y_ref[i]) < 1e-5f * (1 + fabsf(y_ref[i])));
+    double worst = 0;
+    for (int t = 0; t < 3; t++)
+        for (size_t i = 0; i < sizes[t]; i++) {
+            assert_true(fabsf(an[t][i] - an_ref[t][i]) < 1e-4f * (1 + fabsf(an_ref[t][i])));
+            double keep_v = v[t][i], fs[2];
+            for (int s = 0; s < 2; s++) {
+                v[t][i] = keep_v + (s ? -1e-6 : 1e-6);
+                conv_ref_d(yd, v[0], v[1], v[2], n_b, g, transposed, -1);
+                fs[s] = 0;
+                for (size_t k = 0; k < n_y; k++)
+                    fs[s] += c[k] * yd[k];
+            }
+            v[t][i] = keep_v;
+            worst = nan_max(worst, rel_err(an[t][i], (fs[0] - fs[1]) / 2e-6, 1e-3));
+        }
+    for (int i = 0; i < 3; i++) {
+        free(f[i]);
+        free(an[i]);
+        free(an_ref[i]);
+        free(v[i]);
+    }
+    free(keep);
+    free(tmp);
+    free(y);
+    free(y_ref);
+    free(c);
+    free(yd);
+    return worst;
+}
+
+static void test_conv_matches_ref_and_fd(void **state)
+{
+    (void)state;
+    /* C, H, W, O, k, s, p: non-square, C > 1, strides 1 to 3, paddings 0 to 2, 1×1 kernels. */
+    static const size_t cases[][7] = {{3, 7, 9, 4, 3, 2, 1}, {2, 6, 5, 3, 2, 1, 0}, {1, 8, 6, 2, 4, 2, 1},
+                                      {2, 5, 5, 3, 3, 3, 2}, {3, 4, 6, 2, 1, 1, 0}, {1, 28, 28, 2, 4, 2, 1}};
+    double overall = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const size_t *q = cases[i];
+        struct conv_geom g;
+        char err[256];
+        assert_int_equal(conv_geom_init(&g, q[0], q[1], q[2], q[3], q[4], q[5], q[6], err, sizeof err), 0);
+        for (int tr = 0; tr < 2; tr++) {
+            double e = check_conv(&g, tr, 2);
+            printf("%s %zux%zux%zu -> %zux%zux%zu, k %zu s %zu p %zu: max relative error %.2e\n",
+                   tr ? "conv_transpose2d" : "conv2d", g.c, g.h, g.w, g.o, g.ho, g.wo, g.k, g.s, g.p, e);
+            overall = nan_max(overall, e);
+        }
+    }
+    printf("convolutions: max relative error over all cases %.2e\n", overall);
+    assert_true(overall < TOL);
+}
+
+static void test_conv_geometry_refused(void **state)
+{
+    (void)state;
+    struct conv_geom g;
+    char err[256] = "";
+    /* 7 → stride 2 cannot be inverted with k 4, p 1: (7 + 2 − 4) = 5 is odd. */
+    assert_int_equal(conv_geom_init(&g, 1, 7, 7, 8, 4, 2, 1, err, sizeof err), -1);
+    assert_non_null(strstr(err, "not a multiple of 2"));
+    assert_int_equal(conv_geom_init(&g, 1, 2, 2, 8, 5, 1, 1, err, sizeof err), -1);
+    assert_non_null(strstr(err, "larger than the padded input"));
+    assert_int_equal(conv_geom_init(&g, 1, 28, 28, 8, 4, 2, 1, err, sizeof err), 0);
+    assert_int_equal(g.ho, 14);
+}
+
 static void test_activations_fd(void **state)
 {
     (void)state;
@@ -197,15 +337,15 @@ static double check_vae(int act, int lik, double beta)
     enum { B = 6, D = 10 };
     struct config cfg;
     config_defaults(&cfg);
-    cfg.n_hidden = 2;
-    cfg.hidden[0] = 7;
-    cfg.hidden[1] = 5;
+    cfg.hidden.n = 2;
+    cfg.hidden.v[0] = 7;
+    cfg.hidden.v[1] = 5;
     cfg.latent = 3;
     cfg.activation = act;
     cfg.likelihood = lik;
     cfg.obs_logvar = -0.5;
     struct vae m;
-    assert_int_equal(vae_init(&m, &cfg, D, B), 0);
+    assert_int_equal(vae_init(&m, &cfg, D, NULL, B), 0);
     vae_init_params(&m, 11);
     if (m.obs_logvar_off != SIZE_MAX)
         fill(m.params + m.obs_logvar_off, D, -1, 0.5f, 30);
@@ -256,17 +396,111 @@ static void test_vae_full_elbo_fd(void **state)
     printf("full -ELBO: max relative error over all 9 configurations %.2e\n", overall);
 }
 
+/* Full −ELBO of a conv model on C×H×W images (two stages, a hidden layer): analytic vs FD. */
+static double check_conv_vae(int act, int lik, size_t n_hidden)
+{
+    enum { B = 3, C = 2, H = 8, W = 6 };
+    struct config cfg;
+    config_defaults(&cfg);
+    cfg.arch = ARCH_CONV;
+    cfg.channels = (struct config_list){2, {3, 4}};
+    cfg.kernel = (struct config_list){2, {4, 3}};
+    cfg.stride = (struct config_list){2, {2, 1}};
+    cfg.padding = (struct config_list){2, {1, 1}};
+    cfg.hidden = (struct config_list){n_hidden, {5}};
+    cfg.latent = 3;
+    cfg.activation = act;
+    cfg.likelihood = lik;
+    struct vae m;
+    assert_int_equal(vae_init(&m, &cfg, C * H * W, (long[3]){C, H, W}, B), 0);
+    vae_init_params(&m, 13);
+    if (m.obs_logvar_off != SIZE_MAX)
+        fill(m.params + m.obs_logvar_off, C * H * W, -1, 0.5f, 34);
+    float x[B * C * H * W], eps[B * 3];
+    fill(x, B * C * H * W, 0, 1, 35);
+    rng_normal(eps, B * 3, 5, RNG_TEST, 36, 0);
+    const double scale = 1.0 / B;
+    struct vae_loss l = vae_forward(&m, x, eps, B, NULL, NULL);
+    memset(m.grads, 0, m.n_params * sizeof *m.grads);
+    vae_backward(&m, x, eps, B, 1.0f, (float)scale, NULL, NULL);
+    double *p = malloc(m.n_params * sizeof *p);
+    for (size_t i = 0; i < m.n_params; i++)
+        p[i] = m.params[i];
+    double ref = vae_loss_ref(&m, p, x, eps, B, 1.0, scale);
+    assert_true(fabs(ref - scale * (l.rec + l.kl)) < 1e-4 * fabs(ref));
+    double gmax = 0, worst = 0;
+    for (size_t i = 0; i < m.n_params; i++)
+        gmax = nan_max(gmax, fabs(m.grads[i]));
+    for (size_t i = 0; i < m.n_params; i++) {
+        double keep = p[i], h = 1e-6;
+        p[i] = keep + h;
+        double fp = vae_loss_ref(&m, p, x, eps, B, 1.0, scale);
+        p[i] = keep - h;
+        double fm = vae_loss_ref(&m, p, x, eps, B, 1.0, scale);
+        p[i] = keep;
+        worst = nan_max(worst, rel_err(m.grads[i], (fp - fm) / (2 * h), 1e-3 * gmax));
+    }
+    free(p);
+    vae_free(&m);
+    return worst;
+}
+
+static void test_conv_vae_full_elbo_fd(void **state)
+{
+    (void)state;
+    double overall = 0;
+    for (int a = ACT_RELU; a <= ACT_TANH; a++)
+        for (int l = LIK_BERNOULLI; l <= LIK_GAUSSIAN_LEARNED; l += 2)
+            for (size_t h = 0; h < 2; h++) {
+                double e = check_conv_vae(a, l, h);
+                printf("conv -ELBO, act %d, likelihood %d, %zu hidden: max relative error %.2e\n", a, l, h, e);
+                overall = nan_max(overall, e);
+            }
+    printf("conv -ELBO: max relative error over all 8 configurations %.2e\n", overall);
+    assert_true(overall < TOL);
+}
+
+static void test_conv_model_shapes(void **state)
+{
+    (void)state;
+    /* The model: 1×28×28 → 32×14×14 → 64×7×7 → 3136 → 2Z; back through 64×7×7 to 1×28×28. */
+    struct config cfg;
+    config_defaults(&cfg);
+    cfg.arch = ARCH_CONV;
+    cfg.hidden.n = 0;
+    struct vae m;
+    assert_int_equal(vae_init(&m, &cfg, 784, (long[3]){1, 28, 28}, 2), 0);
+    const char *names[] = {"enc.conv0", "enc.conv1", "enc.head", "dec.in", "dec.conv0", "dec.conv1"};
+    size_t n_out[] = {32 * 14 * 14, 64 * 7 * 7, 40, 3136, 32 * 14 * 14, 784};
+    assert_int_equal(m.n_layers, 6);
+    for (size_t l = 0; l < 6; l++) {
+        assert_int_equal(m.layer[l].n_out, n_out[l]);
+        assert_true(!strncmp(m.tensor[2 * l].name, names[l], strlen(names[l])));
+    }
+    /* PyTorch's parameter count of the same model: 32·16+32 + 64·512+64 + 3136·40+40 + 20·3136+3136 +
+     * 64·32·16+32 + 32·16+1. */
+    assert_int_equal(m.n_params, 544 + 32832 + 125480 + 65856 + 32800 + 513);
+    assert_int_equal(m.tensor[8].shape[0], 64); /* dec.conv0.w: ConvTranspose2d(64, 32, 4) is (64, 32, 4, 4) */
+    assert_int_equal(m.tensor[8].shape[1], 32);
+    vae_free(&m);
+    /* 7×7 images: (7 + 2 − 4) is odd, so stage 0 is refused; and no image shape at all. */
+    assert_int_equal(vae_init(&m, &cfg, 49, (long[3]){1, 7, 7}, 2), -1);
+    vae_free(&m);
+    assert_int_equal(vae_init(&m, &cfg, 49, NULL, 2), -1);
+    vae_free(&m);
+}
+
 static void test_backward_accumulates(void **state)
 {
     (void)state;
     /* Backward adds into grads: two identical passes give twice one pass. */
     struct config cfg;
     config_defaults(&cfg);
-    cfg.hidden[0] = 6;
+    cfg.hidden.v[0] = 6;
     cfg.latent = 2;
     struct vae m;
     enum { B = 4, D = 8 };
-    assert_int_equal(vae_init(&m, &cfg, D, B), 0);
+    assert_int_equal(vae_init(&m, &cfg, D, NULL, B), 0);
     vae_init_params(&m, 3);
     float x[B * D], eps[B * 2];
     fill(x, B * D, 0, 1, 40);
@@ -293,11 +527,11 @@ static void test_forward_backward_fused_equals_separate(void **state)
     for (int lik = LIK_BERNOULLI; lik <= LIK_GAUSSIAN_LEARNED; lik++) {
         struct config cfg;
         config_defaults(&cfg);
-        cfg.hidden[0] = 7;
+        cfg.hidden.v[0] = 7;
         cfg.latent = 3;
         cfg.likelihood = lik;
         struct vae m;
-        assert_int_equal(vae_init(&m, &cfg, D, B), 0);
+        assert_int_equal(vae_init(&m, &cfg, D, NULL, B), 0);
         vae_init_params(&m, 5);
         float x[B * D], eps[B * 3];
         fill(x, B * D, 0, 1, 50);
@@ -356,6 +590,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_linear_matches_ref_and_fd),
         cmocka_unit_test(test_activations_fd),
         cmocka_unit_test(test_vae_full_elbo_fd),
+        cmocka_unit_test(test_conv_matches_ref_and_fd),
+        cmocka_unit_test(test_conv_geometry_refused),
+        cmocka_unit_test(test_conv_vae_full_elbo_fd),
+        cmocka_unit_test(test_conv_model_shapes),
         cmocka_unit_test(test_backward_accumulates),
         cmocka_unit_test(test_forward_backward_fused_equals_separate),
         cmocka_unit_test(test_vmath_matches_libm),

@@ -28,6 +28,7 @@ struct key {
     const char *doc;
 };
 
+static const char *const arch_names[] = {"mlp", "conv", NULL};
 static const char *const act_names[] = {"relu", "tanh", "sigmoid", NULL};
 static const char *const lik_names[] = {"bernoulli", "gaussian", "gaussian_learned", NULL};
 static const char *const optim_names[] = {"sgd", "adagrad", "rmsprop", "adam", "adamw", NULL};
@@ -40,8 +41,15 @@ static const struct key keys[] = {
      "HDF5 dataset made by `vae_dist prep`"},
     {"data", "shuffle", K_BOOL, F(shuffle), 0, 0, NONE, "true",
      "one global permutation of the training set per epoch"},
+    {"model", "arch", K_ENUM, F(arch), 0, 0, arch_names, "mlp",
+     "mlp: fully connected; conv: convolutional stages, then fully connected layers"},
+    {"model", "channels", K_LIST, F(channels), 1, 1 << 16, NONE, "32,64",
+     "conv: output channels of each encoder stage (the decoder mirrors them back to the input's)"},
+    {"model", "kernel", K_LIST, F(kernel), 1, 64, NONE, "4", "conv: kernel size, one value or one per stage"},
+    {"model", "stride", K_LIST, F(stride), 1, 64, NONE, "2", "conv: stride, one value or one per stage"},
+    {"model", "padding", K_LIST, F(padding), 0, 64, NONE, "1", "conv: padding, one value or one per stage"},
     {"model", "hidden", K_LIST, F(hidden), 1, 1 << 20, NONE, "400",
-     "encoder hidden widths, comma-separated (decoder mirrors them)"},
+     "fully connected widths, comma-separated, or none (after the conv stages; the decoder mirrors them)"},
     {"model", "latent", K_INT, F(latent), 1, 1 << 16, NONE, "20", "latent dimension Z"},
     {"model", "activation", K_ENUM, F(activation), 0, 0, act_names, "relu", "hidden activation"},
     {"model", "likelihood", K_ENUM, F(likelihood), 0, 0, lik_names, "bernoulli", "decoder likelihood p(x|z)"},
@@ -280,30 +288,31 @@ static int set_enum(const struct key *k, void *field, const char *value, char *e
     return -1;
 }
 
-/* model.hidden: the list goes to cfg->hidden and its length to cfg->n_hidden. */
-static int set_list(const struct key *k, struct config *cfg, const char *value, char *err, size_t err_bytes)
+/* A comma-separated list into a struct config_list; "none" is the empty list. */
+static int set_list(const struct key *k, void *field, const char *value, char *err, size_t err_bytes)
 {
-    size_t n = 0;
+    struct config_list list = {0};
     long l;
-    for (const char *p = value; *p; p += *p == ',') {
+    for (const char *p = strcmp(value, "none") ? value : ""; *p; p += *p == ',') {
         char item[64];
         size_t len = strcspn(p, ",");
-        if (len >= sizeof item || n == CONFIG_MAX_HIDDEN)
+        if (len >= sizeof item || list.n == CONFIG_MAX_LIST)
             goto bad_list;
         memcpy(item, p, len);
         item[len] = 0;
         if (parse_long(item, &l) || l < k->min || l > k->max)
             goto bad_list;
-        cfg->hidden[n++] = (size_t)l;
+        list.v[list.n++] = (size_t)l;
         p += len;
     }
-    if (n == 0)
+    if (list.n == 0 && strcmp(value, "none"))
         goto bad_list;
-    cfg->n_hidden = n;
+    memcpy(field, &list, sizeof list);
     return 0;
 bad_list:
-    snprintf(err, err_bytes, "[%s] %s: expected 1 to %d comma-separated integers in [%.0f, %.0f], found '%s'",
-             k->section, k->name, CONFIG_MAX_HIDDEN, k->min, k->max, value);
+    snprintf(err, err_bytes,
+             "[%s] %s: expected 1 to %d comma-separated integers in [%.0f, %.0f], or none, found '%s'",
+             k->section, k->name, CONFIG_MAX_LIST, k->min, k->max, value);
     return -1;
 }
 
@@ -339,7 +348,7 @@ int config_set_kv(struct config *cfg, const char *section, const char *name, con
     case K_ENUM:
         return set_enum(k, field, value, err, err_bytes);
     case K_LIST:
-        return set_list(k, cfg, value, err, err_bytes);
+        return set_list(k, field, value, err, err_bytes);
     }
     return -1;
 }
@@ -539,8 +548,28 @@ int config_set(struct config *cfg, const char *assignment, const char *origin)
     return rc;
 }
 
+/* The conv stages: at least one, and kernel, stride, padding given once or per stage. */
+static int validate_conv(const struct config *cfg, char *err, size_t err_bytes)
+{
+    const struct config_list *per_stage[] = {&cfg->kernel, &cfg->stride, &cfg->padding};
+    const char *names[] = {"kernel", "stride", "padding"};
+    if (cfg->channels.n == 0) {
+        snprintf(err, err_bytes, "[model] channels: model.arch = conv needs at least one stage, found none");
+        return -1;
+    }
+    for (int i = 0; i < 3; i++)
+        if (per_stage[i]->n != 1 && per_stage[i]->n != cfg->channels.n) {
+            snprintf(err, err_bytes, "[model] %s: expected one value or one per stage (%zu), found %zu", names[i],
+                     cfg->channels.n, per_stage[i]->n);
+            return -1;
+        }
+    return 0;
+}
+
 int config_validate(const struct config *cfg, char *err, size_t err_bytes)
 {
+    if (cfg->arch == ARCH_CONV && validate_conv(cfg, err, err_bytes))
+        return -1;
     if (cfg->reproducible && cfg->batch_size % cfg->micro_batch) {
         snprintf(err, err_bytes,
                  "[train] micro_batch = %ld must divide batch_size = %ld in reproducible mode",
@@ -590,10 +619,14 @@ static void write_value(const struct config *cfg, const struct key *k, FILE *f)
     case K_ENUM:
         fputs(k->names[*(const int *)field], f);
         break;
-    case K_LIST:
-        for (size_t i = 0; i < cfg->n_hidden; i++)
-            fprintf(f, "%s%zu", i ? "," : "", cfg->hidden[i]);
+    case K_LIST: {
+        const struct config_list *l = (const struct config_list *)field;
+        for (size_t i = 0; i < l->n; i++)
+            fprintf(f, "%s%zu", i ? "," : "", l->v[i]);
+        if (l->n == 0)
+            fputs("none", f);
         break;
+    }
     }
 }
 
@@ -639,7 +672,8 @@ void config_write_reference(FILE *f)
             break;
         case K_INT:
         case K_LIST:
-            snprintf(allowed, sizeof allowed, "integer in [%.0f, %.0f]", k->min, k->max);
+            snprintf(allowed, sizeof allowed, "integer in [%.0f, %.0f]%s", k->min, k->max,
+                     k->type == K_LIST ? ", comma-separated, or none" : "");
             break;
         case K_FLOAT:
             snprintf(allowed, sizeof allowed, "number in [%g, %g]", k->min, k->max);
@@ -664,7 +698,8 @@ void config_write_reference(FILE *f)
  * its schedule, epochs, max_steps, logging, checkpointing, comm) may change.
  */
 static const char *const fixed_on_resume[] = {
-    "data.shuffle",      "model.hidden",     "model.latent",       "model.activation",
+    "data.shuffle",      "model.arch",       "model.channels",     "model.kernel",
+    "model.stride",      "model.padding",    "model.hidden",       "model.latent",       "model.activation",
     "model.likelihood",  "model.obs_logvar", "optim.name",         "train.batch_size",
     "train.micro_batch", "train.seed",       "train.reproducible",
 };

@@ -14,21 +14,30 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define CONFIG_MAX_HIDDEN 8
+#define CONFIG_MAX_LIST 8
 #define CONFIG_STR_MAX    1024
 
+enum arch_kind { ARCH_MLP, ARCH_CONV };
 enum act_kind { ACT_RELU, ACT_TANH, ACT_SIGMOID };
 enum likelihood_kind { LIK_BERNOULLI, LIK_GAUSSIAN, LIK_GAUSSIAN_LEARNED };
 enum optim_kind { OPT_SGD, OPT_ADAGRAD, OPT_RMSPROP, OPT_ADAM, OPT_ADAMW };
 enum sched_kind { SCHED_CONSTANT, SCHED_WARMUP, SCHED_COSINE };
+
+/* A list key's values (model.hidden, model.channels, ...); n = 0 is "none". */
+struct config_list {
+    size_t n;
+    size_t v[CONFIG_MAX_LIST];
+};
 
 struct config {
     /* [data] */
     char data_path[CONFIG_STR_MAX];
     int shuffle;
     /* [model] */
-    size_t n_hidden;
-    size_t hidden[CONFIG_MAX_HIDDEN]; /* encoder widths; the decoder mirrors them */
+    int arch;                   /* enum arch_kind */
+    struct config_list channels; /* conv: channels of each encoder stage */
+    struct config_list kernel, stride, padding; /* conv: one value, or one per stage */
+    struct config_list hidden;   /* fully connected widths (after the conv stages); the decoder mirrors them */
     long latent;                      /* Z */
     int activation;                   /* enum act_kind */
     int likelihood;                   /* enum likelihood_kind */

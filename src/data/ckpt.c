@@ -134,13 +134,16 @@ static int read_flat(const struct comm *c, hid_t f, const char *path, const char
     return 0;
 }
 
-/* A row of /model/layout, and its HDF5 compound type (caller closes it). */
+/* A row of /model/layout, and its HDF5 compound type (caller closes it):
+ * with_shape adds the tensor's PyTorch shape (uint64[4], 0 past its rank),
+ * which readers may skip (checkpoints before it have none). */
 struct layout_row {
     char name[TENSOR_NAME_BYTES];
     uint64_t off, rows, cols;
+    uint64_t shape[TENSOR_MAX_DIMS];
 };
 
-static hid_t layout_type(void)
+static hid_t layout_type(int with_shape)
 {
     hid_t st = H5Tcopy(H5T_C_S1);
     H5_CHECK(st);
@@ -151,6 +154,13 @@ static hid_t layout_type(void)
     H5_CHECK(H5Tinsert(t, "offset", offsetof(struct layout_row, off), H5T_NATIVE_UINT64));
     H5_CHECK(H5Tinsert(t, "rows", offsetof(struct layout_row, rows), H5T_NATIVE_UINT64));
     H5_CHECK(H5Tinsert(t, "cols", offsetof(struct layout_row, cols), H5T_NATIVE_UINT64));
+    if (with_shape) {
+        hsize_t n = TENSOR_MAX_DIMS;
+        hid_t at = H5Tarray_create2(H5T_NATIVE_UINT64, 1, &n);
+        H5_CHECK(at);
+        H5_CHECK(H5Tinsert(t, "shape", offsetof(struct layout_row, shape), at));
+        H5_CHECK(H5Tclose(at));
+    }
     H5_CHECK(H5Tclose(st));
     return t;
 }
@@ -165,8 +175,10 @@ static int write_layout(const struct comm *c, hid_t f, const struct tensor_view 
         rows[i].off = layout[i].off;
         rows[i].rows = layout[i].rows;
         rows[i].cols = layout[i].cols;
+        for (int k = 0; k < TENSOR_MAX_DIMS; k++)
+            rows[i].shape[k] = layout[i].shape[k];
     }
-    hid_t t = layout_type();
+    hid_t t = layout_type(1);
     int rc = h5_write_rows(f, "/model/layout", t, t, n, 1, 0, comm_rank(c) ? 0 : n, rows);
     H5_CHECK(H5Tclose(t));
     free(rows);
@@ -316,6 +328,7 @@ static int write_meta(const struct comm *c, hid_t f, const struct ckpt_meta *m)
     rc |= h5_attr_put_string(f, "config", m->config ? m->config : "");
     rc |= h5_attr_put_long(f, "data_n_train", m->data_n_train);
     rc |= h5_attr_put_long(f, "data_n_dim", m->data_n_dim);
+    rc |= h5_attr_put_long(f, "image_channels", m->image_channels);
     rc |= h5_attr_put_long(f, "image_rows", m->image_rows);
     rc |= h5_attr_put_long(f, "image_cols", m->image_cols);
     rc |= h5_attr_put_long(f, "data_crc32", m->data_crc32);
@@ -415,13 +428,12 @@ static int check_header(const char *path, const struct ckpt_meta *m, long n_para
         return out_of_range(path, "data_n_train", 1, UINT32_MAX, m->data_n_train);
     if (m->data_n_dim < 1 || m->data_n_dim > (1L << 30))
         return out_of_range(path, "data_n_dim", 1, 1LL << 30, m->data_n_dim);
-    long r = m->image_rows, c = m->image_cols;
-    if (r < 0 || c < 0 || r > (1 << 24) || c > (1 << 24) || (r == 0) != (c == 0) ||
-        (r && r * c != m->data_n_dim)) {
-        log_error(
-            "%s: checkpoint attributes image_rows x image_cols = %ld x %ld; expected 0 x 0 or two sizes "
-            "whose product is data_n_dim = %ld",
-            path, r, c, m->data_n_dim);
+    long ch = m->image_channels, r = m->image_rows, c = m->image_cols;
+    if (ch < 0 || r < 0 || c < 0 || ch > (1 << 24) || r > (1 << 24) || c > (1 << 24) || (r == 0) != (c == 0) ||
+        (r == 0) != (ch == 0) || (r && ch * r * c != m->data_n_dim)) {
+        log_error("%s: checkpoint attributes image_channels x image_rows x image_cols = %ld x %ld x %ld; "
+                  "expected 0 x 0 x 0 or three sizes whose product is data_n_dim = %ld",
+                  path, ch, r, c, m->data_n_dim);
         return -1;
     }
     return 0;
@@ -460,6 +472,13 @@ static int read_longs(hid_t f, const char *path, struct ckpt_meta *meta)
         return -1;
     if (meta->data_crc32 < -1 || meta->data_crc32 > (long)UINT32_MAX)
         return out_of_range(path, "data_crc32", -1, UINT32_MAX, meta->data_crc32);
+    /* Optional: checkpoints before it hold one channel (or none without an image shape). */
+    meta->image_channels = 0;
+    if (H5Aexists(f, "image_channels") > 0 &&
+        h5_attr_get_long(f, path, "image_channels", &meta->image_channels))
+        return -1;
+    if (meta->image_channels == 0 && meta->image_rows > 0)
+        meta->image_channels = 1;
     return check_header(path, meta, n_params);
 }
 
@@ -552,7 +571,7 @@ static int check_layout(hid_t f, const char *path, const struct tensor_view *wan
     }
     struct layout_row *rows = calloc(dims[0] + 1, sizeof *rows);
     VAE_ASSERT(rows);
-    hid_t t = layout_type();
+    hid_t t = layout_type(0);
     hid_t d = H5Dopen2(f, "/model/layout", H5P_DEFAULT);
     herr_t r = d >= 0 ? H5Dread(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows) : -1;
     if (d >= 0)
@@ -573,8 +592,8 @@ static int check_layout(hid_t f, const char *path, const struct tensor_view *wan
         if (strcmp(got->name, want[i].name) || got->off != want[i].off || got->rows != want[i].rows ||
             got->cols != want[i].cols) {
             log_error("%s: tensor %zu is '%s' of shape (%llu, %llu) in the checkpoint but '%s' of shape "
-                      "(%zu, %zu) in the configured model (different model.hidden, model.latent or "
-                      "dataset dimension)",
+                      "(%zu, %zu) in the configured model (different model.arch, channels, kernel, "
+                      "hidden, latent or dataset shape)",
                       path, i, got->name, (unsigned long long)got->rows, (unsigned long long)got->cols,
                       want[i].name, want[i].rows, want[i].cols);
             rc = -1;

@@ -5,10 +5,13 @@
  *
  *   /              attrs format = "vae_dist-checkpoint", version, step, epoch,
  *                        seed, world_size, n_params, optim, optim_t, config,
- *                        data_n_train, data_n_dim, image_rows, image_cols,
+ *                        data_n_train, data_n_dim, image_channels (optional),
+ *                        image_rows, image_cols,
  *                        data_crc32 (of the training data's /train/x; -1: none)
  *   /model/params  (n_params) float32, attribute crc32 (CRC-32 of the data)
- *   /model/layout  compound {name, offset, rows, cols} per tensor
+ *   /model/layout  compound {name, offset, rows, cols, shape} per tensor:
+ *                  rows × cols its matrix view, shape (uint64[4], 0 past the
+ *                  tensor's rank) its PyTorch shape, e.g. (32, 1, 4, 4)
  *   /optim/state0, /optim/state1   (n_params) float32 with crc32, as many as the optimizer has
  *
  * Each rank writes its contiguous slice of every buffer (collective MPI-IO).
@@ -44,7 +47,8 @@ struct ckpt_meta {
     long optim; /* enum optim_kind */
     int64_t optim_t;
     long params_crc32;                                     /* read only: CRC-32 of /model/params */
-    long data_n_train, data_n_dim, image_rows, image_cols; /* the training data's shape */
+    long data_n_train, data_n_dim;                         /* the training data's shape */
+    long image_channels, image_rows, image_cols;           /* C, H, W; 0s: not images */
     long data_crc32;                                       /* its /train/x crc32, -1: unknown */
     char *config;                                          /* resolved config text (read: malloc'd) */
 };

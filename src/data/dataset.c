@@ -30,10 +30,10 @@ static const char *dtype_hint(H5T_class_t cls)
 /*
  * /split/x: (N, D), (N, H, W) or (N, C, H, W); uint8, float32 or float64
  * (read as float32). Fills n, D and the dtype on the first split, and the
- * image shape its dimensions imply (H, W for one channel). 0 or -1.
+ * image shape C, H, W its dimensions imply (0s for (N, D)). 0 or -1.
  */
 static int check_x(hid_t f, const char *path, const char *name, struct dataset_info *info, size_t *n_out,
-                   long shape[2], int first)
+                   long shape[3], int first)
 {
     int rank, is_signed;
     size_t dims[4], elem;
@@ -61,8 +61,8 @@ static int check_x(hid_t f, const char *path, const char *name, struct dataset_i
                   path, name, dims[0], d);
         return -1;
     }
-    shape[0] = rank == 3 ? (long)dims[1] : rank == 4 && dims[1] == 1 ? (long)dims[2] : 0;
-    shape[1] = rank == 3 ? (long)dims[2] : rank == 4 && dims[1] == 1 ? (long)dims[3] : 0;
+    for (int k = 0; k < 3; k++)
+        shape[k] = rank == 4 ? (long)dims[k + 1] : rank == 3 ? (k ? (long)dims[k] : 1) : 0;
     if (first) {
         info->n_dim = d;
         info->is_u8 = u8;
@@ -77,7 +77,7 @@ static int check_x(hid_t f, const char *path, const char *name, struct dataset_i
 
 /* Check one split: x, and y when present (integer labels, one per row). */
 static int check_split(hid_t f, const char *path, const char *split, struct dataset_info *info, size_t *n_out,
-                       long shape[2], int first)
+                       long shape[3], int first)
 {
     char name[64];
     int rank, is_signed;
@@ -158,23 +158,34 @@ static int optional_long(hid_t f, const char *path, const char *name, long *out)
     return H5Aexists(f, name) > 0 ? h5_attr_get_long(f, path, name, out) : 0;
 }
 
-/* The picture shape: the attributes', else the one x's dimensions imply; checked against D. */
-static int image_shape(const char *path, struct dataset_info *info, const long shape[2])
+/* The picture shape C×H×W: the attributes', else the one x's dimensions imply; checked against D. */
+static int image_shape(const char *path, struct dataset_info *info, const long shape[3])
 {
+    long *have[3] = {&info->image_channels, &info->image_rows, &info->image_cols};
     if (info->image_rows == 0 && info->image_cols == 0) {
-        info->image_rows = shape[0];
-        info->image_cols = shape[1];
-    } else if (shape[0] && (shape[0] != info->image_rows || shape[1] != info->image_cols)) {
-        log_error("%s: image_rows x image_cols = %ld x %ld, but /train/x holds %ld x %ld images", path,
-                  info->image_rows, info->image_cols, shape[0], shape[1]);
+        for (int k = 0; k < 3; k++)
+            *have[k] = shape[k];
+    } else if (info->image_channels == 0) {
+        info->image_channels = shape[0] ? shape[0] : 1; /* files before image_channels: one */
+    }
+    if (shape[1] && (shape[0] != info->image_channels || shape[1] != info->image_rows ||
+                     shape[2] != info->image_cols)) {
+        log_error("%s: image_channels x image_rows x image_cols = %ld x %ld x %ld, but /train/x holds %ld x "
+                  "%ld x %ld images",
+                  path, info->image_channels, info->image_rows, info->image_cols, shape[0], shape[1], shape[2]);
         return -1;
     }
-    if (info->image_rows < 0 || info->image_cols < 0 || info->image_rows > (1 << 24) ||
-        info->image_cols > (1 << 24) || (info->image_rows == 0) != (info->image_cols == 0) ||
-        (info->image_rows && (size_t)info->image_rows * (size_t)info->image_cols != info->n_dim)) {
-        log_error("%s: image_rows x image_cols = %ld x %ld; expected 0 x 0 (not images) or two sizes in "
-                  "[1, 2^24] whose product is D = %zu",
-                  path, info->image_rows, info->image_cols, info->n_dim);
+    int ok = 1, any = 0;
+    size_t d = 1;
+    for (int k = 0; k < 3; k++) {
+        ok &= *have[k] >= 0 && *have[k] <= (1 << 24);
+        any |= *have[k] != 0;
+        d = ok && d <= ((size_t)1 << 31) ? d * (size_t)*have[k] : SIZE_MAX;
+    }
+    if (!ok || (any && d != info->n_dim)) {
+        log_error("%s: image_channels x image_rows x image_cols = %ld x %ld x %ld; expected 0 x 0 x 0 (not "
+                  "images) or three sizes in [1, 2^24] whose product is D = %zu",
+                  path, info->image_channels, info->image_rows, info->image_cols, info->n_dim);
         return -1;
     }
     return 0;
@@ -190,7 +201,7 @@ int dataset_open(const struct comm *c, const char *path, struct dataset_info *in
     /* Every rank validates the same file: the lowest that fails says why, once. */
     log_hold();
     char fmt[64];
-    long version = 1, shape[2] = {0, 0}, test_shape[2];
+    long version = 1, shape[3] = {0, 0, 0}, test_shape[3];
     if (h5_attr_get_string(f, path, "format", fmt, sizeof fmt))
         goto out_close;
     if (strcmp(fmt, DATASET_FORMAT)) {
@@ -198,8 +209,9 @@ int dataset_open(const struct comm *c, const char *path, struct dataset_info *in
                   DATASET_FORMAT);
         goto out_close;
     }
-    /* version, image_rows and image_cols may be left out (h5py users): 1, and the shape of x. */
+    /* version and the image shape may be left out (h5py users): 1, and the shape of x. */
     if (optional_long(f, path, "version", &version) ||
+        optional_long(f, path, "image_channels", &info->image_channels) ||
         optional_long(f, path, "image_rows", &info->image_rows) ||
         optional_long(f, path, "image_cols", &info->image_cols))
         goto out_close;
@@ -377,6 +389,7 @@ int dataset_write(const char *path, const struct dataset_info *info, const void 
     int rc = 0;
     rc |= h5_attr_put_string(f, "format", DATASET_FORMAT);
     rc |= h5_attr_put_long(f, "version", DATASET_VERSION);
+    rc |= h5_attr_put_long(f, "image_channels", info->image_channels);
     rc |= h5_attr_put_long(f, "image_rows", info->image_rows);
     rc |= h5_attr_put_long(f, "image_cols", info->image_cols);
     rc |= write_split(f, "train", info->n_train, info->n_dim, info->is_u8, x_train, y_train);

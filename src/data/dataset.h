@@ -1,7 +1,8 @@
 /*
  * The vae_dist dataset format (HDF5; schema in docs/formats.md):
  *   /            attrs format = "vae_dist-dataset", version = 1,
- *                      image_rows, image_cols (0, 0 for non-image data)
+ *                      image_channels, image_rows, image_cols (0s for non-image
+ *                      data; rows of x hold C·H·W values in NCHW order)
  *   /train/x     (N, D) uint8 (pixels, scaled by 1/255 on read) or float32,
  *                attribute crc32 (CRC-32 of the stored bytes, row-major;
  *                written by prep and synth, verified on every whole read)
@@ -28,7 +29,7 @@ struct dataset_info {
     size_t n_dim;           /* D */
     int is_u8;              /* uint8 pixels (else float32) */
     int has_labels;
-    long image_rows, image_cols;
+    long image_channels, image_rows, image_cols; /* C, H, W; 0s: not images */
     long crc32_train; /* attribute crc32 of /train/x; -1: the file has none */
 };
 

@@ -45,7 +45,8 @@ static int trained_load(const struct comm *c, const struct infer_args *a, struct
     int ok = config_from_string(&l->cfg, l->meta.config, err, sizeof err) == 0;
     if (!ok)
         log_error("%s: %s", a->checkpoint, err);
-    ok = ok && vae_init(&l->m, &l->cfg, (size_t)l->meta.data_n_dim, EVAL_CHUNK) == 0;
+    long image[3] = {l->meta.image_channels, l->meta.image_rows, l->meta.image_cols};
+    ok = ok && vae_init(&l->m, &l->cfg, (size_t)l->meta.data_n_dim, image, EVAL_CHUNK) == 0;
     struct ckpt_meta want = {.optim = -1};
     struct ckpt_buffer params = {"/model/params", l->m.params, l->m.n_params};
     struct ckpt_content ct = {l->m.tensor, l->m.n_tensors, &params, 1};

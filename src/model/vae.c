@@ -16,61 +16,118 @@
 #include "core/rng.h"
 #include "model/act.h"
 #include "model/bernoulli.h"
+#include "model/conv.h"
 #include "model/linear.h"
 #include "model/vmath.h"
 
 #define LOG_2PI 1.8378770664093453
 
-static void add_layer(struct vae *m, size_t n_in, size_t n_out, int has_act, const char *name)
+/* The layer's tensors w and b, named name.w and name.b, with their PyTorch shapes. */
+static void add_tensors(struct vae *m, struct vae_layer *l, const char *name, const size_t w_shape[4],
+                        size_t n_w, size_t n_b)
 {
-    struct vae_layer *l = &m->layer[m->n_layers++];
-    l->n_in = n_in;
-    l->n_out = n_out;
-    l->has_act = has_act;
     l->w_off = m->n_params;
-    l->b_off = l->w_off + n_out * n_in;
-    m->n_params = l->b_off + n_out;
+    l->b_off = l->w_off + n_w;
+    l->b_len = n_b;
+    m->n_params = l->b_off + n_b;
     struct tensor_view *t = &m->tensor[m->n_tensors++];
     snprintf(t->name, sizeof t->name, "%s.w", name);
     t->off = l->w_off;
-    t->rows = n_out;
-    t->cols = n_in;
+    t->rows = w_shape[0];
+    t->cols = n_w / w_shape[0];
+    memcpy(t->shape, w_shape, sizeof t->shape);
     t = &m->tensor[m->n_tensors++];
     snprintf(t->name, sizeof t->name, "%s.b", name);
     t->off = l->b_off;
-    t->rows = n_out;
+    t->rows = t->shape[0] = n_b;
     t->cols = 1;
 }
 
-/* The layers and tensors of cfg's architecture, in forward order. */
-static void lay_out(struct vae *m, const struct config *cfg)
+static void add_linear(struct vae *m, size_t n_in, size_t n_out, int has_act, const char *name)
+{
+    struct vae_layer *l = &m->layer[m->n_layers++];
+    *l = (struct vae_layer){.kind = LAYER_LINEAR, .n_in = n_in, .n_out = n_out, .has_act = has_act,
+                            .fan_in = n_in};
+    add_tensors(m, l, name, (size_t[4]){n_out, n_in, 0, 0}, n_out * n_in, n_out);
+}
+
+/* A convolution of geometry g, or its transpose (output g's input). */
+static void add_conv(struct vae *m, const struct conv_geom *g, int transposed, int has_act, const char *name)
+{
+    struct vae_layer *l = &m->layer[m->n_layers++];
+    size_t pixels_in = g->c * g->h * g->w, pixels_out = g->o * g->ho * g->wo;
+    *l = (struct vae_layer){.kind = transposed ? LAYER_CONVT : LAYER_CONV,
+                            .n_in = transposed ? pixels_out : pixels_in,
+                            .n_out = transposed ? pixels_in : pixels_out,
+                            .has_act = has_act,
+                            .fan_in = g->c * g->k * g->k,
+                            .g = *g};
+    add_tensors(m, l, name, (size_t[4]){g->o, g->c, g->k, g->k}, g->o * g->c * g->k * g->k,
+                transposed ? g->c : g->o);
+}
+
+/* The conv stages of cfg on C×H×W images into g (one per stage). Returns 0, or -1 naming the stage that does not fit. */
+static int conv_stages(const struct config *cfg, const size_t image[3], struct conv_geom *g)
+{
+    size_t c = image[0], h = image[1], w = image[2];
+    for (size_t i = 0; i < cfg->channels.n; i++) {
+        char err[256];
+        size_t k = cfg->kernel.v[cfg->kernel.n > 1 ? i : 0], s = cfg->stride.v[cfg->stride.n > 1 ? i : 0];
+        size_t p = cfg->padding.v[cfg->padding.n > 1 ? i : 0];
+        if (conv_geom_init(&g[i], c, h, w, cfg->channels.v[i], k, s, p, err, sizeof err)) {
+            log_error("[model] conv stage %zu (%zux%zux%zu -> %zu channels, kernel %zu, stride %zu, padding %zu) "
+                      "does not fit: %s (HINT: change model.kernel, stride or padding, or use fewer stages)",
+                      i, c, h, w, cfg->channels.v[i], k, s, p, err);
+            return -1;
+        }
+        c = g[i].o, h = g[i].ho, w = g[i].wo;
+    }
+    return 0;
+}
+
+/* The layers and tensors of cfg's architecture, in forward order. Returns 0 or -1. */
+static int lay_out(struct vae *m, const struct config *cfg, const size_t image[3])
 {
     char name[32];
-    size_t prev = m->n_in;
-    for (size_t i = 0; i < cfg->n_hidden; i++) {
+    struct conv_geom g[CONFIG_MAX_LIST];
+    size_t n_conv = cfg->arch == ARCH_CONV ? cfg->channels.n : 0, prev = m->n_in;
+    if (n_conv && conv_stages(cfg, image, g))
+        return -1;
+    for (size_t i = 0; i < n_conv; i++) {
+        snprintf(name, sizeof name, "enc.conv%zu", i);
+        add_conv(m, &g[i], 0, 1, name);
+        prev = m->layer[m->n_layers - 1].n_out;
+    }
+    size_t flat = prev; /* the conv part's output, flattened */
+    for (size_t i = 0; i < cfg->hidden.n; i++) {
         snprintf(name, sizeof name, "enc.%zu", i);
-        add_layer(m, prev, cfg->hidden[i], 1, name);
-        prev = cfg->hidden[i];
+        add_linear(m, prev, cfg->hidden.v[i], 1, name);
+        prev = cfg->hidden.v[i];
     }
     m->head = m->n_layers;
-    add_layer(m, prev, 2 * m->n_latent, 0, "enc.head");
+    add_linear(m, prev, 2 * m->n_latent, 0, "enc.head");
     prev = m->n_latent;
-    for (size_t i = cfg->n_hidden; i-- > 0;) {
-        snprintf(name, sizeof name, "dec.%zu", cfg->n_hidden - 1 - i);
-        add_layer(m, prev, cfg->hidden[i], 1, name);
-        prev = cfg->hidden[i];
+    for (size_t i = cfg->hidden.n; i-- > 0;) {
+        snprintf(name, sizeof name, "dec.%zu", cfg->hidden.n - 1 - i);
+        add_linear(m, prev, cfg->hidden.v[i], 1, name);
+        prev = cfg->hidden.v[i];
     }
-    add_layer(m, prev, m->n_in, 0, "dec.out");
+    add_linear(m, prev, flat, n_conv > 0, n_conv ? "dec.in" : "dec.out");
+    for (size_t i = n_conv; i-- > 0;) {
+        snprintf(name, sizeof name, "dec.conv%zu", n_conv - 1 - i);
+        add_conv(m, &g[i], 1, i > 0, name);
+    }
     m->obs_logvar_off = SIZE_MAX;
     if (m->likelihood == LIK_GAUSSIAN_LEARNED) {
         m->obs_logvar_off = m->n_params;
         struct tensor_view *t = &m->tensor[m->n_tensors++];
         snprintf(t->name, sizeof t->name, "dec.obs_logvar");
         t->off = m->n_params;
-        t->rows = m->n_in;
+        t->rows = t->shape[0] = m->n_in;
         t->cols = 1;
         m->n_params += m->n_in;
     }
+    return 0;
 }
 
 /* Parameters, gradients and the workspace of max_batch samples. Returns 0 or -1. */
@@ -86,23 +143,47 @@ static int alloc_buffers(struct vae *m)
     m->d_a = malloc(n_b * width * sizeof *m->d_a);
     m->d_b = malloc(n_b * width * sizeof *m->d_b);
     int ok = m->params && m->grads && m->z && m->d_a && m->d_b;
+    size_t tmp = 0;
     for (size_t l = 0; l < m->n_layers && ok; l++) {
-        m->out[l] = malloc(n_b * m->layer[l].n_out * sizeof *m->out[l]);
+        struct vae_layer *ly = &m->layer[l];
+        m->out[l] = malloc(n_b * ly->n_out * sizeof *m->out[l]);
         ok = m->out[l] != NULL;
+        if (ly->kind != LAYER_LINEAR && ok) {
+            int tr = ly->kind == LAYER_CONVT;
+            ly->keep = malloc(conv_keep_floats(&ly->g, n_b, tr) * sizeof *ly->keep);
+            ok = ly->keep != NULL;
+            size_t t = conv_tmp_floats(&ly->g, n_b, tr);
+            tmp = t > tmp ? t : tmp;
+        }
+    }
+    if (ok && tmp) {
+        m->conv_tmp = malloc(tmp * sizeof *m->conv_tmp);
+        ok = m->conv_tmp != NULL;
     }
     return ok ? 0 : -1;
 }
 
-int vae_init(struct vae *m, const struct config *cfg, size_t n_in, size_t max_batch)
+int vae_init(struct vae *m, const struct config *cfg, size_t n_in, const long image[3], size_t max_batch)
 {
     memset(m, 0, sizeof *m);
+    size_t shape[3] = {0, 0, 0};
+    for (int k = 0; k < 3 && image; k++)
+        shape[k] = image[k] > 0 ? (size_t)image[k] : 0;
+    if (cfg->arch == ARCH_CONV && shape[0] * shape[1] * shape[2] != n_in) {
+        log_error("model.arch = conv needs images: the data have %zu values per sample and no image shape "
+                  "(HINT: store x as (N, C, H, W) or (N, H, W), or set image_channels, image_rows and "
+                  "image_cols; or use model.arch = mlp)",
+                  n_in);
+        return -1;
+    }
     m->n_in = n_in;
     m->n_latent = (size_t)cfg->latent;
     m->activation = cfg->activation;
     m->likelihood = cfg->likelihood;
     m->obs_logvar = (float)cfg->obs_logvar;
     m->max_batch = max_batch;
-    lay_out(m, cfg);
+    if (lay_out(m, cfg, shape))
+        return -1;
     if (m->n_params > (size_t)1 << 34) {
         log_error("model has %zu parameters; the limit is 2^34", m->n_params);
         return -1;
@@ -122,8 +203,11 @@ void vae_free(struct vae *m)
     free(m->z);
     free(m->d_a);
     free(m->d_b);
-    for (size_t l = 0; l < VAE_MAX_LAYERS; l++)
+    free(m->conv_tmp);
+    for (size_t l = 0; l < VAE_MAX_LAYERS; l++) {
         free(m->out[l]);
+        free(m->layer[l].keep);
+    }
     memset(m, 0, sizeof *m);
 }
 
@@ -131,15 +215,46 @@ void vae_init_params(struct vae *m, uint64_t seed)
 {
     for (size_t l = 0; l < m->n_layers; l++) {
         const struct vae_layer *ly = &m->layer[l];
-        float bound = 1.0f / sqrtf((float)ly->n_in);
-        rng_uniform(m->params + ly->w_off, ly->n_out * ly->n_in, -bound, bound, seed, RNG_INIT,
+        float bound = 1.0f / sqrtf((float)ly->fan_in);
+        rng_uniform(m->params + ly->w_off, ly->b_off - ly->w_off, -bound, bound, seed, RNG_INIT,
                     (uint32_t)(2 * l), 0);
-        rng_uniform(m->params + ly->b_off, ly->n_out, -bound, bound, seed, RNG_INIT, (uint32_t)(2 * l + 1),
-                    0);
+        rng_uniform(m->params + ly->b_off, ly->b_len, -bound, bound, seed, RNG_INIT, (uint32_t)(2 * l + 1), 0);
     }
     if (m->obs_logvar_off != SIZE_MAX)
         for (size_t d = 0; d < m->n_in; d++)
             m->params[m->obs_logvar_off + d] = m->obs_logvar;
+}
+
+static void layer_forward(struct vae *m, const struct vae_layer *ly, float *out, const float *in, size_t n_b)
+{
+    const float *w = m->params + ly->w_off, *b = m->params + ly->b_off;
+    switch (ly->kind) {
+    case LAYER_LINEAR:
+        linear_forward(out, in, w, b, n_b, ly->n_in, ly->n_out);
+        break;
+    case LAYER_CONV:
+        conv2d_forward(out, ly->keep, m->conv_tmp, in, w, b, n_b, &ly->g);
+        break;
+    default:
+        conv_transpose2d_forward(out, ly->keep, m->conv_tmp, in, w, b, n_b, &ly->g);
+    }
+}
+
+static void layer_backward(struct vae *m, const struct vae_layer *ly, float *dx, const float *dy, const float *in,
+                           size_t n_b)
+{
+    const float *w = m->params + ly->w_off;
+    float *dw = m->grads + ly->w_off, *db = m->grads + ly->b_off;
+    switch (ly->kind) {
+    case LAYER_LINEAR:
+        linear_backward(dx, dw, db, dy, in, w, n_b, ly->n_in, ly->n_out);
+        break;
+    case LAYER_CONV:
+        conv2d_backward(dx, dw, db, ly->keep, m->conv_tmp, dy, w, n_b, &ly->g);
+        break;
+    default:
+        conv_transpose2d_backward(dx, dw, db, ly->keep, m->conv_tmp, dy, w, n_b, &ly->g);
+    }
 }
 
 /* Run layers [first, last] from input `in`. */
@@ -147,7 +262,7 @@ static void run_layers(struct vae *m, size_t first, size_t last, const float *in
 {
     for (size_t l = first; l <= last; l++) {
         const struct vae_layer *ly = &m->layer[l];
-        linear_forward(m->out[l], in, m->params + ly->w_off, m->params + ly->b_off, n_b, ly->n_in, ly->n_out);
+        layer_forward(m, ly, m->out[l], in, n_b);
         if (ly->has_act)
             act_forward(m->out[l], n_b * ly->n_out, (enum act_kind)m->activation);
         in = m->out[l];
@@ -248,8 +363,7 @@ static float *back_layers(struct vae *m, size_t first, size_t last, const float 
         if (ly->has_act)
             act_backward(d, m->out[l], n_b * ly->n_out, (enum act_kind)m->activation);
         float *dx = l == 0 ? NULL : spare;
-        linear_backward(dx, m->grads + ly->w_off, m->grads + ly->b_off, d, in, m->params + ly->w_off, n_b,
-                        ly->n_in, ly->n_out);
+        layer_backward(m, ly, dx, d, in, n_b);
         if (on_ready)
             on_ready(ctx, ly->w_off);
         spare = d;

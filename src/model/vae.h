@@ -1,15 +1,25 @@
 /*
- * The VAE: MLP encoder x → h … → (μ, log σ²), reparameterization
- * z = μ + σ·ε, MLP decoder z → … → logits (Bernoulli) or means (Gaussian),
- * and the negative ELBO per sample = reconstruction + β·KL(q(z|x) ‖ N(0, I)).
+ * The VAE: encoder x → h … → (μ, log σ²), reparameterization z = μ + σ·ε,
+ * decoder z → … → logits (Bernoulli) or means (Gaussian), and the negative
+ * ELBO per sample = reconstruction + β·KL(q(z|x) ‖ N(0, I)).
  *
- * Letters: B batch, D input, H hidden, Z latent.
+ * model.arch = mlp: fully connected layers (model.hidden) both ways.
+ * model.arch = conv, on C×H×W images (NCHW rows, as PyTorch flattens them):
+ *   enc.conv0 … (Conv2d + act per stage, model.channels/kernel/stride/padding)
+ *   → flatten → enc.0 … (hidden, + act) → enc.head
+ *   z → dec.0 … (hidden mirrored, + act) → dec.in (Linear to the last stage's
+ *   C·H·W, + act) → dec.conv0 … (ConvTranspose2d mirroring the stages back
+ *   to C×H×W, + act except the last, which gives the output).
+ *
+ * Letters: B batch, D input (C·H·W), H hidden, Z latent.
  * Parameters, gradients live in one flat buffer each (params, grads), laid
- * out layer by layer in forward order (each layer: w (O, I), then b (O)),
- * then the learned Gaussian log variance (D) if any. The μ and log σ² heads
- * are one fused layer (2Z, H): rows [0, Z) give μ, rows [Z, 2Z) log σ².
- * Initialization follows PyTorch's nn.Linear: w, b ~ U(-1/√I, 1/√I), drawn
- * from Philox(seed, RNG_INIT, stream = 2·layer (+1 for b)).
+ * out layer by layer in forward order (each layer: w (O, I) or, for
+ * convolutions, PyTorch's (O, C, k, k) / (in, out, k, k); then b), then the
+ * learned Gaussian log variance (D) if any. The μ and log σ² heads are one
+ * fused layer (2Z, H): rows [0, Z) give μ, rows [Z, 2Z) log σ².
+ * Initialization follows PyTorch's layers: w, b ~ U(-1/√fan_in, 1/√fan_in)
+ * (fan_in = I, or C·k·k as PyTorch computes it from the weight's shape),
+ * drawn from Philox(seed, RNG_INIT, stream = 2·layer (+1 for b)).
  */
 #ifndef VAE_VAE_H
 #define VAE_VAE_H
@@ -19,14 +29,22 @@
 
 #include "core/config.h"
 #include "core/tensor.h"
+#include "model/conv.h"
 
-#define VAE_MAX_LAYERS  (2 * CONFIG_MAX_HIDDEN + 2)
+#define VAE_MAX_LAYERS  (4 * CONFIG_MAX_LIST + 3)
 #define VAE_MAX_TENSORS (2 * VAE_MAX_LAYERS + 1)
 
+enum layer_kind { LAYER_LINEAR, LAYER_CONV, LAYER_CONVT };
+
 struct vae_layer {
-    size_t w_off, b_off; /* offsets into params/grads: w (O, I), b (O) */
-    size_t n_in, n_out;  /* I, O */
+    int kind;            /* enum layer_kind */
+    size_t w_off, b_off; /* offsets into params/grads: w (O, I) or (O, C, k, k); b */
+    size_t b_len;        /* values in b */
+    size_t n_in, n_out;  /* values per sample in and out (C·H·W for images) */
+    size_t fan_in;       /* I, or C·k·k: the initialization bound is 1/√fan_in */
     int has_act;         /* activation after this layer */
+    struct conv_geom g;  /* convolutions: the (encoder-direction) geometry */
+    float *keep;         /* convolutions: forward → backward workspace (conv.h) */
 };
 
 struct vae {
@@ -51,6 +69,7 @@ struct vae {
     float *out[VAE_MAX_LAYERS]; /* output of each layer (B, O), after activation */
     float *z;                   /* (B, Z) */
     float *d_a, *d_b;           /* (B, max width) scratch gradients */
+    float *conv_tmp;            /* convolutions' shared scratch (conv.h), or NULL */
 };
 
 /* Per-batch sums of the loss terms (over samples). */
@@ -59,11 +78,13 @@ struct vae_loss {
 };
 
 /*
- * Build the model for inputs of dimension n_in and batches of at most
+ * Build the model for inputs of dimension n_in, shaped image[] = C, H, W
+ * (NULL or 0s: not images; conv needs them), and batches of at most
  * max_batch samples; allocates everything. Returns 0, or -1 with a message
- * (model too large). vae_free is safe on a half-built or zeroed model.
+ * (model too large, no image shape for conv, a conv stage that does not fit
+ * its input). vae_free is safe on a half-built or zeroed model.
  */
-int vae_init(struct vae *m, const struct config *cfg, size_t n_in, size_t max_batch);
+int vae_init(struct vae *m, const struct config *cfg, size_t n_in, const long image[3], size_t max_batch);
 void vae_free(struct vae *m);
 
 /* Deterministic initialization from the seed (same on every rank). */
@@ -79,7 +100,8 @@ struct vae_loss vae_forward(struct vae *m, const float *x, const float *eps, siz
 
 /*
  * Backward of  scale · Σ_samples (rec + beta·KL)  after vae_forward on the
- * same x, eps; *adds* into m->grads. After each layer's gradients are final,
+ * same x, eps (once per forward: convolutions spend their forward
+ * workspace); *adds* into m->grads. After each layer's gradients are final,
  * calls on_ready(ctx, off) (when not NULL): every gradient at offset >= off
  * is final, so buckets there may be reduced while backward goes on.
  */

@@ -94,7 +94,8 @@ int trainer_init(struct trainer *t, const struct config *cfg, const struct comm 
         return -1;
     t->n_local = (size_t)cfg->batch_size / (size_t)t->size;
     size_t max_b = t->n_local > EVAL_CHUNK ? t->n_local : EVAL_CHUNK;
-    int ok = vae_init(&t->m, cfg, t->info.n_dim, max_b) == 0;
+    long image[3] = {t->info.image_channels, t->info.image_rows, t->info.image_cols};
+    int ok = vae_init(&t->m, cfg, t->info.n_dim, image, max_b) == 0;
     long total = cfg->epochs * (long)t->steps_per_epoch;
     ok = ok && optim_init(&t->opt, cfg, t->m.n_params, total) == 0;
     if (ok) {
@@ -220,6 +221,7 @@ int trainer_save(struct trainer *t, int64_t step)
         .config = config_to_string(t->cfg),
         .data_n_train = (long)t->info.n_train,
         .data_n_dim = (long)t->info.n_dim,
+        .image_channels = t->info.image_channels,
         .image_rows = t->info.image_rows,
         .image_cols = t->info.image_cols,
         .data_crc32 = t->info.crc32_train,
