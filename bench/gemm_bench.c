@@ -45,7 +45,7 @@ int main(int argc, char **argv)
     if (!getenv("OPENBLAS_NUM_THREADS"))
         linear_set_threads(1);
     struct vae m;
-    if (vae_init(&m, &cfg, (size_t)dim, (size_t)batch))
+    if (vae_init(&m, &cfg, (size_t)dim, NULL, (size_t)batch))
         return 1;
     vae_init_params(&m, 1);
     size_t width = (size_t)dim;

@@ -87,7 +87,8 @@ static void conv_ref_d(double *y, const double *x, const double *w, const double
                     for (size_t c = 0; c < g->c; c++)
                         for (size_t ky = 0; ky < g->k; ky++)
                             for (size_t kx = 0; kx < g->k; kx++) {
-                                long iy = (long)(oy * g->s + ky) - (long)g->p, ix = (long)(ox * g->s + kx) - (long)g->p;
+                                long iy = (long)(oy * g->s + ky) - (long)g->p,
+                                     ix = (long)(ox * g->s + kx) - (long)g->p;
                                 if (iy < 0 || ix < 0 || iy >= (long)g->h || ix >= (long)g->w)
                                     continue;
                                 size_t pi = ((s * g->c + c) * g->h + (size_t)iy) * g->w + (size_t)ix;
@@ -453,7 +454,8 @@ static void test_conv_vae_full_elbo_fd(void **state)
         for (int l = LIK_BERNOULLI; l <= LIK_GAUSSIAN_LEARNED; l += 2)
             for (size_t h = 0; h < 2; h++) {
                 double e = check_conv_vae(a, l, h);
-                printf("conv -ELBO, act %d, likelihood %d, %zu hidden: max relative error %.2e\n", a, l, h, e);
+                printf("conv -ELBO, act %d, likelihood %d, %zu hidden: max relative error %.2e\n", a, l, h,
+                       e);
                 overall = nan_max(overall, e);
             }
     printf("conv -ELBO: max relative error over all 8 configurations %.2e\n", overall);
@@ -480,7 +482,8 @@ static void test_conv_model_shapes(void **state)
     /* PyTorch's parameter count of the same model: 32·16+32 + 64·512+64 + 3136·40+40 + 20·3136+3136 +
      * 64·32·16+32 + 32·16+1. */
     assert_int_equal(m.n_params, 544 + 32832 + 125480 + 65856 + 32800 + 513);
-    assert_int_equal(m.tensor[8].shape[0], 64); /* dec.conv0.w: ConvTranspose2d(64, 32, 4) is (64, 32, 4, 4) */
+    assert_int_equal(m.tensor[8].shape[0],
+                     64); /* dec.conv0.w: ConvTranspose2d(64, 32, 4) is (64, 32, 4, 4) */
     assert_int_equal(m.tensor[8].shape[1], 32);
     vae_free(&m);
     /* 7×7 images: (7 + 2 − 4) is odd, so stage 0 is refused; and no image shape at all. */

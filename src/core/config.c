@@ -559,8 +559,8 @@ static int validate_conv(const struct config *cfg, char *err, size_t err_bytes)
     }
     for (int i = 0; i < 3; i++)
         if (per_stage[i]->n != 1 && per_stage[i]->n != cfg->channels.n) {
-            snprintf(err, err_bytes, "[model] %s: expected one value or one per stage (%zu), found %zu", names[i],
-                     cfg->channels.n, per_stage[i]->n);
+            snprintf(err, err_bytes, "[model] %s: expected one value or one per stage (%zu), found %zu",
+                     names[i], cfg->channels.n, per_stage[i]->n);
             return -1;
         }
     return 0;
@@ -698,10 +698,10 @@ void config_write_reference(FILE *f)
  * its schedule, epochs, max_steps, logging, checkpointing, comm) may change.
  */
 static const char *const fixed_on_resume[] = {
-    "data.shuffle",      "model.arch",       "model.channels",     "model.kernel",
-    "model.stride",      "model.padding",    "model.hidden",       "model.latent",       "model.activation",
-    "model.likelihood",  "model.obs_logvar", "optim.name",         "train.batch_size",
-    "train.micro_batch", "train.seed",       "train.reproducible",
+    "data.shuffle",     "model.arch",        "model.channels",   "model.kernel",
+    "model.stride",     "model.padding",     "model.hidden",     "model.latent",
+    "model.activation", "model.likelihood",  "model.obs_logvar", "optim.name",
+    "train.batch_size", "train.micro_batch", "train.seed",       "train.reproducible",
 };
 
 static int is_fixed_on_resume(const struct key *k)

@@ -15,7 +15,7 @@
 #include <stdio.h>
 
 #define CONFIG_MAX_LIST 8
-#define CONFIG_STR_MAX    1024
+#define CONFIG_STR_MAX  1024
 
 enum arch_kind { ARCH_MLP, ARCH_CONV };
 enum act_kind { ACT_RELU, ACT_TANH, ACT_SIGMOID };
@@ -34,14 +34,14 @@ struct config {
     char data_path[CONFIG_STR_MAX];
     int shuffle;
     /* [model] */
-    int arch;                   /* enum arch_kind */
-    struct config_list channels; /* conv: channels of each encoder stage */
+    int arch;                                   /* enum arch_kind */
+    struct config_list channels;                /* conv: channels of each encoder stage */
     struct config_list kernel, stride, padding; /* conv: one value, or one per stage */
-    struct config_list hidden;   /* fully connected widths (after the conv stages); the decoder mirrors them */
-    long latent;                      /* Z */
-    int activation;                   /* enum act_kind */
-    int likelihood;                   /* enum likelihood_kind */
-    double obs_logvar;                /* Gaussian log σ² (fixed, or initial if learned) */
+    struct config_list hidden; /* fully connected widths (after the conv stages); the decoder mirrors them */
+    long latent;               /* Z */
+    int activation;            /* enum act_kind */
+    int likelihood;            /* enum likelihood_kind */
+    double obs_logvar;         /* Gaussian log σ² (fixed, or initial if learned) */
     /* [optim] */
     int optim; /* enum optim_kind */
     double lr, momentum, rho, beta1, beta2, eps, delta, weight_decay;

@@ -13,9 +13,9 @@
 #define TENSOR_MAX_DIMS   4
 
 struct tensor_view {
-    char name[TENSOR_NAME_BYTES]; /* e.g. "enc0.w" */
-    size_t off;                   /* first element in the flat buffer */
-    size_t rows, cols;            /* matrix view; cols = 1 for vectors */
+    char name[TENSOR_NAME_BYTES];  /* e.g. "enc0.w" */
+    size_t off;                    /* first element in the flat buffer */
+    size_t rows, cols;             /* matrix view; cols = 1 for vectors */
     size_t shape[TENSOR_MAX_DIMS]; /* PyTorch shape, 0 past its rank: (O, I), (O, C, k, k), (O) */
 };
 

@@ -429,8 +429,8 @@ static int check_header(const char *path, const struct ckpt_meta *m, long n_para
     if (m->data_n_dim < 1 || m->data_n_dim > (1L << 30))
         return out_of_range(path, "data_n_dim", 1, 1LL << 30, m->data_n_dim);
     long ch = m->image_channels, r = m->image_rows, c = m->image_cols;
-    if (ch < 0 || r < 0 || c < 0 || ch > (1 << 24) || r > (1 << 24) || c > (1 << 24) || (r == 0) != (c == 0) ||
-        (r == 0) != (ch == 0) || (r && ch * r * c != m->data_n_dim)) {
+    if (ch < 0 || r < 0 || c < 0 || ch > (1 << 24) || r > (1 << 24) || c > (1 << 24) ||
+        (r == 0) != (c == 0) || (r == 0) != (ch == 0) || (r && ch * r * c != m->data_n_dim)) {
         log_error("%s: checkpoint attributes image_channels x image_rows x image_cols = %ld x %ld x %ld; "
                   "expected 0 x 0 x 0 or three sizes whose product is data_n_dim = %ld",
                   path, ch, r, c, m->data_n_dim);

@@ -46,11 +46,11 @@ struct ckpt_meta {
     size_t n_params;
     long optim; /* enum optim_kind */
     int64_t optim_t;
-    long params_crc32;                                     /* read only: CRC-32 of /model/params */
-    long data_n_train, data_n_dim;                         /* the training data's shape */
-    long image_channels, image_rows, image_cols;           /* C, H, W; 0s: not images */
-    long data_crc32;                                       /* its /train/x crc32, -1: unknown */
-    char *config;                                          /* resolved config text (read: malloc'd) */
+    long params_crc32;                           /* read only: CRC-32 of /model/params */
+    long data_n_train, data_n_dim;               /* the training data's shape */
+    long image_channels, image_rows, image_cols; /* C, H, W; 0s: not images */
+    long data_crc32;                             /* its /train/x crc32, -1: unknown */
+    char *config;                                /* resolved config text (read: malloc'd) */
 };
 
 /* One flat float32 buffer of a checkpoint. */

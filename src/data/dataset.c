@@ -168,11 +168,12 @@ static int image_shape(const char *path, struct dataset_info *info, const long s
     } else if (info->image_channels == 0) {
         info->image_channels = shape[0] ? shape[0] : 1; /* files before image_channels: one */
     }
-    if (shape[1] && (shape[0] != info->image_channels || shape[1] != info->image_rows ||
-                     shape[2] != info->image_cols)) {
+    if (shape[1] &&
+        (shape[0] != info->image_channels || shape[1] != info->image_rows || shape[2] != info->image_cols)) {
         log_error("%s: image_channels x image_rows x image_cols = %ld x %ld x %ld, but /train/x holds %ld x "
                   "%ld x %ld images",
-                  path, info->image_channels, info->image_rows, info->image_cols, shape[0], shape[1], shape[2]);
+                  path, info->image_channels, info->image_rows, info->image_cols, shape[0], shape[1],
+                  shape[2]);
         return -1;
     }
     int ok = 1, any = 0;

@@ -30,7 +30,7 @@ struct dataset_info {
     int is_u8;              /* uint8 pixels (else float32) */
     int has_labels;
     long image_channels, image_rows, image_cols; /* C, H, W; 0s: not images */
-    long crc32_train; /* attribute crc32 of /train/x; -1: the file has none */
+    long crc32_train;                            /* attribute crc32 of /train/x; -1: the file has none */
 };
 
 /* Rows of one split held by this rank (a shard, or an epoch buffer). */

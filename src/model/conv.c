@@ -19,10 +19,11 @@ int conv_geom_init(struct conv_geom *g, size_t c, size_t h, size_t w, size_t o, 
             return -1;
         }
         if ((side[i] + 2 * p - k) % s) {
-            snprintf(err, err_bytes,
-                     "stride %zu does not tile the input: (%zu + 2·%zu − %zu) = %zu is not a multiple of %zu, "
-                     "so the decoder's transposed convolution cannot give %zu back",
-                     s, side[i], p, k, side[i] + 2 * p - k, s, side[i]);
+            snprintf(
+                err, err_bytes,
+                "stride %zu does not tile the input: (%zu + 2·%zu − %zu) = %zu is not a multiple of %zu, "
+                "so the decoder's transposed convolution cannot give %zu back",
+                s, side[i], p, k, side[i] + 2 * p - k, s, side[i]);
             return -1;
         }
     }
@@ -142,8 +143,8 @@ void conv2d_forward(float *y, float *keep, float *tmp, const float *x, const flo
     from_rows(y, tmp, b, n_b, g->o, n_out(g));
 }
 
-void conv2d_backward(float *dx, float *dw, float *db, float *keep, float *tmp, const float *dy, const float *w,
-                     size_t n_b, const struct conv_geom *g)
+void conv2d_backward(float *dx, float *dw, float *db, float *keep, float *tmp, const float *dy,
+                     const float *w, size_t n_b, const struct conv_geom *g)
 {
     int m = (int)(n_b * n_out(g)), kk = (int)k_len(g), o = (int)g->o;
     to_rows(tmp, dy, n_b, g->o, n_out(g));
@@ -210,7 +211,8 @@ static void each_tap(const struct conv_geom *g, size_t n_b, void (*f)(struct ref
                                 if (iy < 0 || iy >= (long)g->h || ix < 0 || ix >= (long)g->w)
                                     continue;
                                 f(r, ((b * g->c + c) * g->h + (size_t)iy) * g->w + (size_t)ix,
-                                  ((o * g->c + c) * k + ky) * k + kx, ((b * g->o + o) * g->ho + oy) * g->wo + ox);
+                                  ((o * g->c + c) * k + ky) * k + kx,
+                                  ((b * g->o + o) * g->ho + oy) * g->wo + ox);
                             }
 }
 

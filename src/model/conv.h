@@ -28,9 +28,9 @@
 #include <stddef.h>
 
 struct conv_geom {
-    size_t c, h, w;    /* input C×H×W */
-    size_t o, ho, wo;  /* output O×Ho×Wo */
-    size_t k, s, p;    /* kernel, stride, padding */
+    size_t c, h, w;   /* input C×H×W */
+    size_t o, ho, wo; /* output O×Ho×Wo */
+    size_t k, s, p;   /* kernel, stride, padding */
 };
 
 /*
@@ -47,13 +47,13 @@ size_t conv_tmp_floats(const struct conv_geom *g, size_t n_b, int transposed);
 
 void conv2d_forward(float *y, float *keep, float *tmp, const float *x, const float *w, const float *b,
                     size_t n_b, const struct conv_geom *g);
-void conv2d_backward(float *dx, float *dw, float *db, float *keep, float *tmp, const float *dy, const float *w,
-                     size_t n_b, const struct conv_geom *g);
+void conv2d_backward(float *dx, float *dw, float *db, float *keep, float *tmp, const float *dy,
+                     const float *w, size_t n_b, const struct conv_geom *g);
 
 void conv_transpose2d_forward(float *y, float *keep, float *tmp, const float *x, const float *w,
                               const float *b, size_t n_b, const struct conv_geom *g);
-void conv_transpose2d_backward(float *dx, float *dw, float *db, float *keep, float *tmp,
-                               const float *dy, const float *w, size_t n_b, const struct conv_geom *g);
+void conv_transpose2d_backward(float *dx, float *dw, float *db, float *keep, float *tmp, const float *dy,
+                               const float *w, size_t n_b, const struct conv_geom *g);
 
 void conv2d_forward_ref(float *y, const float *x, const float *w, const float *b, size_t n_b,
                         const struct conv_geom *g);

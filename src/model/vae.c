@@ -46,8 +46,8 @@ static void add_tensors(struct vae *m, struct vae_layer *l, const char *name, co
 static void add_linear(struct vae *m, size_t n_in, size_t n_out, int has_act, const char *name)
 {
     struct vae_layer *l = &m->layer[m->n_layers++];
-    *l = (struct vae_layer){.kind = LAYER_LINEAR, .n_in = n_in, .n_out = n_out, .has_act = has_act,
-                            .fan_in = n_in};
+    *l = (struct vae_layer){
+        .kind = LAYER_LINEAR, .n_in = n_in, .n_out = n_out, .has_act = has_act, .fan_in = n_in};
     add_tensors(m, l, name, (size_t[4]){n_out, n_in, 0, 0}, n_out * n_in, n_out);
 }
 
@@ -66,7 +66,8 @@ static void add_conv(struct vae *m, const struct conv_geom *g, int transposed, i
                 transposed ? g->c : g->o);
 }
 
-/* The conv stages of cfg on C×H×W images into g (one per stage). Returns 0, or -1 naming the stage that does not fit. */
+/* The conv stages of cfg on C×H×W images into g (one per stage). Returns 0, or -1 naming the stage that does
+ * not fit. */
 static int conv_stages(const struct config *cfg, const size_t image[3], struct conv_geom *g)
 {
     size_t c = image[0], h = image[1], w = image[2];
@@ -75,9 +76,10 @@ static int conv_stages(const struct config *cfg, const size_t image[3], struct c
         size_t k = cfg->kernel.v[cfg->kernel.n > 1 ? i : 0], s = cfg->stride.v[cfg->stride.n > 1 ? i : 0];
         size_t p = cfg->padding.v[cfg->padding.n > 1 ? i : 0];
         if (conv_geom_init(&g[i], c, h, w, cfg->channels.v[i], k, s, p, err, sizeof err)) {
-            log_error("[model] conv stage %zu (%zux%zux%zu -> %zu channels, kernel %zu, stride %zu, padding %zu) "
-                      "does not fit: %s (HINT: change model.kernel, stride or padding, or use fewer stages)",
-                      i, c, h, w, cfg->channels.v[i], k, s, p, err);
+            log_error(
+                "[model] conv stage %zu (%zux%zux%zu -> %zu channels, kernel %zu, stride %zu, padding %zu) "
+                "does not fit: %s (HINT: change model.kernel, stride or padding, or use fewer stages)",
+                i, c, h, w, cfg->channels.v[i], k, s, p, err);
             return -1;
         }
         c = g[i].o, h = g[i].ho, w = g[i].wo;
@@ -218,7 +220,8 @@ void vae_init_params(struct vae *m, uint64_t seed)
         float bound = 1.0f / sqrtf((float)ly->fan_in);
         rng_uniform(m->params + ly->w_off, ly->b_off - ly->w_off, -bound, bound, seed, RNG_INIT,
                     (uint32_t)(2 * l), 0);
-        rng_uniform(m->params + ly->b_off, ly->b_len, -bound, bound, seed, RNG_INIT, (uint32_t)(2 * l + 1), 0);
+        rng_uniform(m->params + ly->b_off, ly->b_len, -bound, bound, seed, RNG_INIT, (uint32_t)(2 * l + 1),
+                    0);
     }
     if (m->obs_logvar_off != SIZE_MAX)
         for (size_t d = 0; d < m->n_in; d++)
@@ -240,8 +243,8 @@ static void layer_forward(struct vae *m, const struct vae_layer *ly, float *out,
     }
 }
 
-static void layer_backward(struct vae *m, const struct vae_layer *ly, float *dx, const float *dy, const float *in,
-                           size_t n_b)
+static void layer_backward(struct vae *m, const struct vae_layer *ly, float *dx, const float *dy,
+                           const float *in, size_t n_b)
 {
     const float *w = m->params + ly->w_off;
     float *dw = m->grads + ly->w_off, *db = m->grads + ly->b_off;
