@@ -61,7 +61,7 @@ static inline void mpi_check_int(intmax_t a, intmax_t b, const char *what, const
 /* The synthetic uint8 image set of `vae_dist synth` (serial write). */
 static inline int make_dataset(const char *path, size_t n_train, size_t n_test, size_t n_dim)
 {
-    return dataset_make_synthetic(path, n_train, n_test, n_dim, 1, 0.0, 2024);
+    return dataset_make_synthetic(path, n_train, n_test, n_dim, NULL, 1, 0.0, 2024);
 }
 
 /* What this process printed to stderr between capture_begin and capture_end. */
@@ -108,7 +108,7 @@ static inline void test_dir_setup(const struct comm *w, char dir[256], const cha
         if (make_dataset(path, n_train, n_test, n_dim))
             comm_abort(1);
         snprintf(path, sizeof path, "%s/tabular.h5", dir);
-        if (n_tabular && dataset_make_synthetic(path, n_tabular, 64, 16, 0, 0.0, 7))
+        if (n_tabular && dataset_make_synthetic(path, n_tabular, 64, 16, NULL, 0, 0.0, 7))
             comm_abort(1);
     }
     comm_bcast(w, dir, 256, 0);

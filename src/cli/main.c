@@ -67,11 +67,12 @@ static const char usage_prep[] =
     "Reads IDX files (gzip or plain) and writes the vae_dist HDF5 dataset (docs/formats.md).\n";
 
 static const char usage_synth[] =
-    "usage: vae_dist synth --out data.h5 [--n-train N] [--n-test N] [--dim D] [--tabular]\n"
-    "                      [--anomalies FRACTION] [--seed S]\n"
+    "usage: vae_dist synth --out data.h5 [--n-train N] [--n-test N] [--dim D | --image C,H,W]\n"
+    "                      [--tabular] [--anomalies FRACTION] [--seed S]\n"
     "\n"
-    "Writes a synthetic dataset: uint8 images (default) or float32 tabular rows near a 2-D\n"
-    "manifold, with a FRACTION of the test rows made anomalous (label 1) for `score` demos.\n";
+    "Writes a synthetic dataset: uint8 images (default; --image 3,64,64 makes C x H x W pictures\n"
+    "for conv models) or float32 tabular rows near a 2-D manifold, with a FRACTION of the test\n"
+    "rows made anomalous (label 1) for `score` demos.\n";
 
 static const char usage_info[] = "usage: vae_dist info --checkpoint PATH\n";
 
@@ -180,6 +181,7 @@ static int cmd_prep(int argc, char **argv)
         .n_dim = x[0].rows * x[0].cols,
         .is_u8 = 1,
         .has_labels = tl != NULL,
+        .image_channels = 1,
         .image_rows = (long)x[0].rows,
         .image_cols = (long)x[0].cols,
     };
@@ -220,11 +222,28 @@ static int parse_count(const char *flag, const char *v, double lo, double hi, do
     return 0;
 }
 
+/* --image C,H,W: three whole numbers in [1, 4096], at most 2^24 values in all. 0 or -1 with a message. */
+static int parse_image(const char *flag, const char *v, size_t image[3])
+{
+    unsigned long c, h, w;
+    char tail;
+    if (v && sscanf(v, "%lu,%lu,%lu%c", &c, &h, &w, &tail) == 3 && c >= 1 && h >= 1 && w >= 1 && c <= 4096 &&
+        h <= 4096 && w <= 4096 && c * h * w <= (1ul << 24)) {
+        image[0] = c, image[1] = h, image[2] = w;
+        return 0;
+    }
+    log_error("%s: expected C,H,W (e.g. 3,64,64), three whole numbers in [1, 4096] with C*H*W <= 2^24, found "
+              "'%s'",
+              flag, v ? v : "nothing");
+    return -1;
+}
+
 static int cmd_synth(int argc, char **argv)
 {
     const char *out = NULL;
     double n_train = 4096, n_test = 512, dim = 64, anomalies = 0, seed = 1;
-    int tabular = 0;
+    size_t image[3];
+    int tabular = 0, has_image = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         int bad = 0;
@@ -241,6 +260,10 @@ static int cmd_synth(int argc, char **argv)
             bad = parse_count(a, flag_value(argc, argv, &i), 0, 4e9, &n_test);
         } else if (!strcmp(a, "--dim")) {
             bad = parse_count(a, flag_value(argc, argv, &i), 1, 1 << 24, &dim);
+        } else if (!strcmp(a, "--image")) {
+            bad = parse_image(a, flag_value(argc, argv, &i), image);
+            has_image = !bad;
+            dim = has_image ? (double)(image[0] * image[1] * image[2]) : dim;
         } else if (!strcmp(a, "--anomalies")) {
             bad = parse_size(a, flag_value(argc, argv, &i), 0, 1, &anomalies);
         } else if (!strcmp(a, "--seed")) {
@@ -256,8 +279,12 @@ static int cmd_synth(int argc, char **argv)
         log_error("synth: --out is required\n%s", usage_synth);
         return VAE_EXIT_USAGE;
     }
-    if (dataset_make_synthetic(out, (size_t)n_train, (size_t)n_test, (size_t)dim, !tabular, anomalies,
-                               (uint64_t)seed))
+    if (has_image && tabular) {
+        log_error("synth: --image makes uint8 pictures; it cannot be combined with --tabular");
+        return VAE_EXIT_USAGE;
+    }
+    if (dataset_make_synthetic(out, (size_t)n_train, (size_t)n_test, (size_t)dim, has_image ? image : NULL,
+                               !tabular, anomalies, (uint64_t)seed))
         return VAE_EXIT_ERROR;
     log_info("wrote %s: %s, train %zu x %zu, test %zu", out, tabular ? "tabular float32" : "uint8 images",
              (size_t)n_train, (size_t)dim, (size_t)n_test);
@@ -496,14 +523,22 @@ static int cmd_info(const struct comm *c, int argc, char **argv)
     char crc[16];
     snprintf(crc, sizeof crc, "%08lx", meta.params_crc32);
     metrics_str(&out, "params_crc32", crc);
-    const char *keys[] = {"version", "step",         "epoch",      "seed",       "world_size", "n_params",
-                          "optim_t", "data_n_train", "data_n_dim", "image_rows", "image_cols", "data_crc32"};
-    double vals[] = {(double)meta.version,    (double)meta.step,
-                     (double)meta.epoch,      (double)meta.seed,
-                     (double)meta.world_size, (double)meta.n_params,
-                     (double)meta.optim_t,    (double)meta.data_n_train,
-                     (double)meta.data_n_dim, (double)meta.image_rows,
-                     (double)meta.image_cols, meta.data_crc32 >= 0 ? (double)meta.data_crc32 : NAN};
+    const char *keys[] = {"version",    "step",       "epoch",        "seed",       "world_size",
+                          "n_params",   "optim_t",    "data_n_train", "data_n_dim", "image_channels",
+                          "image_rows", "image_cols", "data_crc32"};
+    double vals[] = {(double)meta.version,
+                     (double)meta.step,
+                     (double)meta.epoch,
+                     (double)meta.seed,
+                     (double)meta.world_size,
+                     (double)meta.n_params,
+                     (double)meta.optim_t,
+                     (double)meta.data_n_train,
+                     (double)meta.data_n_dim,
+                     (double)meta.image_channels,
+                     (double)meta.image_rows,
+                     (double)meta.image_cols,
+                     meta.data_crc32 >= 0 ? (double)meta.data_crc32 : NAN};
     for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++)
         metrics_num(&out, keys[i], vals[i]);
     metrics_str(&out, "config", meta.config);

@@ -433,8 +433,27 @@ int dataset_write_columns(const struct comm *c, const char *path, const char *fo
     return 0;
 }
 
-int dataset_make_synthetic(const char *path, size_t n_train, size_t n_test, size_t n_dim, int is_u8,
-                           double anomalies, uint64_t seed)
+/* Image row i of class y, C×H×W: a soft blob whose place is set by the class and whose size,
+ * jitter and channel tint by u (D + 4 uniforms), with a little noise. */
+static void synth_picture(unsigned char *row, const size_t image[3], uint8_t y, const float *u)
+{
+    size_t ch = image[0], h = image[1], w = image[2];
+    double cy = (double)h * (0.3 + 0.4 * (y >> 1) + 0.1 * (u[0] - 0.5));
+    double cx = (double)w * (0.3 + 0.4 * (y & 1) + 0.1 * (u[1] - 0.5));
+    double r = (double)(h < w ? h : w) * (0.12 + 0.08 * u[2]);
+    for (size_t c = 0; c < ch; c++) {
+        double tint = 0.5 + 0.5 * (double)((c + y) % 2) * u[3];
+        for (size_t i = 0; i < h; i++)
+            for (size_t j = 0; j < w; j++) {
+                double d2 = ((double)i - cy) * ((double)i - cy) + ((double)j - cx) * ((double)j - cx);
+                double v = tint * exp(-d2 / (2 * r * r)) + 0.1 * u[4 + (c * h + i) * w + j];
+                row[(c * h + i) * w + j] = (unsigned char)(fmin(v, 1.0) * 255.0);
+            }
+    }
+}
+
+int dataset_make_synthetic(const char *path, size_t n_train, size_t n_test, size_t n_dim, const size_t *image,
+                           int is_u8, double anomalies, uint64_t seed)
 {
     size_t n = n_train + n_test, elem = is_u8 ? 1 : sizeof(float);
     unsigned char *x = malloc(n * n_dim * elem + 1);
@@ -447,6 +466,11 @@ int dataset_make_synthetic(const char *path, size_t n_train, size_t n_test, size
     }
     for (size_t i = 0; i < n; i++) {
         rng_uniform(u, n_dim + 4, 0, 1, seed, RNG_SYNTH, 1, (uint32_t)i);
+        if (is_u8 && image) {
+            y[i] = (uint8_t)(i % 4);
+            synth_picture(x + i * n_dim, image, y[i], u);
+            continue;
+        }
         if (is_u8) {
             y[i] = (uint8_t)(i % 4);
             for (size_t d = 0; d < n_dim; d++) {
@@ -470,8 +494,14 @@ int dataset_make_synthetic(const char *path, size_t n_train, size_t n_test, size
     struct dataset_info info = {
         .n_train = n_train, .n_test = n_test, .n_dim = n_dim, .is_u8 = is_u8, .has_labels = 1};
     long side = lrint(sqrt((double)n_dim));
-    if (is_u8 && (size_t)(side * side) == n_dim)
-        info.image_rows = info.image_cols = side; /* square images can be drawn */
+    if (image) {
+        info.image_channels = (long)image[0];
+        info.image_rows = (long)image[1];
+        info.image_cols = (long)image[2];
+    } else if (is_u8 && (size_t)(side * side) == n_dim) {
+        info.image_channels = 1; /* square images can be drawn */
+        info.image_rows = info.image_cols = side;
+    }
     rc = dataset_write(path, &info, x, y, n_test ? x + n_train * n_dim * elem : NULL,
                        n_test ? y + n_train : NULL);
 out_free:

@@ -101,12 +101,14 @@ int dataset_write_columns(const struct comm *c, const char *path, const char *fo
 
 /*
  * Synthetic data for tests, benchmarks and demos, a pure function of
- * (seed, row): images (uint8) are one of 4 smooth prototypes plus noise;
+ * (seed, row): images (uint8) are one of 4 smooth prototypes plus noise,
+ * or with image = {C, H, W} (else NULL) C×H×W pictures of a soft blob
+ * placed by the class (4 classes);
  * tabular data (float32) lie near a 2-D manifold in D dimensions, and with
  * anomalies > 0 that fraction of the *test* rows is pushed off it (label 1;
  * normal rows have label 0), for anomaly-scoring demos.
  */
-int dataset_make_synthetic(const char *path, size_t n_train, size_t n_test, size_t n_dim, int is_u8,
-                           double anomalies, uint64_t seed);
+int dataset_make_synthetic(const char *path, size_t n_train, size_t n_test, size_t n_dim, const size_t *image,
+                           int is_u8, double anomalies, uint64_t seed);
 
 #endif

@@ -177,9 +177,10 @@ int infer_sample(const struct comm *c, const struct infer_args *a)
             rng_normal(z + i * n_z, n_z, l.cfg.seed, RNG_PRIOR, 0, (uint32_t)(i0 + i));
         vae_decode(&l.m, img + i0 * n_d, z, b);
     }
-    int ok = comm_rank(c) != 0 ||
-             picture_write_grid(a->out, img, n, (size_t)l.meta.image_rows, (size_t)l.meta.image_cols,
-                                n < 16 ? n : 16, a->scale > 0 ? (size_t)a->scale : 1) == 0;
+    int ok =
+        comm_rank(c) != 0 || picture_write_grid(a->out, img, n, (size_t)l.meta.image_channels,
+                                                (size_t)l.meta.image_rows, (size_t)l.meta.image_cols,
+                                                n < 16 ? n : 16, a->scale > 0 ? (size_t)a->scale : 1) == 0;
     free(z);
     free(img);
     if (comm_agree(c, ok)) {
@@ -223,9 +224,9 @@ int infer_recon(const struct comm *c, const struct infer_args *a)
             vae_encode(&l.m, mu, mu + n_z, in, 1);
             vae_decode(&l.m, out, mu, 1);
         }
-        ok =
-            ok && picture_write_grid(a->out, img, cells, (size_t)l.meta.image_rows, (size_t)l.meta.image_cols,
-                                     per_row, a->scale > 0 ? (size_t)a->scale : 1) == 0;
+        ok = ok &&
+             picture_write_grid(a->out, img, cells, (size_t)l.meta.image_channels, (size_t)l.meta.image_rows,
+                                (size_t)l.meta.image_cols, per_row, a->scale > 0 ? (size_t)a->scale : 1) == 0;
         free(mu);
     }
     free(img);

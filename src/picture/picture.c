@@ -45,31 +45,48 @@ static int save(const char *path, png_bytep *rows, size_t w, size_t h, int color
     return rc;
 }
 
-int picture_write_grid(const char *path, const float *images, size_t n, size_t rows, size_t cols,
-                       size_t n_cols, size_t scale)
+/* The colour of pixel (r, c) of one C×rows×cols image into px (1 or 3 bytes). */
+static void pixel(unsigned char *px, const float *img, size_t ch, size_t plane, size_t at)
 {
-    size_t n_rows = (n + n_cols - 1) / n_cols, sr = rows * scale, sc = cols * scale;
-    size_t w = n_cols * (sc + 1) + 1, h = n_rows * (sr + 1) + 1;
-    unsigned char *pix = malloc(w * h);
+    size_t n_out = ch == 3 ? 3 : 1;
+    for (size_t k = 0; k < n_out; k++) {
+        float v = 0;
+        if (ch == 3) {
+            v = img[k * plane + at];
+        } else {
+            for (size_t c = 0; c < ch; c++)
+                v += img[c * plane + at];
+            v /= (float)ch;
+        }
+        v = v < 0 ? 0 : (v > 1 ? 1 : v);
+        px[k] = (unsigned char)(v * 255.0f + 0.5f);
+    }
+}
+
+int picture_write_grid(const char *path, const float *images, size_t n, size_t channels, size_t rows,
+                       size_t cols, size_t n_cols, size_t scale)
+{
+    size_t n_rows = (n + n_cols - 1) / n_cols, sr = rows * scale, sc = cols * scale,
+           bpp = channels == 3 ? 3 : 1;
+    size_t w = n_cols * (sc + 1) + 1, h = n_rows * (sr + 1) + 1, plane = rows * cols;
+    unsigned char *pix = malloc(w * h * bpp);
     png_bytep *lines = malloc(h * sizeof *lines);
     int rc = -1;
     if (!pix || !lines) {
         log_error("%s: out of memory for a %zux%zu picture", path, w, h);
         goto out_free;
     }
-    memset(pix, 128, w * h);
+    memset(pix, 128, w * h * bpp);
     for (size_t i = 0; i < n; i++) {
         size_t r0 = 1 + (i / n_cols) * (sr + 1), c0 = 1 + (i % n_cols) * (sc + 1);
         for (size_t r = 0; r < sr; r++)
-            for (size_t c = 0; c < sc; c++) {
-                float v = images[i * rows * cols + (r / scale) * cols + c / scale];
-                v = v < 0 ? 0 : (v > 1 ? 1 : v);
-                pix[(r0 + r) * w + c0 + c] = (unsigned char)(v * 255.0f + 0.5f);
-            }
+            for (size_t c = 0; c < sc; c++)
+                pixel(pix + ((r0 + r) * w + c0 + c) * bpp, images + i * channels * plane, channels, plane,
+                      (r / scale) * cols + c / scale);
     }
     for (size_t r = 0; r < h; r++)
-        lines[r] = pix + r * w;
-    rc = save(path, lines, w, h, PNG_COLOR_TYPE_GRAY);
+        lines[r] = pix + r * w * bpp;
+    rc = save(path, lines, w, h, bpp == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY);
 out_free:
     free(pix);
     free(lines);

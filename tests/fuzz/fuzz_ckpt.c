@@ -17,7 +17,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     fuzz_init(argc, argv);
     snprintf(g_data, sizeof g_data, "/dev/shm/vae_fuzz_data_%ld.h5", (long)getpid());
-    VAE_ASSERT(dataset_make_synthetic(g_data, 64, 32, 16, 1, 0, 1) == 0);
+    VAE_ASSERT(dataset_make_synthetic(g_data, 64, 32, 16, NULL, 1, 0, 1) == 0);
     return 0;
 }
 
