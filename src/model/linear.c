@@ -71,3 +71,8 @@ void linear_set_threads(int n)
 {
     openblas_set_num_threads(n);
 }
+
+int linear_threads(void)
+{
+    return openblas_get_num_threads();
+}

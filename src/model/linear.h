@@ -22,7 +22,9 @@ void linear_forward_ref(float *y, const float *x, const float *w, const float *b
 void linear_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
                          size_t n_b, size_t n_in, size_t n_out);
 
-/* BLAS threads per process (the thread policy: 1 per rank by default). */
+/* BLAS threads per process (the thread policy: 1 per rank by default), and
+ * the count OpenBLAS itself reports (benchmarks check it). */
 void linear_set_threads(int n);
+int linear_threads(void);
 
 #endif

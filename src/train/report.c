@@ -9,6 +9,7 @@
 
 #include "core/log.h"
 #include "core/timer.h"
+#include "model/linear.h"
 
 /* The step event: the loss terms, then each phase's mean, min and max. */
 enum { M_STEP, M_EPOCH, M_NEG_ELBO, M_REC, M_KL, M_SPS, M_LR, M_NORM, M_SKIPPED, M_PHASES };
@@ -46,7 +47,7 @@ int report_init(struct report *rp, const struct comm *c, const char *run_dir, in
         return -1;
     /* Marks a segment: the plot keeps, of steps logged twice, the later one. */
     metrics_write(&rp->mt, "start", "step", (double)step, "resumed", step > 0 ? 1.0 : 0.0, "ranks",
-                  (double)comm_size(c), NULL);
+                  (double)comm_size(c), "blas_threads", (double)linear_threads(), NULL);
     return 0;
 }
 
