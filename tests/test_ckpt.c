@@ -149,6 +149,34 @@ static void test_resume_elastic_on_one_rank(void **state)
     comm_barrier(g_world);
 }
 
+static void test_conv_resume_elastic(void **state)
+{
+    (void)state;
+    /* A conv model: 40 straight steps on P ranks against 20 on P ranks resumed to 40 on 1 rank. */
+    struct config cfg;
+    struct train_result straight, r;
+    small_config(&cfg, "conv_straight");
+    conv_model(&cfg);
+    cfg.max_steps = 40;
+    assert_int_equal(train_run(&cfg, g_world, "none", &straight), 0);
+    small_config(&cfg, "conv_elastic");
+    conv_model(&cfg);
+    cfg.max_steps = 20;
+    assert_int_equal(train_run(&cfg, g_world, "none", &r), 0);
+    train_result_free(&r);
+    if (comm_rank(g_world) == 0) {
+        cfg.max_steps = 40;
+        assert_int_equal(train_run(&cfg, comm_self(), "auto", &r), 0);
+        assert_int_equal(r.n_steps, 20);
+        assert_memory_equal(r.params, straight.params, r.n_params * sizeof(float));
+        printf("conv checkpoint of %d ranks resumed on 1 rank: bit-identical to the uninterrupted run\n",
+               comm_size(g_world));
+        train_result_free(&r);
+    }
+    comm_barrier(g_world);
+    train_result_free(&straight);
+}
+
 /* Damage ckpt/step-00000020.h5 of run `name`: flip bytes or truncate. */
 static void damage(const char *name, int truncate_it)
 {
@@ -331,6 +359,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_resume_exact),
         cmocka_unit_test(test_resume_exact_float_sliced_optimizer),
         cmocka_unit_test(test_resume_elastic_on_one_rank),
+        cmocka_unit_test(test_conv_resume_elastic),
         cmocka_unit_test(test_flipped_bytes_fall_back),
         cmocka_unit_test(test_truncated_falls_back),
         cmocka_unit_test(test_shape_mismatch_named),

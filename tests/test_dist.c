@@ -6,7 +6,8 @@
  *     and each row's bytes are the file's row of that id;
  *   - default (float) mode: per-step losses match 1 rank within float
  *     tolerance over 100 steps;
- *   - reproducible mode: final parameters bit-identical to 1 rank;
+ *   - reproducible mode: final parameters bit-identical to 1 rank, for the
+ *     MLP and for a conv model;
  *   - plain SGD (whose step is proportional to the gradient, unlike Adam's):
  *     float mode on P ranks and reproducible mode (fixed point) on 1 rank
  *     both match float mode on 1 rank, so a gradient summed instead of
@@ -160,6 +161,31 @@ static void test_reproducible_bit_identical(void **state)
     train_result_free(&r1);
 }
 
+static void test_conv_reproducible_bit_identical(void **state)
+{
+    (void)state;
+    struct config cfg;
+    small_config(&cfg, "conv_repro");
+    conv_model(&cfg);
+    cfg.reproducible = 1;
+    cfg.max_steps = 40;
+    struct train_result rp, r1;
+    run_both(&cfg, &rp, &r1);
+    if (comm_rank(g_world) == 0) {
+        assert_int_equal(rp.n_params, r1.n_params);
+        size_t differ = 0;
+        for (size_t i = 0; i < rp.n_params; i++)
+            differ += memcmp(&rp.params[i], &r1.params[i], sizeof(float)) != 0;
+        printf("conv model, reproducible mode, P = %d vs 1: %zu of %zu parameters differ after 40 steps "
+               "(loss %.4f -> %.4f)\n",
+               comm_size(g_world), differ, rp.n_params, r1.loss[0], r1.loss[39]);
+        assert_int_equal(differ, 0);
+        assert_true(r1.loss[39] < r1.loss[0]); /* it learns */
+    }
+    train_result_free(&rp);
+    train_result_free(&r1);
+}
+
 static void test_sgd_float_fixed_and_one_rank_agree(void **state)
 {
     (void)state;
@@ -292,6 +318,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_shuffle_exactly_once_and_rank_invariant),
         cmocka_unit_test(test_float_mode_matches_one_rank),
         cmocka_unit_test(test_reproducible_bit_identical),
+        cmocka_unit_test(test_conv_reproducible_bit_identical),
         cmocka_unit_test(test_sgd_float_fixed_and_one_rank_agree),
         cmocka_unit_test(test_kl_warmup_first_steps),
         cmocka_unit_test(test_overlap_and_blocking_agree),

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "comm/comm.h"
+#include "core/config.h"
 #include "core/log.h"
 #include "data/dataset.h"
 
@@ -57,6 +58,16 @@ static inline void mpi_check_int(intmax_t a, intmax_t b, const char *what, const
 #define assert_memory_equal(a, b, n)                                                                         \
     mpi_check(memcmp((a), (b), (n)) == 0, "memcmp(" #a ", " #b ", " #n ") == 0", __FILE__, __LINE__)
 #endif
+
+/* A small conv model for the 1x4x4 synthetic images (D = 16): 4x4 -> 3x2x2 -> 4x1x1 -> hidden. */
+static inline void conv_model(struct config *cfg)
+{
+    cfg->arch = ARCH_CONV;
+    cfg->channels = (struct config_list){2, {3, 4}};
+    cfg->kernel = (struct config_list){1, {4}};
+    cfg->stride = (struct config_list){1, {2}};
+    cfg->padding = (struct config_list){1, {1}};
+}
 
 /* The synthetic uint8 image set of `vae_dist synth` (serial write). */
 static inline int make_dataset(const char *path, size_t n_train, size_t n_test, size_t n_dim)
