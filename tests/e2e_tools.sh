@@ -2,7 +2,8 @@
 # The commands on a trained model, through the real binary under mpirun:
 # eval (the same JSON numbers on 1, 2 and 4 ranks), sample and recon (PNG),
 # encode (HDF5 latents), score (HDF5 scores; AUROC on synthetic tabular data
-# with injected anomalies), and their errors.
+# with injected anomalies), and their errors; then the same for a conv model
+# on 3-channel pictures.
 . "$(dirname "$0")/e2e_lib.sh"
 "$VAE" synth --out "$WORK/img.h5" --n-train 1024 --n-test 100 --dim 64 >/dev/null
 run_np 2 train --resume none --set data.path="$WORK/img.h5" --set run.dir="$WORK/img" --set model.hidden=32 \
@@ -89,4 +90,36 @@ check "synth under mpirun -np 2: one process writes, the other does nothing" \
     bash -c "test \$(grep -c '^wrote' '$WORK/par.log') -eq 1 && grep -q 'runs on one process' '$WORK/par.log'"
 check "train --resume Auto means auto" \
     bash -c "timeout 60 mpirun -np 2 '$VAE' train --set data.path='$WORK/img.h5' --set run.dir='$WORK/img' --set model.hidden=32 --set model.latent=4 --set train.batch_size=32 --set train.epochs=3 --resume Auto 2>&1 | grep -q 'holds a finished run'"
+
+# A conv model on 3x16x16 pictures: train on 2 ranks, resume on 1, and every tool.
+"$VAE" synth --out "$WORK/rgb.h5" --image 3,16,16 --n-train 256 --n-test 64 >/dev/null
+CONV=(--set data.path="$WORK/rgb.h5" --set run.dir="$WORK/conv" --set model.arch=conv --set model.channels=4,8
+      --set model.hidden=none --set model.latent=4 --set train.batch_size=32 --set ckpt.every_steps=8)
+run_np 2 train --resume none "${CONV[@]}" --set train.epochs=2 >/dev/null 2>&1
+run_np 1 train --resume auto "${CONV[@]}" --set train.epochs=3 >"$WORK/conv.log" 2>&1
+K="$WORK/conv/ckpt/step-00000024.h5"
+check "conv model: trained on 2 ranks to step 16, resumed on 1 rank to step 24" \
+    bash -c "test -e '$K' && grep -q 'loaded checkpoint .*step-00000016' '$WORK/conv.log'"
+check "conv model: the layout stores PyTorch shapes (ConvTranspose2d(8, 4, 4) is 8 x 4 x 4 x 4)" \
+    bash -c "h5dump -d /model/layout '$K' | tr -d ' \n' | grep -q '\"dec.conv0.w\".*\[8,4,4,4\]'"
+k1=$(run_np 1 eval --checkpoint "$K" --iw-samples 10 2>/dev/null | nums)
+k2=$(run_np 2 eval --checkpoint "$K" --iw-samples 10 2>/dev/null | nums)
+check "conv model: eval on 1 and 2 ranks identical ($k1)" test -n "$k1" -a "$k1" = "$k2"
+run_np 2 recon --checkpoint "$K" --n 8 --out "$WORK/cr.png" >/dev/null 2>&1
+check "conv model: recon of 3-channel pictures is an RGB PNG (colour type 2)" \
+    test "$(od -An -tu1 -j25 -N1 "$WORK/cr.png" 2>/dev/null | tr -d ' ')" = 2
+run_np 2 sample --checkpoint "$K" --n 8 --out "$WORK/cs.png" >/dev/null 2>&1
+check "conv model: sample wrote a PNG" test -s "$WORK/cs.png"
+run_np 2 encode --checkpoint "$K" --out "$WORK/clat.h5" >/dev/null 2>&1
+check "conv model: encode wrote mu (64, 4)" \
+    bash -c "h5dump -H '$WORK/clat.h5' | tr -d '\n' | grep -q 'DATASET \"mu\" {.*( 64, 4 )'"
+check "conv model: info reports image_channels 3" \
+    bash -c "'$VAE' info --checkpoint '$K' 2>/dev/null | grep -q '\"image_channels\": 3,'"
+expect_error "conv model on tabular data (no image shape)" "model.arch = conv needs images" \
+    run_np 2 train --resume none --set data.path="$WORK/tab.h5" --set run.dir="$WORK/ct" --set model.arch=conv
+expect_error "conv stage that the stride cannot invert names the stage" "conv stage 1 (4x8x8" \
+    run_np 2 train --resume none "${CONV[@]}" --set run.dir="$WORK/c7" --set model.channels=4,8,8 \
+    --set model.kernel=4,3,4 --set model.stride=2,2,2 --set model.padding=1,0,1
+expect_error "kernel list neither one value nor one per stage" "expected one value or one per stage (2), found 3" \
+    run_np 1 train --resume none "${CONV[@]}" --set run.dir="$WORK/c8" --set model.kernel=4,4,4
 finish
