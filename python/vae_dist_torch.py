@@ -2,15 +2,17 @@
 
     import vae_dist_torch
     model = vae_dist_torch.load("runs/fashion-mnist/ckpt/step-00004680.h5")
-    mu, logvar = model.encode(x)          # x: (B, D) float32 in [0, 1]
+    mu, logvar = model.encode(x)          # x: (B, D) float32 in [0, 1], NCHW rows for images
     x_hat = model.decode(mu)              # Bernoulli: probabilities; Gaussian: means
     recon = model.reconstruct(x)          # decode(encode(x).mu), as `vae_dist recon` draws
 
 The model is rebuilt from the checkpoint alone: its config attribute gives the
-architecture ([model] hidden, latent, activation, likelihood), /model/layout
-names each tensor's place in the flat /model/params buffer (docs/formats.md),
-and the weights are (out, in) like nn.Linear's. The CRC-32 of the parameters
-is checked before use. Needs h5py, NumPy and PyTorch.
+architecture ([model] arch, channels, kernel, stride, padding, hidden, latent,
+activation, likelihood), the image_* attributes the picture shape of conv
+models, /model/layout each tensor's place in the flat /model/params buffer
+and its shape (docs/formats.md): (out, in) like nn.Linear's, (out, in, k, k)
+like nn.Conv2d's and (in, out, k, k) like nn.ConvTranspose2d's. The CRC-32 of
+the parameters is checked before use. Needs h5py, NumPy and PyTorch.
 """
 import configparser
 import zlib
@@ -51,34 +53,81 @@ def read_checkpoint(path):
     return attrs, cfg, tensors
 
 
-class VAE(nn.Module):
-    """The vae_dist MLP VAE: encoder, fused (mu, logvar) head, mirrored decoder."""
+def _per_stage(m, key, n):
+    v = [int(x) for x in m.get(key, "1").split(",")]
+    return v * n if len(v) == 1 else v
 
-    def __init__(self, n_in, hidden, latent, activation="relu", likelihood="bernoulli", obs_logvar=0.0):
+
+class VAE(nn.Module):
+    """The vae_dist VAE, its layers named as in /model/layout ("enc.conv0" is layers["enc_conv0"]).
+
+    mlp:  enc.0 ... (Linear + act), enc.head, dec.0 ... (Linear + act), dec.out.
+    conv: enc.conv0 ... (Conv2d + act), flatten, enc.0 ..., enc.head; dec.0 ..., dec.in
+          (Linear + act), reshape, dec.conv0 ... (ConvTranspose2d, act between), as docs/conv.md.
+    Inputs and outputs are rows (B, D) in NCHW order, like vae_dist's datasets.
+    """
+
+    def __init__(self, n_in, model, image=None):
         super().__init__()
-        act = _ACTIVATIONS[activation]
-        self.latent, self.likelihood = latent, likelihood
-        enc, prev = [], n_in
-        for h in hidden:
-            enc += [nn.Linear(prev, h), act()]
-            prev = h
-        self.encoder = nn.Sequential(*enc)
-        self.head = nn.Linear(prev, 2 * latent)  # rows [0, Z): mu, [Z, 2Z): log sigma^2
-        dec, prev = [], latent
-        for h in reversed(hidden):
-            dec += [nn.Linear(prev, h), act()]
-            prev = h
-        dec.append(nn.Linear(prev, n_in))
-        self.decoder = nn.Sequential(*dec)
-        self.obs_logvar = nn.Parameter(torch.full((n_in,), float(obs_logvar)),
-                                       requires_grad=likelihood == "gaussian_learned")
+        act = _ACTIVATIONS[model.get("activation", "relu")]
+        hidden = [] if model.get("hidden", "none") == "none" else [int(h) for h in model["hidden"].split(",")]
+        self.latent, self.likelihood = int(model["latent"]), model.get("likelihood", "bernoulli")
+        self.image, self.act = image, act()
+        conv = model.get("arch", "mlp") == "conv"
+        self.enc, self.dec, L = [], [], nn.ModuleDict()
+        prev, stages = n_in, []
+        if conv:
+            c, h, w = image
+            ch = [int(x) for x in model["channels"].split(",")]
+            k, st, p = (_per_stage(model, key, len(ch)) for key in ("kernel", "stride", "padding"))
+            for i, o in enumerate(ch):
+                L[f"enc_conv{i}"] = nn.Conv2d(c, o, k[i], st[i], p[i])
+                self.enc.append((f"enc_conv{i}", True))
+                stages.append((c, o, k[i], st[i], p[i]))
+                c, h, w = o, (h + 2 * p[i] - k[i]) // st[i] + 1, (w + 2 * p[i] - k[i]) // st[i] + 1
+            self.flat, prev = (c, h, w), c * h * w
+        for i, hd in enumerate(hidden):
+            L[f"enc_{i}"] = nn.Linear(prev, hd)
+            self.enc.append((f"enc_{i}", True))
+            prev = hd
+        L["enc_head"] = nn.Linear(prev, 2 * self.latent)  # rows [0, Z): mu, [Z, 2Z): log sigma^2
+        prev = self.latent
+        for i, hd in enumerate(reversed(hidden)):
+            L[f"dec_{i}"] = nn.Linear(prev, hd)
+            self.dec.append((f"dec_{i}", True))
+            prev = hd
+        if conv:
+            L["dec_in"] = nn.Linear(prev, self.flat[0] * self.flat[1] * self.flat[2])
+            self.dec.append(("dec_in", True))
+            for j, (c, o, kk, ss, pp) in enumerate(reversed(stages)):
+                L[f"dec_conv{j}"] = nn.ConvTranspose2d(o, c, kk, ss, pp)
+                self.dec.append((f"dec_conv{j}", j < len(stages) - 1))
+        else:
+            L["dec_out"] = nn.Linear(prev, n_in)
+            self.dec.append(("dec_out", False))
+        self.layers = L
+        self.obs_logvar = nn.Parameter(torch.full((n_in,), float(model.get("obs_logvar", "0"))),
+                                       requires_grad=self.likelihood == "gaussian_learned")
+
+    def _run(self, steps, h):
+        for name, has_act in steps:
+            layer = self.layers[name]
+            if isinstance(layer, nn.Linear):
+                h = h.flatten(1)
+            elif isinstance(layer, nn.ConvTranspose2d) and h.dim() == 2:
+                h = h.view(-1, *self.flat)
+            elif isinstance(layer, nn.Conv2d) and h.dim() == 2:
+                h = h.view(-1, *self.image)
+            h = layer(h)
+            h = self.act(h) if has_act else h
+        return h.flatten(1)
 
     def encode(self, x):
-        h = self.head(self.encoder(x))
+        h = self.layers["enc_head"](self._run(self.enc, x))
         return h[:, :self.latent], h[:, self.latent:]
 
     def decode(self, z):
-        out = self.decoder(z)
+        out = self._run(self.dec, z)
         return torch.sigmoid(out) if self.likelihood == "bernoulli" else out
 
     def reconstruct(self, x):
@@ -93,25 +142,19 @@ class VAE(nn.Module):
 def load(path):
     """A VAE with the checkpoint's architecture and parameters, in eval mode."""
     attrs, cfg, t = read_checkpoint(path)
-    m = cfg["model"]
-    hidden = [int(h) for h in m["hidden"].split(",")]
-    model = VAE(int(attrs["data_n_dim"]), hidden, int(m["latent"]), m["activation"], m["likelihood"],
-                float(m["obs_logvar"]))
-    linears = [l for l in model.encoder if isinstance(l, nn.Linear)]
-    names = [f"enc.{i}" for i in range(len(hidden))]
-    linears.append(model.head)
-    names.append("enc.head")
-    dec = [l for l in model.decoder if isinstance(l, nn.Linear)]
-    linears += dec
-    names += [f"dec.{i}" for i in range(len(hidden))] + ["dec.out"]
+    image = None
+    if int(attrs.get("image_rows", 0)) > 0:
+        image = (int(attrs.get("image_channels", 1)) or 1, int(attrs["image_rows"]), int(attrs["image_cols"]))
+    model = VAE(int(attrs["data_n_dim"]), cfg["model"], image)
     with torch.no_grad():
-        for layer, name in zip(linears, names):
-            w, b = t[name + ".w"], t[name + ".b"]
-            if tuple(w.shape) != tuple(layer.weight.shape):
-                raise ValueError(f"{path}: tensor {name}.w is {w.shape}, the model expects "
-                                 f"{tuple(layer.weight.shape)}")
-            layer.weight.copy_(torch.from_numpy(np.ascontiguousarray(w)))
-            layer.bias.copy_(torch.from_numpy(np.ascontiguousarray(b)))
+        for key, layer in model.layers.items():
+            name = key.replace("_", ".")
+            for part, param in (("w", layer.weight), ("b", layer.bias)):
+                v = t[f"{name}.{part}"]
+                if v.size != param.numel():
+                    raise ValueError(f"{path}: tensor {name}.{part} has {v.size} values, the model expects "
+                                     f"{tuple(param.shape)}")
+                param.copy_(torch.from_numpy(np.ascontiguousarray(v.reshape(tuple(param.shape)))))
         if "dec.obs_logvar" in t:
             model.obs_logvar.copy_(torch.from_numpy(t["dec.obs_logvar"]))
     return model.eval()

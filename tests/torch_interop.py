@@ -119,9 +119,34 @@ out = os.path.join(work, "converted.h5")
 c = subprocess.run([sys.executable, conv, out, "--train", npz + ":x", "--train-labels", npz + ":y",
                     "--test", data + ":/test/x", "--test-labels", data + ":/test/y"], capture_output=True, text=True)
 check("vae_dist_convert.py from .npz and .h5 paths (exit %d)" % c.returncode, c.returncode == 0)
-r = run("train", "--resume", "none", "--set", f"data.path={out}", "--set", f"run.dir={work}/conv",
+r = run("train", "--resume", "none", "--set", f"data.path={out}", "--set", f"run.dir={work}/converted",
         "--set", "model.hidden=16", "--set", "model.latent=2", "--set", "train.batch_size=32", "--set",
         "train.max_steps=4")
 check("vae_dist trains on the converted file, its checksums verified (exit %d)" % r.returncode,
       r.returncode == 0 and "warning" not in r.stderr)
+
+# 5. A conv model (12 -> 6 -> 3, then mirrored) trained on 3-channel (N, C, H, W) data: PyTorch's
+#    Conv2d/ConvTranspose2d with vae_dist's weights against vae_dist encode and recon.
+rgb = os.path.join(work, "rgb.h5")
+xr = np.clip(rng.normal(128, 60, (256 + 32, 3, side, side)), 0, 255).astype(np.uint8)
+with h5py.File(rgb, "w") as f:
+    f.attrs["format"] = "vae_dist-dataset"
+    f["train/x"], f["test/x"] = xr[:256], xr[256:]
+r = run("train", "--resume", "none", "--set", f"data.path={rgb}", "--set", f"run.dir={work}/cnn",
+        "--set", "model.arch=conv", "--set", "model.channels=4,6", "--set", "model.hidden=8",
+        "--set", "model.latent=3", "--set", "train.batch_size=32", "--set", "train.epochs=2")
+check("vae_dist trains a conv model on (N, 3, 12, 12) data (exit %d)" % r.returncode, r.returncode == 0)
+ckpt = os.path.join(work, "cnn", "ckpt", "step-%08d.h5" % 16)
+model = vae_dist_torch.load(ckpt)
+check("the conv checkpoint loads as Conv2d/ConvTranspose2d layers",
+      isinstance(model.layers["enc_conv0"], torch.nn.Conv2d) and
+      isinstance(model.layers["dec_conv1"], torch.nn.ConvTranspose2d))
+x_test = torch.from_numpy(xr[256:].reshape(32, -1).astype(np.float32) / 255.0)
+r = run("encode", "--checkpoint", ckpt, "--out", lat)
+with h5py.File(lat, "r") as f:
+    mu_c = f["mu"][...]
+with torch.no_grad():
+    mu_t, _ = model.encode(x_test)
+err = np.abs(mu_t.numpy() - mu_c).max()
+check(f"conv encode: PyTorch mu equals vae_dist's to {err:.2e} (<= 1e-5)", err <= 1e-5)
 sys.exit(1 if failed else 0)
