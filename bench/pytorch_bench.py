@@ -5,12 +5,18 @@ The VAE of bench/pytorch_ref.py (any hidden list), Bernoulli, Adam 1e-3, on
 Fashion-MNIST images in memory; global batch B. Single process, or one DDP
 rank (gloo) started by hand: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT in the
 environment (torchrun from Debian's package is broken on Python 3.11). Each
-rank takes B / WORLD_SIZE samples a step, one thread. Rank 0 prints one JSON
-line: samples/s over the timed steps (after warm-up).
+rank takes B / WORLD_SIZE samples a step with --threads threads (OpenBLAS,
+OpenMP and torch's pool pinned and checked: bench_threads.py). Rank 0 prints
+one JSON line: samples/s over the timed steps (after warm-up) and the thread
+counts the libraries reported.
 Exits 77 when torch is missing.
 """
 import argparse, json, os, sys, time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_threads  # noqa: E402
+
+bench_threads.pin_from_argv()
 try:
     import numpy as np
     import torch
@@ -19,7 +25,6 @@ except ImportError:
     print("pytorch_bench: python3-torch not installed; skipping", file=sys.stderr)
     sys.exit(77)
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pytorch_ref import DIR, idx_images  # noqa: E402
 
 
@@ -53,8 +58,9 @@ def main():
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--warmup", type=int, default=30)
+    ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
-    torch.set_num_threads(1)
+    threads = bench_threads.check(a.threads, torch)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if world > 1:
@@ -86,7 +92,7 @@ def main():
     dt = time.perf_counter() - t0
     if rank == 0:
         print(json.dumps({"bench": "pytorch", "world_size": world, "hidden": a.hidden, "batch": a.batch,
-                          "samples_per_s": a.steps * a.batch / dt}), flush=True)
+                          "samples_per_s": a.steps * a.batch / dt, "threads": threads}), flush=True)
     if world > 1:
         torch.distributed.destroy_process_group()
 

@@ -13,10 +13,9 @@ over the batch divided by the batch (vae_dist's mean; Adam is scale-free).
                     C,H,W (Fashion-MNIST for 1,28,28, else random pixels),
                     print one JSON line with samples/s
 
-Threads: --threads T pins OpenBLAS (OPENBLAS_NUM_THREADS, set before torch
-loads it), OpenMP (OMP_NUM_THREADS) and torch's intra-op pool, then checks
-each through the library's own query (openblas_get_num_threads via ctypes,
-torch.get_num_threads) and refuses to run when one differs.
+Threads: --threads T pins OpenBLAS, OpenMP and torch's intra-op pool and
+checks each through the library's own query (bench_threads.py); the JSON
+line reports what they said.
 Exits 77 when torch is missing.
 """
 import argparse, json, os, sys, time
@@ -32,11 +31,11 @@ ap.add_argument("--batch", type=int, default=128)
 ap.add_argument("--seed", type=int, default=1)
 ap.add_argument("--threads", type=int, default=1)
 A = ap.parse_args()
-for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[var] = str(A.threads)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_threads  # noqa: E402
 
+bench_threads.pin_env(A.threads)
 try:
-    import ctypes
     import numpy as np
     import torch
     import torch.nn.functional as F
@@ -44,29 +43,7 @@ except ImportError:
     print("pytorch_conv: python3-torch not installed; skipping", file=sys.stderr)
     sys.exit(77)
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pytorch_ref import DIR, idx_images  # noqa: E402
-
-
-def openblas_threads():
-    """openblas_get_num_threads() of the libopenblas this process loaded, or None."""
-    with open("/proc/self/maps") as f:
-        libs = {l.split()[-1] for l in f if "openblas" in l and l.split()[-1].startswith("/")}
-    for lib in sorted(libs):
-        try:
-            return ctypes.CDLL(lib).openblas_get_num_threads()
-        except (OSError, AttributeError):
-            pass
-    return None
-
-
-def pin_threads(n):
-    torch.set_num_threads(n)
-    got = {"openblas": openblas_threads(), "torch_intra_op": torch.get_num_threads(),
-           "mkldnn": torch.backends.mkldnn.is_available()}
-    if got["torch_intra_op"] != n or got["openblas"] not in (None, n):
-        sys.exit(f"pytorch_conv: asked for {n} threads, found {got}")
-    return got
 
 
 class ConvVAE(torch.nn.Module):
@@ -154,7 +131,7 @@ def speed(model, opt, image, threads):
 
 
 def main():
-    threads = pin_threads(A.threads)
+    threads = bench_threads.check(A.threads, torch)
     torch.manual_seed(A.seed)
     image = tuple(int(v) for v in A.image.split(","))
     model = ConvVAE(image, [int(c) for c in A.channels.split(",")], A.latent)

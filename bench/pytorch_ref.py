@@ -7,10 +7,16 @@ straight from the Debian IDX files, and prints one JSON line per epoch with the
 test -ELBO per sample (reconstruction + KL, one z sample per test image).
 
 Usage: /usr/bin/python3 bench/pytorch_ref.py [--epochs 10] [--seed 1] [--threads 1]
+(threads of OpenBLAS, OpenMP and torch pinned and checked: bench_threads.py)
 Exits 77 (the "skipped" code) when torch is not installed.
 """
-import argparse, gzip, json, struct, sys, time
+import argparse, gzip, json, os, struct, sys, time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_threads  # noqa: E402
+
+if __name__ == "__main__":
+    bench_threads.pin_from_argv()
 try:
     import numpy as np
     import torch
@@ -59,7 +65,7 @@ def main():
     ap.add_argument("--batch", type=int, default=128)
     a = ap.parse_args()
     torch.manual_seed(a.seed)
-    torch.set_num_threads(a.threads)
+    bench_threads.check(a.threads, torch)
     train = torch.from_numpy(idx_images(f"{DIR}/train-images-idx3-ubyte.gz").astype(np.float32) / 255.0)
     test = torch.from_numpy(idx_images(f"{DIR}/t10k-images-idx3-ubyte.gz").astype(np.float32) / 255.0)
     model = VAE()
