@@ -8,6 +8,11 @@ only torch.set_num_threads leaves "1 thread" PyTorch on every core. So:
     bench_threads.pin_env(n)         # before numpy and torch are imported
     import torch
     threads = bench_threads.check(n, torch)   # the libraries' own answers; exits if one differs
+
+--blas-threads M (pytorch_bench.py) gives OpenBLAS M threads beside torch's n:
+on this 2-core VM PyTorch with 2 OpenBLAS threads runs 5-9x slower than with
+one (its OpenMP pool and OpenBLAS's threads contend), so "PyTorch on 2
+cores" is measured as 2 intra-op threads with 1 OpenBLAS thread, its best.
 """
 import argparse
 import ctypes
@@ -16,16 +21,19 @@ import sys
 
 
 def pin_from_argv():
-    """pin_env(--threads N) of the command line (default 1), before the script's own parser runs."""
+    """pin_env(--threads N, --blas-threads M) of the command line (defaults 1 and N), before the
+    script's own parser runs."""
     ap = argparse.ArgumentParser(add_help=False)
     ap.add_argument("--threads", type=int, default=1)
-    n = ap.parse_known_args()[0].threads
-    pin_env(n)
-    return n
+    ap.add_argument("--blas-threads", type=int, default=0)
+    a = ap.parse_known_args()[0]
+    pin_env(a.threads, a.blas_threads or a.threads)
 
 
-def pin_env(n):
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+def pin_env(n, blas=None):
+    """OpenMP (torch's pool) n threads, OpenBLAS blas (default n)."""
+    os.environ["OPENBLAS_NUM_THREADS"] = str(blas or n)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(n)
 
 
@@ -41,11 +49,12 @@ def openblas_threads():
     return None
 
 
-def check(n, torch):
-    """Set torch's intra-op pool to n and verify it and OpenBLAS; returns what each reports."""
+def check(n, torch, blas=None):
+    """Set torch's intra-op pool to n and verify it and OpenBLAS (blas, default n); returns what each reports."""
+    blas = blas or n
     torch.set_num_threads(n)
     got = {"openblas": openblas_threads(), "torch_intra_op": torch.get_num_threads(),
            "mkldnn": torch.backends.mkldnn.is_available()}
-    if got["torch_intra_op"] != n or got["openblas"] not in (None, n):
-        sys.exit(f"bench_threads: asked for {n} threads, the libraries report {got}")
+    if got["torch_intra_op"] != n or got["openblas"] not in (None, blas):
+        sys.exit(f"bench_threads: asked for {n} threads ({blas} in OpenBLAS), the libraries report {got}")
     return got

@@ -59,8 +59,9 @@ def main():
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--warmup", type=int, default=30)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--blas-threads", type=int, default=0, help="OpenBLAS threads (default: --threads)")
     a = ap.parse_args()
-    threads = bench_threads.check(a.threads, torch)
+    threads = bench_threads.check(a.threads, torch, a.blas_threads or a.threads)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if world > 1:

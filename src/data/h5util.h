@@ -76,4 +76,14 @@ int h5_read_rows(hid_t f, const char *path, const char *name, hid_t mem_type, si
 int h5_write_rows(hid_t f, const char *name, hid_t ft, hid_t mt, size_t n_total, size_t width, size_t lo,
                   size_t n, const void *buf);
 
+/*
+ * Create the 1-D float32 dataset `name` of n_total values (collective) and
+ * write this rank's values [lo, lo + n) from buf (its first value is the
+ * slice's) independently, in pieces staged through a 256 KiB buffer: the
+ * kernel copies a small hot buffer into the page cache several times faster
+ * than a large cold one (2.5-4x here, docs/performance.md), which is what
+ * checkpoint writes of large models wait for. Returns 0 or -1 (not agreed).
+ */
+int h5_write_floats(hid_t f, const char *name, size_t n_total, size_t lo, size_t n, const float *buf);
+
 #endif
