@@ -116,7 +116,7 @@ static int read_flat(const struct comm *c, hid_t f, const char *path, const char
         count[q] = hi - off[q];
     }
     size_t me = (size_t)comm_rank(c);
-    ok = h5_read_rows(f, path, name, H5T_NATIVE_FLOAT, off[me], off[me] + count[me], 1, buf + off[me]) == 0;
+    ok = h5_read_floats(f, path, name, off[me], count[me], buf + off[me]) == 0;
     if (!comm_agree(c, ok)) {
         free(count);
         return -1;

@@ -356,3 +356,32 @@ int h5_write_floats(hid_t f, const char *name, size_t n_total, size_t lo, size_t
     H5_CHECK(H5Sclose(fs));
     return rc;
 }
+
+int h5_read_floats(hid_t f, const char *path, const char *name, size_t lo, size_t n, float *buf)
+{
+    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+    if (d < 0) {
+        log_error("%s: cannot open dataset '%s'", path, name);
+        return -1;
+    }
+    hid_t fs = H5Dget_space(d), xfer = H5Pcreate(H5P_DATASET_XFER);
+    H5_CHECK(H5Pset_dxpl_mpio(xfer, H5FD_MPIO_INDEPENDENT));
+    float *stage = n ? malloc(STAGE_FLOATS * sizeof *stage) : NULL;
+    int rc = stage || !n ? 0 : -1;
+    for (size_t j = 0; rc == 0 && j < n; j += STAGE_FLOATS) {
+        hsize_t start = lo + j, count = n - j < STAGE_FLOATS ? n - j : STAGE_FLOATS;
+        hid_t ms = H5Screate_simple(1, &count, NULL);
+        H5_CHECK(H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &count, NULL));
+        rc = H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, xfer, stage) < 0 ? -1 : 0;
+        if (rc == 0)
+            memcpy(buf + j, stage, count * sizeof *stage);
+        H5_CHECK(H5Sclose(ms));
+    }
+    if (rc)
+        log_error("%s: reading dataset '%s' failed (truncated or damaged file?)", path, name);
+    free(stage);
+    H5_CHECK(H5Pclose(xfer));
+    H5_CHECK(H5Sclose(fs));
+    H5_CHECK(H5Dclose(d));
+    return rc;
+}

@@ -86,4 +86,9 @@ int h5_write_rows(hid_t f, const char *name, hid_t ft, hid_t mt, size_t n_total,
  */
 int h5_write_floats(hid_t f, const char *name, size_t n_total, size_t lo, size_t n, const float *buf);
 
+/* The read twin: values [lo, lo + n) of the 1-D float dataset `name` into buf
+ * (its first value is the slice's), independently, staged alike. 0 or -1
+ * with a message naming path and dataset (not agreed). */
+int h5_read_floats(hid_t f, const char *path, const char *name, size_t lo, size_t n, float *buf);
+
 #endif
