@@ -43,7 +43,7 @@ except ImportError:
     print("pytorch_conv: python3-torch not installed; skipping", file=sys.stderr)
     sys.exit(77)
 
-from pytorch_ref import DIR, idx_images  # noqa: E402
+from pytorch_ref import DIR, idx_images, loss_terms  # noqa: E402
 
 
 class ConvVAE(torch.nn.Module):
@@ -70,12 +70,6 @@ class ConvVAE(torch.nn.Module):
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         h = F.relu(self.dec_in(z)).view(-1, *self.flat)
         return self.dec(h), mu, logvar
-
-
-def loss_terms(logits, x, mu, logvar):
-    rec = F.binary_cross_entropy_with_logits(logits, x, reduction="sum")
-    kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
-    return rec, kl
 
 
 def step(model, opt, x):

@@ -137,6 +137,16 @@ static void test_float_mode_matches_one_rank(void **state)
     train_result_free(&r1);
 }
 
+/* How many parameters of two runs differ in their bits. */
+static size_t params_differing(const struct train_result *a, const struct train_result *b)
+{
+    assert_int_equal(a->n_params, b->n_params);
+    size_t differ = 0;
+    for (size_t i = 0; i < a->n_params; i++)
+        differ += memcmp(&a->params[i], &b->params[i], sizeof(float)) != 0;
+    return differ;
+}
+
 static void test_reproducible_bit_identical(void **state)
 {
     (void)state;
@@ -147,10 +157,7 @@ static void test_reproducible_bit_identical(void **state)
     struct train_result rp, r1;
     run_both(&cfg, &rp, &r1);
     if (comm_rank(g_world) == 0) {
-        assert_int_equal(rp.n_params, r1.n_params);
-        size_t differ = 0;
-        for (size_t i = 0; i < rp.n_params; i++)
-            differ += memcmp(&rp.params[i], &r1.params[i], sizeof(float)) != 0;
+        size_t differ = params_differing(&rp, &r1);
         printf("reproducible mode, P = %d vs 1: %zu of %zu parameters differ after 60 steps\n",
                comm_size(g_world), differ, rp.n_params);
         assert_int_equal(differ, 0);
@@ -172,10 +179,7 @@ static void test_conv_reproducible_bit_identical(void **state)
     struct train_result rp, r1;
     run_both(&cfg, &rp, &r1);
     if (comm_rank(g_world) == 0) {
-        assert_int_equal(rp.n_params, r1.n_params);
-        size_t differ = 0;
-        for (size_t i = 0; i < rp.n_params; i++)
-            differ += memcmp(&rp.params[i], &r1.params[i], sizeof(float)) != 0;
+        size_t differ = params_differing(&rp, &r1);
         printf("conv model, reproducible mode, P = %d vs 1: %zu of %zu parameters differ after 40 steps "
                "(loss %.4f -> %.4f)\n",
                comm_size(g_world), differ, rp.n_params, r1.loss[0], r1.loss[39]);

@@ -1,5 +1,5 @@
-/* Linear layer on OpenBLAS sgemm (see linear.h): the only file of vae_dist
- * that calls BLAS. Shapes follow PyTorch's nn.Linear so that weights compare
+/* Linear layer on OpenBLAS sgemm (see linear.h; conv.c is the other file
+ * that calls BLAS). Shapes follow PyTorch's nn.Linear so that weights compare
  * directly. */
 #include "model/linear.h"
 
