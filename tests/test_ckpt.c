@@ -115,7 +115,7 @@ static void test_resume_exact_float_sliced_optimizer(void **state)
 {
     (void)state;
     /* Float mode on P ranks of one node: each rank steps its slice of the
-     * optimizer state (comm.shared_memory), so the checkpoint must gather it.
+     * optimizer state (comm.shared_memory), so each rank writes its slice.
      * Stop at 20 and resume to 40 on the same P == 40 straight. */
     struct config cfg;
     small_config(&cfg, "float_straight");
@@ -258,7 +258,7 @@ static void saved_init(struct saved *s)
     s->buf[0] = (struct ckpt_buffer){"/model/params", s->m.params, s->m.n_params};
     s->buf[1] = (struct ckpt_buffer){"/optim/state0", s->o.state[0], s->o.n};
     s->buf[2] = (struct ckpt_buffer){"/optim/state1", s->o.state[1], s->o.n};
-    s->ct = (struct ckpt_content){s->m.tensor, s->m.n_tensors, s->buf, 1 + s->o.n_states};
+    s->ct = (struct ckpt_content){s->m.tensor, s->m.n_tensors, s->buf, 1 + s->o.n_states, 0, 0};
 }
 
 /* ckpt_save of the buffers as step `step` into run. */

@@ -224,6 +224,25 @@ int comm_nodes(const struct comm *c)
     return nodes;
 }
 
+struct comm *comm_split_node(const struct comm *c)
+{
+    struct comm *node = malloc(sizeof *node);
+    VAE_ASSERT(node);
+    MPI_Comm mpi;
+    MPI_CHECK(MPI_Comm_split_type(c->mpi, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &mpi));
+    MPI_CHECK(MPI_Comm_set_errhandler(mpi, MPI_ERRORS_RETURN));
+    comm_wrap(node, mpi);
+    return node;
+}
+
+void comm_free(struct comm *c)
+{
+    if (c) {
+        MPI_CHECK(MPI_Comm_free(&c->mpi));
+        free(c);
+    }
+}
+
 int comm_agree(const struct comm *c, int ok)
 {
     int mine = ok ? 1 : 0, all = 0;
@@ -400,6 +419,7 @@ struct comm_node {
     size_t stride;    /* the vectors' padded length in the window */
     float *base;      /* one vector per local rank (gradients), then two for gathers */
     unsigned gathers; /* gathers so far: they alternate between the two vectors */
+    float *gather;    /* the current gather's vector */
     size_t *lo;       /* n_local + 1 slice bounds: local rank q owns [lo[q], lo[q + 1]) */
 };
 
@@ -536,16 +556,33 @@ void comm_node_range(const struct comm_node *nd, size_t *lo, size_t *hi)
     *hi = nd->lo[nd->local + 1];
 }
 
-void comm_node_reduce(struct comm_node *nd, float *grads)
+void comm_node_part(const struct comm_node *nd, size_t *lo, size_t *hi)
+{
+    int k;
+    MPI_CHECK(MPI_Comm_rank(nd->cross, &k));
+    size_t a = nd->lo[nd->local], len = nd->lo[nd->local + 1] - a;
+    *lo = a + len * (size_t)k / (size_t)nd->n_nodes;
+    *hi = a + len * (size_t)(k + 1) / (size_t)nd->n_nodes;
+}
+
+float *comm_node_grads(struct comm_node *nd)
+{
+    return node_vec(nd, nd->local);
+}
+
+void comm_node_reduce(struct comm_node *nd, float *grads, void (*on_block)(void *, const float *, size_t),
+                      void *ctx)
 {
     const int me = nd->local;
     float *mine = node_vec(nd, me);
-    for (int q = 0; q < nd->n_local; q++)
-        if (q != me)
-            stream_copy(mine + nd->lo[q], grads + nd->lo[q], nd->lo[q + 1] - nd->lo[q]);
+    if (grads != mine) /* a private gradient: stream the others' slices into the window first */
+        for (int q = 0; q < nd->n_local; q++)
+            if (q != me)
+                stream_copy(mine + nd->lo[q], grads + nd->lo[q], nd->lo[q + 1] - nd->lo[q]);
     node_sync(nd);
     /* Blocks of the own slice, summed in rank order (0 + 1 + ...) whichever
-     * rank adds: the same bits on every node and as one MPI_Allreduce of 2. */
+     * rank adds: the same bits on every node and as one MPI_Allreduce of 2.
+     * On one node each block goes to on_block while it is in L1. */
     enum { BLOCK = 2048 };
     float tmp[BLOCK];
     const size_t lo = nd->lo[me], hi = nd->lo[me + 1];
@@ -560,23 +597,34 @@ void comm_node_reduce(struct comm_node *nd, float *grads)
                     tmp[j] += in[j];
         }
         memcpy(grads + i0, tmp, k * sizeof *tmp);
+        if (nd->n_nodes == 1)
+            on_block(ctx, tmp, k);
     }
-    if (nd->n_nodes > 1)
+    if (nd->n_nodes > 1) {
         allreduce(&(struct comm){nd->cross, 0, nd->n_nodes}, grads + lo, hi - lo, sizeof *grads, MPI_FLOAT,
                   MPI_SUM);
+        on_block(ctx, grads + lo, hi - lo);
+    }
 }
 
-void comm_node_allgather(struct comm_node *nd, float *buf)
+void comm_node_gather_begin(struct comm_node *nd)
 {
-    const int me = nd->local;
     /* Alternate vectors: a rank that writes this one has passed the previous
      * gather's barrier, so every rank has finished reading it two gathers ago. */
-    float *gather = node_vec(nd, nd->n_local + (int)(nd->gathers++ & 1));
-    stream_copy(gather + nd->lo[me], buf + nd->lo[me], nd->lo[me + 1] - nd->lo[me]);
+    nd->gather = node_vec(nd, nd->n_local + (int)(nd->gathers++ & 1));
+}
+
+void comm_node_gather_put(struct comm_node *nd, const float *buf, size_t b0, size_t b1)
+{
+    stream_copy(nd->gather + b0, buf + b0, b1 - b0);
+}
+
+void comm_node_gather_end(struct comm_node *nd, float *buf)
+{
     node_sync(nd);
     for (int q = 0; q < nd->n_local; q++)
-        if (q != me)
-            memcpy(buf + nd->lo[q], gather + nd->lo[q], (nd->lo[q + 1] - nd->lo[q]) * sizeof *buf);
+        if (q != nd->local)
+            memcpy(buf + nd->lo[q], nd->gather + nd->lo[q], (nd->lo[q + 1] - nd->lo[q]) * sizeof *buf);
 }
 
 double comm_node_sum(struct comm_node *nd, double x)

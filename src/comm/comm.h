@@ -29,6 +29,10 @@ int comm_size(const struct comm *c);
 
 /* The number of nodes (shared-memory domains) the comm's ranks run on. Collective. */
 int comm_nodes(const struct comm *c);
+/* The ranks of c on this rank's node, as a comm of their own (in c's rank
+ * order; free it with comm_free). Collective. */
+struct comm *comm_split_node(const struct comm *c);
+void comm_free(struct comm *c);
 
 /* End every rank of the job with `code` (MPI_Abort). Local: one rank may call it alone. */
 _Noreturn void comm_abort(int code);
@@ -92,19 +96,24 @@ void comm_reducer_free(struct comm_reducer *r);
 
 /*
  * Gradient reduction through MPI-3 shared memory among the ranks of a node.
- * Every rank keeps its full replica; the window is only the exchange. Local
- * rank q owns the slice [lo_q, lo_{q+1}) of the flat vectors.
- * comm_node_reduce: each rank streams the other ranks' slices of its
- * gradient into its window vector, then sums its own slice over all ranks
- * (rank order: the same bits on every node) into grads, then allreduces that
- * slice among the ranks of the same local rank on the other nodes. Only the
- * own slice of grads is reduced afterwards: the rank updates that slice of
- * the parameters, and comm_node_allgather completes the vector on every
- * rank of the node. One pass over the gradient, no copies through MPI, and
- * the optimizer runs on 1/L of the parameters per rank.
+ * Every rank keeps its full parameter replica; the window holds one gradient
+ * vector per rank (comm_node_grads: backward can write there directly) and
+ * the exchange of parameters. Local rank q owns the slice [lo_q, lo_{q+1}).
+ * comm_node_reduce: a gradient outside the window first has the other
+ * ranks' slices streamed into the window vector; then each rank sums its own
+ * slice over all ranks (rank order: the same bits on every node) into grads,
+ * hands each summed block to on_block(ctx, block, n) (the caller's norm, in
+ * the same pass), and allreduces that slice among the ranks of the same
+ * local rank on the other nodes (on_block then sees the slice after it).
+ * Only the own slice of grads is reduced afterwards: the rank updates that
+ * slice of the parameters, and comm_node_gather_* completes the vector on
+ * every rank of the node. No copies through MPI, and the optimizer runs on
+ * 1/L of the parameters per rank. A rank rewrites its vector only after the
+ * next collective on the node (the caller's comm_node_sum), when every rank
+ * has read it.
  * comm_node_open returns NULL on every rank (use MPI_Allreduce then) when a
  * node holds 1 rank, nodes hold different rank counts, or the window cannot
- * be allocated. open, close, reduce, allgather and sum are collective over
+ * be allocated. open, close, reduce, gather_end and sum are collective over
  * the node (open and reduce over all ranks when there are several nodes);
  * range is local.
  */
@@ -112,9 +121,18 @@ struct comm_node;
 struct comm_node *comm_node_open(const struct comm *c, size_t n);
 void comm_node_close(struct comm_node *nd);
 void comm_node_range(const struct comm_node *nd, size_t *lo, size_t *hi);
-void comm_node_reduce(struct comm_node *nd, float *grads);
-/* buf (n): every rank's own slice to every rank of the node. */
-void comm_node_allgather(struct comm_node *nd, float *buf);
+/* This rank's part of its slice: the slice split over the nodes, whose
+ * ranks of the same local rank hold it alike. The parts tile [0, n). */
+void comm_node_part(const struct comm_node *nd, size_t *lo, size_t *hi);
+float *comm_node_grads(struct comm_node *nd);
+void comm_node_reduce(struct comm_node *nd, float *grads,
+                      void (*on_block)(void *ctx, const float *g, size_t n), void *ctx);
+/* Every rank's own slice of buf (n) to every rank of the node, in parts:
+ * begin; put pieces [b0, b1) of the own slice as they are ready (every
+ * piece of it, before end); end (the sync, then the other slices into buf). */
+void comm_node_gather_begin(struct comm_node *nd);
+void comm_node_gather_put(struct comm_node *nd, const float *buf, size_t b0, size_t b1);
+void comm_node_gather_end(struct comm_node *nd, float *buf);
 /* Sum of x over the ranks of this node. */
 double comm_node_sum(struct comm_node *nd, double x);
 

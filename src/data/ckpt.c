@@ -43,39 +43,54 @@ static uint32_t crc_of(const float *p, size_t n)
 }
 
 /*
- * CRC-32 of the whole buffer buf (n), each rank checksumming only its slice
- * [lo, hi): the slice CRCs are gathered and joined with crc32_combine, so the
- * cost per rank falls with P. Collective.
+ * CRC-32 of the whole buffer buf (n), each rank checksumming only its range
+ * [lo, hi): the ranges' CRCs are gathered and joined in file order with
+ * crc32_combine, so the cost per rank falls with P. The ranges must tile
+ * [0, n); -1 (on every rank) if they do not. Collective.
  */
+static int64_t crc_ranges(const struct comm *c, const float *buf, size_t n, size_t lo, size_t hi)
+{
+    int p = comm_size(c);
+    uint64_t mine[3] = {lo, hi, crc_of(buf + lo, hi - lo)};
+    uint64_t *all = malloc(3 * (size_t)p * sizeof *all);
+    VAE_ASSERT(all);
+    comm_allgather_bytes(c, mine, sizeof mine, all);
+    uLong crc = crc32(0L, Z_NULL, 0);
+    size_t at = 0;
+    for (int k = 0; k < p; k++) { /* the range that starts where the last ended (an empty one adds nothing) */
+        int q = 0;
+        while (q < p && !(all[3 * q] == at && all[3 * q + 1] > at))
+            q++;
+        if (q == p)
+            break;
+        crc = crc32_combine(crc, (uLong)all[3 * q + 2], (z_off_t)((all[3 * q + 1] - at) * sizeof *buf));
+        at = all[3 * q + 1];
+    }
+    free(all);
+    return at == n ? (int64_t)crc : -1;
+}
+
+/* crc_ranges over each rank's block of n / P. */
 static uint32_t crc_distributed(const struct comm *c, const float *buf, size_t n)
 {
     size_t lo, hi;
-    int p = comm_size(c);
-    dataset_block(n, 1, p, comm_rank(c), &lo, &hi);
-    uint64_t mine[2] = {crc_of(buf + lo, hi - lo), (hi - lo) * sizeof *buf};
-    uint64_t *all = malloc(2 * (size_t)p * sizeof *all);
-    VAE_ASSERT(all);
-    comm_allgather_bytes(c, mine, sizeof mine, all);
-    uLong crc = (uLong)all[0];
-    for (int q = 1; q < p; q++)
-        crc = crc32_combine(crc, (uLong)all[2 * q], (z_off_t)all[2 * q + 1]);
-    free(all);
-    return (uint32_t)crc;
+    dataset_block(n, 1, comm_size(c), comm_rank(c), &lo, &hi);
+    return (uint32_t)crc_ranges(c, buf, n, lo, hi);
 }
 
-/* Write buf (n) as the 1-D float32 dataset `name`, each rank its slice, with
- * the CRC-32 of the whole buffer as its attribute "crc32". */
-static int write_flat(const struct comm *c, hid_t f, const char *name, const float *buf, size_t n)
+/* Write buf (n) as the 1-D float32 dataset `name`, each rank its range [lo,
+ * hi), with the CRC-32 of the whole buffer as its attribute "crc32". */
+static int write_flat(const struct comm *c, const struct comm *node, hid_t f, const char *name,
+                      const float *buf, size_t n, size_t lo, size_t hi)
 {
-    size_t lo, hi;
-    dataset_block(n, 1, comm_size(c), comm_rank(c), &lo, &hi);
     /* Agreed before the next collective: a rank whose write failed (disk
      * full) must not leave the others waiting in a different call. */
-    if (!comm_agree(c, h5_write_floats(f, name, n, lo, hi - lo, buf + lo) == 0))
+    if (!comm_agree(c, h5_write_floats(f, name, n, lo, hi - lo, buf + lo, node) == 0))
         return -1;
-    long crc = (long)crc_distributed(c, buf, n);
+    int64_t crc = crc_ranges(c, buf, n, lo, hi);
+    VAE_ASSERT(crc >= 0); /* the caller's ranges do not tile the buffer: a bug, not a bad file */
     hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
-    int rc = d >= 0 && h5_attr_put_long(d, "crc32", crc) == 0 ? 0 : -1;
+    int rc = d >= 0 && h5_attr_put_long(d, "crc32", (long)crc) == 0 ? 0 : -1;
     if (d >= 0)
         H5_CHECK(H5Dclose(d));
     return rc;
@@ -354,8 +369,15 @@ static int write_file(const struct comm *c, const char *tmp, const struct ckpt_m
     /* Each part agreed before the next: after a failure every rank stops
      * together instead of waiting in different collectives. */
     ok = comm_agree(c, (write_meta(c, f, meta) | write_group(f, "/model") | write_group(f, "/optim")) == 0);
-    for (size_t i = 0; ok && i < ct->n_buf; i++)
-        ok = write_flat(c, f, ct->buf[i].name, ct->buf[i].data, ct->buf[i].n) == 0;
+    struct comm *node = comm_split_node(c); /* its ranks write in turns */
+    for (size_t i = 0; ok && i < ct->n_buf; i++) {
+        size_t n = ct->buf[i].n, lo = ct->lo, hi = ct->hi;
+        if (!hi)
+            dataset_block(n, 1, comm_size(c), comm_rank(c), &lo, &hi);
+        VAE_ASSERT(lo <= hi && hi <= n);
+        ok = write_flat(c, node, f, ct->buf[i].name, ct->buf[i].data, n, lo, hi) == 0;
+    }
+    comm_free(node);
     ok = ok && comm_agree(c, write_layout(c, f, ct->layout, ct->n_layout) == 0);
     if (!ok) {
         /*

@@ -60,12 +60,19 @@ struct ckpt_buffer {
     size_t n;
 };
 
-/* What is stored: buf[0] is /model/params, whose tensors layout describes. */
+/*
+ * What is stored: buf[0] is /model/params, whose tensors layout describes.
+ * ckpt_save has each rank write [lo, hi) of every buffer, which only needs
+ * to be current there (a rank that updates a slice of the optimizer state
+ * writes that slice, and nothing is gathered first); the ranks' ranges must
+ * tile [0, n). hi = 0: the rank's block of n / P.
+ */
 struct ckpt_content {
     const struct tensor_view *layout;
     size_t n_layout;
     const struct ckpt_buffer *buf;
     size_t n_buf;
+    size_t lo, hi;
 };
 
 /*

@@ -82,9 +82,13 @@ int h5_write_rows(hid_t f, const char *name, hid_t ft, hid_t mt, size_t n_total,
  * slice's) independently, in pieces staged through a 256 KiB buffer: the
  * kernel copies a small hot buffer into the page cache several times faster
  * than a large cold one (2.5-4x here, docs/performance.md), which is what
- * checkpoint writes of large models wait for. Returns 0 or -1 (not agreed).
+ * checkpoint writes of large models wait for. With `turns` (the ranks of
+ * one node), those ranks write one after another, in rank order (barriers
+ * over turns): they share one page cache and disk, and two writers of one
+ * file only contend for its lock. Returns 0 or -1 (not agreed).
  */
-int h5_write_floats(hid_t f, const char *name, size_t n_total, size_t lo, size_t n, const float *buf);
+int h5_write_floats(hid_t f, const char *name, size_t n_total, size_t lo, size_t n, const float *buf,
+                    const struct comm *turns);
 
 /* The read twin: values [lo, lo + n) of the 1-D float dataset `name` into buf
  * (its first value is the slice's), independently, staged alike. 0 or -1

@@ -128,11 +128,7 @@ static void adam_range(const struct optim *o, float *params, const float *grads,
     const float wd = (float)o->weight_decay;
     const float b1 = (float)o->beta1, b2 = (float)o->beta2, eps = (float)o->eps;
     float *m = o->state[0], *v = o->state[1];
-    /* lr·m̂/(√v̂ + eps) with the bias corrections as per-step constants:
-     * lr/(1−β1^t) · m / (√v / √(1−β2^t) + eps), the same eps, one division
-     * and one square root per element instead of three and one. */
-    const float step = (float)((double)lr / (1.0 - pow(o->beta1, (double)o->t)));
-    const float rs2 = (float)(1.0 / sqrt(1.0 - pow(o->beta2, (double)o->t)));
+    const float step = o->adam_step, rs2 = o->adam_rs2;
     const float l2 = o->kind == OPT_ADAM ? wd : 0.0f;
     const float decay = o->kind == OPT_ADAMW ? 1.0f - lr * wd : 1.0f;
     for (size_t i = lo; i < hi; i++) {
@@ -143,25 +139,42 @@ static void adam_range(const struct optim *o, float *params, const float *grads,
     }
 }
 
-void optim_step_range(struct optim *o, float *params, const float *grads, size_t lo, size_t hi)
+void optim_step_blocks(struct optim *o, float *params, const float *grads, size_t lo, size_t hi,
+                       void (*on_block)(void *ctx, size_t b0, size_t b1), void *ctx)
 {
     const float lr = (float)optim_lr(o, o->t);
     o->t++;
-    switch (o->kind) {
-    case OPT_SGD:
-        sgd_range(o, params, grads, lo, hi, lr);
-        break;
-    case OPT_ADAGRAD:
-        adagrad_range(o, params, grads, lo, hi, lr);
-        break;
-    case OPT_RMSPROP:
-        rmsprop_range(o, params, grads, lo, hi, lr);
-        break;
-    case OPT_ADAM:
-    case OPT_ADAMW:
-        adam_range(o, params, grads, lo, hi, lr);
-        break;
+    /* Adam's lr·m̂/(√v̂ + eps) with the bias corrections as per-step constants:
+     * lr/(1−β1^t) · m / (√v / √(1−β2^t) + eps), the same eps, one division
+     * and one square root per element instead of three and one. */
+    o->adam_step = (float)((double)lr / (1.0 - pow(o->beta1, (double)o->t)));
+    o->adam_rs2 = (float)(1.0 / sqrt(1.0 - pow(o->beta2, (double)o->t)));
+    const size_t block = on_block ? OPTIM_BLOCK : hi - lo;
+    for (size_t b0 = lo; b0 < hi; b0 += block) {
+        size_t b1 = hi - b0 < block ? hi : b0 + block;
+        switch (o->kind) {
+        case OPT_SGD:
+            sgd_range(o, params, grads, b0, b1, lr);
+            break;
+        case OPT_ADAGRAD:
+            adagrad_range(o, params, grads, b0, b1, lr);
+            break;
+        case OPT_RMSPROP:
+            rmsprop_range(o, params, grads, b0, b1, lr);
+            break;
+        case OPT_ADAM:
+        case OPT_ADAMW:
+            adam_range(o, params, grads, b0, b1, lr);
+            break;
+        }
+        if (on_block)
+            on_block(ctx, b0, b1);
     }
+}
+
+void optim_step_range(struct optim *o, float *params, const float *grads, size_t lo, size_t hi)
+{
+    optim_step_blocks(o, params, grads, lo, hi, NULL, NULL);
 }
 
 double optim_sum_squares(const float *g, size_t n)

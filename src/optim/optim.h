@@ -28,10 +28,11 @@ struct optim {
     int schedule; /* enum sched_kind */
     long warmup_steps, total_steps;
     double min_lr;
-    size_t n;        /* parameter count */
-    int64_t t;       /* steps taken (Adam's bias-correction t) */
-    size_t n_states; /* 0, 1 or 2 state vectors */
-    float *state[2]; /* (n) each: sgd/rmsprop-nesterov v; adagrad/rmsprop r; adam m, v */
+    size_t n;                  /* parameter count */
+    int64_t t;                 /* steps taken (Adam's bias-correction t) */
+    size_t n_states;           /* 0, 1 or 2 state vectors */
+    float *state[2];           /* (n) each: sgd/rmsprop-nesterov v; adagrad/rmsprop r; adam m, v */
+    float adam_step, adam_rs2; /* Adam's per-step constants (set by each step) */
 };
 
 /* Allocate the state for n parameters (zeroed). total_steps feeds the cosine schedule. */
@@ -46,6 +47,13 @@ void optim_step(struct optim *o, float *params, const float *grads);
 /* The same step for elements [lo, hi) only (a rank's share of node-shared
  * parameters); every rank calls it once per step, so o->t stays agreed. */
 void optim_step_range(struct optim *o, float *params, const float *grads, size_t lo, size_t hi);
+/* optim_step_range in blocks of OPTIM_BLOCK elements, calling on_block(ctx,
+ * b0, b1) after each one, while its parameters are still in L1 (a rank
+ * publishes its updated slice to the others this way, without reading it
+ * again). */
+enum { OPTIM_BLOCK = 2048 };
+void optim_step_blocks(struct optim *o, float *params, const float *grads, size_t lo, size_t hi,
+                       void (*on_block)(void *ctx, size_t b0, size_t b1), void *ctx);
 
 /* Σ g² over g (n), in double: the global squared L2 norm, or a slice's share of it. */
 double optim_sum_squares(const float *g, size_t n);

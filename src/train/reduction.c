@@ -5,8 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "optim/optim.h"
-
 /* Fixed point: value · 2^32 in int64. A micro-batch gradient element beyond
  * ±2^20 counts as an overflow (like a non-finite one). */
 #define GRAD_FIXED_SCALE 4294967296.0
@@ -96,12 +94,18 @@ void reduction_ready(void *ctx, size_t off)
     comm_reducer_progress(r->red);
 }
 
+static void add_squares(void *ctx, const float *g, size_t n)
+{
+    *(double *)ctx += optim_sum_squares(g, n);
+}
+
 void reduction_finish(struct reduction *r, float *grads)
 {
+    r->ss = 0;
     if (r->red)
         comm_reducer_wait(r->red);
     else if (r->node)
-        comm_node_reduce(r->node, grads);
+        comm_node_reduce(r->node, grads, add_squares, &r->ss);
     else
         comm_allreduce_sum_f32(r->c, grads, r->n);
 }
@@ -137,12 +141,41 @@ void reduction_fixed_finish(struct reduction *r, float *grads, int poison)
 
 double reduction_norm(struct reduction *r, const float *grads)
 {
-    double ss = optim_sum_squares(grads + r->lo, r->hi - r->lo);
-    return sqrt(r->node ? comm_node_sum(r->node, ss) : ss);
+    if (r->node) /* the squares were summed as the slice was reduced */
+        return sqrt(comm_node_sum(r->node, r->ss));
+    return sqrt(optim_sum_squares(grads, r->n));
 }
 
-void reduction_share(struct reduction *r, float *buf)
+float *reduction_grads(struct reduction *r)
 {
+    return r->node ? comm_node_grads(r->node) : NULL;
+}
+
+void reduction_write_range(const struct reduction *r, size_t *lo, size_t *hi)
+{
+    *lo = *hi = 0;
     if (r->node)
-        comm_node_allgather(r->node, buf);
+        comm_node_part(r->node, lo, hi);
+}
+
+struct publish {
+    struct comm_node *node;
+    const float *params;
+};
+
+static void publish(void *ctx, size_t b0, size_t b1)
+{
+    struct publish *p = ctx;
+    comm_node_gather_put(p->node, p->params, b0, b1);
+}
+
+void reduction_step(struct reduction *r, struct optim *o, float *params, const float *grads)
+{
+    if (!r->node) {
+        optim_step_range(o, params, grads, r->lo, r->hi);
+        return;
+    }
+    comm_node_gather_begin(r->node);
+    optim_step_blocks(o, params, grads, r->lo, r->hi, publish, &(struct publish){r->node, params});
+    comm_node_gather_end(r->node, params);
 }

@@ -23,6 +23,7 @@
 #include "comm/comm.h"
 #include "core/config.h"
 #include "model/vae.h"
+#include "optim/optim.h"
 
 struct reduction {
     const struct comm *c;
@@ -33,6 +34,7 @@ struct reduction {
     size_t *bucket_off;            /* (n_buckets + 1) bucket boundaries, overlap mode */
     size_t n_buckets, next_bucket; /* buckets >= next_bucket have been started */
     int64_t *fixed;                /* (n + 1) fixed mode's accumulator; last: overflow count */
+    double ss;                     /* node mode: the reduced slice's sum of squares */
 };
 
 /*
@@ -64,10 +66,31 @@ void reduction_fixed_clear(struct reduction *r);
 void reduction_fixed_add(struct reduction *r, const float *grads);
 void reduction_fixed_finish(struct reduction *r, float *grads, int poison);
 
-/* L2 norm of the reduced gradient (collective over the node in node mode). */
+/*
+ * L2 norm of the reduced gradient (collective over the node in node mode,
+ * where it must follow every reduction_finish: it is what lets a rank write
+ * its gradient vector again).
+ */
 double reduction_norm(struct reduction *r, const float *grads);
 
-/* Node mode: every rank's updated slice of buf (n) to every rank (collective); else nothing. */
-void reduction_share(struct reduction *r, float *buf);
+/* Node mode: this rank's gradient vector in the shared window, where
+ * backward can write directly (no exchange copy); else NULL. */
+float *reduction_grads(struct reduction *r);
+
+/*
+ * The range of the parameters and optimizer state this rank writes to a
+ * checkpoint: in node mode its part of the slice it updates (the state
+ * outside the slice is stale there), tiling [0, n) over the ranks; else
+ * lo = hi = 0 (the checkpoint's default split).
+ */
+void reduction_write_range(const struct reduction *r, size_t *lo, size_t *hi);
+
+/*
+ * The optimizer step of this rank's slice of params from the reduced grads.
+ * Node mode: each block of the slice goes to the other ranks as soon as it
+ * is updated, then the other slices come back (collective); else the whole
+ * vector is updated.
+ */
+void reduction_step(struct reduction *r, struct optim *o, float *params, const float *grads);
 
 #endif

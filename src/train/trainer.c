@@ -109,12 +109,19 @@ int trainer_init(struct trainer *t, const struct config *cfg, const struct comm 
         log_error("out of memory for the gradient reduction");
         return -1;
     }
+    float *shared = reduction_grads(&t->red);
+    if (shared) { /* backward writes where the other ranks read: no exchange copy */
+        free(t->m.grads);
+        t->m.grads = shared;
+    }
     vae_init_params(&t->m, cfg->seed);
     return 0;
 }
 
 void trainer_free(struct trainer *t)
 {
+    if (t->m.grads == reduction_grads(&t->red))
+        t->m.grads = NULL; /* the window's, not the model's */
     reduction_free(&t->red);
     free(t->x);
     free(t->eps);
@@ -132,7 +139,9 @@ static struct ckpt_content content_of(struct trainer *t, struct ckpt_buffer buf[
     buf[0] = (struct ckpt_buffer){"/model/params", t->m.params, t->m.n_params};
     for (size_t s = 0; s < t->opt.n_states; s++)
         buf[1 + s] = (struct ckpt_buffer){state_names[s], t->opt.state[s], t->opt.n};
-    return (struct ckpt_content){t->m.tensor, t->m.n_tensors, buf, 1 + t->opt.n_states};
+    struct ckpt_content ct = {t->m.tensor, t->m.n_tensors, buf, 1 + t->opt.n_states, 0, 0};
+    reduction_write_range(&t->red, &ct.lo, &ct.hi);
+    return ct;
 }
 
 /*
@@ -206,9 +215,6 @@ int trainer_resume(struct trainer *t, const char *resume, int64_t *step)
 int trainer_save(struct trainer *t, int64_t step)
 {
     double t0 = timer_now();
-    /* Node mode: each rank updated only its slice of the optimizer state. */
-    for (size_t s = 0; s < t->opt.n_states; s++)
-        reduction_share(&t->red, t->opt.state[s]);
     struct ckpt_buffer buf[3];
     struct ckpt_content ct = content_of(t, buf);
     struct ckpt_meta meta = {
@@ -323,8 +329,7 @@ struct step_result trainer_step(struct trainer *t, int64_t step)
     s.finite = isfinite(s.norm);
     if (s.finite) {
         optim_clip(t->m.grads + r->lo, r->hi - r->lo, s.norm, t->cfg->clip_norm);
-        optim_step_range(&t->opt, t->m.params, t->m.grads, r->lo, r->hi);
-        reduction_share(r, t->m.params);
+        reduction_step(r, &t->opt, t->m.params, t->m.grads);
     }
     if (fault_diverge(step, t->rank))
         t->m.params[0] += 1e-3f;
