@@ -9,8 +9,9 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.3f", a / b; 
 # of THREADS OpenBLAS threads each (--bind-to none, so threads are not
 # serialised on one core), check that the start event reports THREADS from
 # openblas_get_num_threads(), and print "samples/s compute_ms reduction_ms
-# optim_ms data_ms": means over the step events (every 50 steps) after the
-# first, which holds the warm-up.
+# optim_ms data_ms spread_ms": means over the step events (every 50 steps)
+# after the first, which holds the warm-up; spread_ms is the slowest rank's
+# compute time per step less the fastest's, what the others wait for.
 vae_run() {
     local dir=$1 np=$2 threads=$3 steps=$4; shift 4
     rm -rf "$dir"
@@ -22,7 +23,8 @@ vae_run() {
     awk '/"event": "step"/ { if (++k == 1) next;
         for (i = 1; i <= NF; i++) { gsub(/[",{}]/, "", $i) }
         for (i = 1; i < NF; i++) v[$i] += $(i + 1); m++ }
-        END { printf "%.1f %.3f %.3f %.3f %.3f\n", v["samples_per_s:"] / m, 1e3 * v["t_compute:"] / m,
-              1e3 * v["t_allreduce_wait:"] / m, 1e3 * v["t_optim:"] / m, 1e3 * v["t_data:"] / m }' "$dir/metrics.jsonl"
+        END { printf "%.1f %.3f %.3f %.3f %.3f %.3f\n", v["samples_per_s:"] / m, 1e3 * v["t_compute:"] / m,
+              1e3 * v["t_allreduce_wait:"] / m, 1e3 * v["t_optim:"] / m, 1e3 * v["t_data:"] / m,
+              1e3 * (v["t_compute_max:"] - v["t_compute_min:"]) / m }' "$dir/metrics.jsonl"
     rm -rf "$dir"
 }

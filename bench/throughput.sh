@@ -7,7 +7,8 @@
 # interleaved (so machine noise hits all alike), measured as bench/compare.sh
 # measures (bench/lib.sh: the same step count, warm-up and thread check);
 # the table gives the median over runs, its ratio against the 1-rank median,
-# the range of the per-round ratio, and per-phase milliseconds per step.
+# the range of the per-round ratio, per-phase milliseconds per step, and the
+# ranks' compute spread (slowest less fastest, per step).
 #   bench/throughput.sh [REPS=5] [STEPS=300] [extra --set ...]
 # Needs build/vae_dist and data/fashion-mnist.h5 (scripts/run-main.sh makes both).
 set -euo pipefail
@@ -31,7 +32,7 @@ for rep in $(seq "$REPS"); do
 done
 col() { awk -v n="$1" -v k="$2" '$1 == n { print $k }' "$OUT/runs.txt" | median; }
 echo "model 784-400-20, global batch 128, $STEPS steps, $REPS runs each, $(nproc) cores"
-printf "%-14s %10s %8s %11s %12s %12s %10s %8s\n" config samples/s vs_np1 range compute_ms reduction_ms optim_ms data_ms
+printf "%-14s %10s %8s %11s %12s %12s %10s %8s %10s\n" config samples/s vs_np1 range compute_ms reduction_ms optim_ms data_ms spread_ms
 base=$(col np1 3)
 json="{"
 for c in "${configs[@]}"; do
@@ -39,9 +40,9 @@ for c in "${configs[@]}"; do
     rr=$(join <(awk -v n="$name" '$1 == n { print $2, $3 }' "$OUT/runs.txt" | sort) \
               <(awk '$1 == "np1" { print $2, $3 }' "$OUT/runs.txt" | sort) | awk '{ print $2 / $3 }' | range)
     s=$(col "$name" 3)
-    printf "%-14s %10.0f %8.3f %11s %12.3f %12.3f %10.3f %8.3f\n" "$name" "$s" "$(ratio "$s" "$base")" "$rr" \
-        "$(col "$name" 4)" "$(col "$name" 5)" "$(col "$name" 6)" "$(col "$name" 7)"
-    json+="\"$name\": {\"samples_per_s\": $s, \"ratio_vs_np1\": $(ratio "$s" "$base"), \"ratio_range\": \"$rr\", \"compute_ms\": $(col "$name" 4), \"allreduce_wait_ms\": $(col "$name" 5), \"optim_ms\": $(col "$name" 6)}, "
+    printf "%-14s %10.0f %8.3f %11s %12.3f %12.3f %10.3f %8.3f %10.3f\n" "$name" "$s" "$(ratio "$s" "$base")" "$rr" \
+        "$(col "$name" 4)" "$(col "$name" 5)" "$(col "$name" 6)" "$(col "$name" 7)" "$(col "$name" 8)"
+    json+="\"$name\": {\"samples_per_s\": $s, \"ratio_vs_np1\": $(ratio "$s" "$base"), \"ratio_range\": \"$rr\", \"compute_ms\": $(col "$name" 4), \"allreduce_wait_ms\": $(col "$name" 5), \"optim_ms\": $(col "$name" 6), \"data_ms\": $(col "$name" 7), \"compute_spread_ms\": $(col "$name" 8)}, "
 done
 echo "${json%, }}" >bench/last_throughput.json
 echo "runs: $(wc -l <"$OUT/runs.txt"); JSON: bench/last_throughput.json"
