@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/mem.h"
 #include "core/rng.h"
 #include "data/h5util.h"
 
@@ -244,7 +245,7 @@ int shard_alloc(struct shard *s, size_t n_rows, size_t n_dim, int is_u8, int wit
     s->n_dim = n_dim;
     s->is_u8 = is_u8;
     s->row_bytes = n_dim * (is_u8 ? 1 : sizeof(float));
-    s->rows = malloc(n_rows * s->row_bytes + 1);
+    s->rows = mem_alloc(n_rows * s->row_bytes + 1);
     s->ids = malloc(n_rows * sizeof *s->ids + 1);
     if (with_labels)
         s->labels = malloc(n_rows + 1);

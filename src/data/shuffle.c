@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/mem.h"
 #include "core/rng.h"
 
 /* Rank whose block [lo, hi) holds row id. */
@@ -118,8 +119,8 @@ int shuffle_epoch(const struct comm *c, const struct shard *src, size_t n_total,
             for (size_t i = 0; i < n_total; i++)
                 pl.perm[i] = (uint32_t)i;
         plan_counts(&pl, n_total, rb, dst);
-        sendbuf = malloc(pl.send_total + 1);
-        recvbuf = malloc(pl.recv_total + 1);
+        sendbuf = mem_alloc(pl.send_total + 1);
+        recvbuf = mem_alloc(pl.recv_total + 1);
         ok = sendbuf && recvbuf;
     }
     if (ok)

@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/mem.h"
 #include "core/rng.h"
 #include "model/act.h"
 #include "model/bernoulli.h"
@@ -139,27 +140,27 @@ static int alloc_buffers(struct vae *m)
     for (size_t l = 0; l < m->n_layers; l++)
         if (m->layer[l].n_out > width)
             width = m->layer[l].n_out;
-    m->params = calloc(m->n_params, sizeof *m->params);
-    m->grads = calloc(m->n_params, sizeof *m->grads);
-    m->z = malloc(n_b * m->n_latent * sizeof *m->z);
-    m->d_a = malloc(n_b * width * sizeof *m->d_a);
-    m->d_b = malloc(n_b * width * sizeof *m->d_b);
+    m->params = mem_calloc(m->n_params, sizeof *m->params);
+    m->grads = mem_calloc(m->n_params, sizeof *m->grads);
+    m->z = mem_alloc(n_b * m->n_latent * sizeof *m->z);
+    m->d_a = mem_alloc(n_b * width * sizeof *m->d_a);
+    m->d_b = mem_alloc(n_b * width * sizeof *m->d_b);
     int ok = m->params && m->grads && m->z && m->d_a && m->d_b;
     size_t tmp = 0;
     for (size_t l = 0; l < m->n_layers && ok; l++) {
         struct vae_layer *ly = &m->layer[l];
-        m->out[l] = malloc(n_b * ly->n_out * sizeof *m->out[l]);
+        m->out[l] = mem_alloc(n_b * ly->n_out * sizeof *m->out[l]);
         ok = m->out[l] != NULL;
         if (ly->kind != LAYER_LINEAR && ok) {
             int tr = ly->kind == LAYER_CONVT;
-            ly->keep = malloc(conv_keep_floats(&ly->g, n_b, tr) * sizeof *ly->keep);
+            ly->keep = mem_alloc(conv_keep_floats(&ly->g, n_b, tr) * sizeof *ly->keep);
             ok = ly->keep != NULL;
             size_t t = conv_tmp_floats(&ly->g, n_b, tr);
             tmp = t > tmp ? t : tmp;
         }
     }
     if (ok && tmp) {
-        m->conv_tmp = malloc(tmp * sizeof *m->conv_tmp);
+        m->conv_tmp = mem_alloc(tmp * sizeof *m->conv_tmp);
         ok = m->conv_tmp != NULL;
     }
     return ok ? 0 : -1;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/mem.h"
 
 int optim_init(struct optim *o, const struct config *cfg, size_t n, long total_steps)
 {
@@ -39,7 +40,7 @@ int optim_init(struct optim *o, const struct config *cfg, size_t n, long total_s
         o->n_states = 2;
     }
     for (size_t s = 0; s < o->n_states; s++) {
-        o->state[s] = calloc(n, sizeof(float));
+        o->state[s] = mem_calloc(n, sizeof(float));
         if (!o->state[s]) {
             log_error("out of memory for optimizer state (%zu parameters)", n);
             optim_free(o);
