@@ -4,10 +4,9 @@
 # on 1 and 2 ranks, against dd writing (with fsync) and reading the same
 # number of bytes on the same disk. Adam, so a checkpoint holds 3 buffers.
 # Reads may come from the page cache (as they would on a restart on the same
-# node); the dd read does too. dd copies through one small buffer, which on a
-# VM whose kernel copies from many user pages slowly is faster than any
-# writer of a large in-memory state (docs/performance.md); the checkpoint's
-# own log line splits its time into "written" and "fsync and rename".
+# node); the dd read does too, into one small buffer, while a load fills
+# fresh memory (docs/performance.md). The checkpoint's own log line splits
+# its time into "written" and "fsync and rename".
 #   bench/ckpt_io.sh [DIR=/tmp] [REPS=3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
