@@ -609,8 +609,10 @@ void comm_node_reduce(struct comm_node *nd, float *grads, void (*on_block)(void 
 
 void comm_node_gather_begin(struct comm_node *nd)
 {
-    /* Alternate vectors: a rank that writes this one has passed the previous
-     * gather's barrier, so every rank has finished reading it two gathers ago. */
+    /* Alternate vectors: the one written now was gathered two gathers ago and
+     * read by the step between (the parameters of its forward and backward);
+     * a rank gets here only after that step's reduction barrier, when every
+     * rank is done reading it. */
     nd->gather = node_vec(nd, nd->n_local + (int)(nd->gathers++ & 1));
 }
 
@@ -619,12 +621,10 @@ void comm_node_gather_put(struct comm_node *nd, const float *buf, size_t b0, siz
     stream_copy(nd->gather + b0, buf + b0, b1 - b0);
 }
 
-void comm_node_gather_end(struct comm_node *nd, float *buf)
+float *comm_node_gather_end(struct comm_node *nd)
 {
     node_sync(nd);
-    for (int q = 0; q < nd->n_local; q++)
-        if (q != nd->local)
-            memcpy(buf + nd->lo[q], nd->gather + nd->lo[q], (nd->lo[q + 1] - nd->lo[q]) * sizeof *buf);
+    return nd->gather;
 }
 
 double comm_node_sum(struct comm_node *nd, double x)

@@ -127,12 +127,14 @@ void comm_node_part(const struct comm_node *nd, size_t *lo, size_t *hi);
 float *comm_node_grads(struct comm_node *nd);
 void comm_node_reduce(struct comm_node *nd, float *grads,
                       void (*on_block)(void *ctx, const float *g, size_t n), void *ctx);
-/* Every rank's own slice of buf (n) to every rank of the node, in parts:
- * begin; put pieces [b0, b1) of the own slice as they are ready (every
- * piece of it, before end); end (the sync, then the other slices into buf). */
+/* Every rank's own slice of a vector (n) into one vector in the window that
+ * every rank of the node reads: begin; put pieces [b0, b1) of the own slice
+ * of buf as they are ready (every piece of it, before end); end: the sync,
+ * and the gathered vector, which holds all slices and stays unwritten until
+ * the gather after next begins (gathers alternate between two vectors). */
 void comm_node_gather_begin(struct comm_node *nd);
 void comm_node_gather_put(struct comm_node *nd, const float *buf, size_t b0, size_t b1);
-void comm_node_gather_end(struct comm_node *nd, float *buf);
+float *comm_node_gather_end(struct comm_node *nd);
 /* Sum of x over the ranks of this node. */
 double comm_node_sum(struct comm_node *nd, double x);
 

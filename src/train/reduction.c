@@ -169,13 +169,13 @@ static void publish(void *ctx, size_t b0, size_t b1)
     comm_node_gather_put(p->node, p->params, b0, b1);
 }
 
-void reduction_step(struct reduction *r, struct optim *o, float *params, const float *grads)
+float *reduction_step(struct reduction *r, struct optim *o, float *params, const float *grads)
 {
     if (!r->node) {
         optim_step_range(o, params, grads, r->lo, r->hi);
-        return;
+        return params;
     }
     comm_node_gather_begin(r->node);
     optim_step_blocks(o, params, grads, r->lo, r->hi, publish, &(struct publish){r->node, params});
-    comm_node_gather_end(r->node, params);
+    return comm_node_gather_end(r->node);
 }

@@ -86,11 +86,14 @@ float *reduction_grads(struct reduction *r);
 void reduction_write_range(const struct reduction *r, size_t *lo, size_t *hi);
 
 /*
- * The optimizer step of this rank's slice of params from the reduced grads.
- * Node mode: each block of the slice goes to the other ranks as soon as it
- * is updated, then the other slices come back (collective); else the whole
- * vector is updated.
+ * The optimizer step of this rank's slice of params from the reduced grads;
+ * returns the parameters the next step reads. Node mode (collective): each
+ * block of the slice goes to the window's gather vector as soon as it is
+ * updated, and the gathered vector, complete after one node barrier, is
+ * returned: the node's ranks read one copy and nothing is copied back
+ * (params stays current in the own slice only). Else the whole of params
+ * is updated and returned.
  */
-void reduction_step(struct reduction *r, struct optim *o, float *params, const float *grads);
+float *reduction_step(struct reduction *r, struct optim *o, float *params, const float *grads);
 
 #endif

@@ -115,6 +115,7 @@ int trainer_init(struct trainer *t, const struct config *cfg, const struct comm 
         t->m.grads = shared;
     }
     vae_init_params(&t->m, cfg->seed);
+    t->params_own = t->m.params;
     return 0;
 }
 
@@ -122,6 +123,8 @@ void trainer_free(struct trainer *t)
 {
     if (t->m.grads == reduction_grads(&t->red))
         t->m.grads = NULL; /* the window's, not the model's */
+    if (t->params_own)
+        t->m.params = t->params_own;
     reduction_free(&t->red);
     free(t->x);
     free(t->eps);
@@ -329,10 +332,10 @@ struct step_result trainer_step(struct trainer *t, int64_t step)
     s.finite = isfinite(s.norm);
     if (s.finite) {
         optim_clip(t->m.grads + r->lo, r->hi - r->lo, s.norm, t->cfg->clip_norm);
-        reduction_step(r, &t->opt, t->m.params, t->m.grads);
+        t->m.params = reduction_step(r, &t->opt, t->params_own, t->m.grads);
     }
-    if (fault_diverge(step, t->rank))
-        t->m.params[0] += 1e-3f;
+    if (fault_diverge(step, t->rank)) /* node mode: the node shares what it reads, the drift stays private */
+        t->params_own[0] += 1e-3f;
     t->t_phase[PH_OPT] += timer_now() - t0;
     return s;
 }
