@@ -96,9 +96,10 @@ void comm_reducer_free(struct comm_reducer *r);
 
 /*
  * Gradient reduction through MPI-3 shared memory among the ranks of a node.
- * Every rank keeps its full parameter replica; the window holds one gradient
- * vector per rank (comm_node_grads: backward can write there directly) and
- * the exchange of parameters. Local rank q owns the slice [lo_q, lo_{q+1}).
+ * The window holds one gradient vector per rank (comm_node_grads: backward
+ * can write there directly) and two parameter vectors that the gathers fill
+ * and every rank of the node reads. Local rank q owns the slice
+ * [lo_q, lo_{q+1}).
  * comm_node_reduce: a gradient outside the window first has the other
  * ranks' slices streamed into the window vector; then each rank sums its own
  * slice over all ranks (rank order: the same bits on every node) into grads,
@@ -106,9 +107,9 @@ void comm_reducer_free(struct comm_reducer *r);
  * the same pass), and allreduces that slice among the ranks of the same
  * local rank on the other nodes (on_block then sees the slice after it).
  * Only the own slice of grads is reduced afterwards: the rank updates that
- * slice of the parameters, and comm_node_gather_* completes the vector on
- * every rank of the node. No copies through MPI, and the optimizer runs on
- * 1/L of the parameters per rank. A rank rewrites its vector only after the
+ * slice of the parameters, and comm_node_gather_* assembles the updated
+ * vector for the node. No copies through MPI, and the optimizer runs on 1/L
+ * of the parameters per rank. A rank rewrites its vector only after the
  * next collective on the node (the caller's comm_node_sum), when every rank
  * has read it.
  * comm_node_open returns NULL on every rank (use MPI_Allreduce then) when a
