@@ -570,15 +570,10 @@ float *comm_node_grads(struct comm_node *nd)
     return node_vec(nd, nd->local);
 }
 
-void comm_node_reduce(struct comm_node *nd, float *grads, void (*on_block)(void *, const float *, size_t),
-                      void *ctx)
+void comm_node_reduce(struct comm_node *nd, void (*on_block)(void *, const float *, size_t), void *ctx)
 {
     const int me = nd->local;
-    float *mine = node_vec(nd, me);
-    if (grads != mine) /* a private gradient: stream the others' slices into the window first */
-        for (int q = 0; q < nd->n_local; q++)
-            if (q != me)
-                stream_copy(mine + nd->lo[q], grads + nd->lo[q], nd->lo[q + 1] - nd->lo[q]);
+    float *grads = node_vec(nd, me);
     node_sync(nd);
     /* Blocks of the own slice, summed in rank order (0 + 1 + ...) whichever
      * rank adds: the same bits on every node and as one MPI_Allreduce of 2.
@@ -589,7 +584,7 @@ void comm_node_reduce(struct comm_node *nd, float *grads, void (*on_block)(void 
     for (size_t i0 = lo; i0 < hi; i0 += BLOCK) {
         size_t k = hi - i0 < BLOCK ? hi - i0 : BLOCK;
         for (int q = 0; q < nd->n_local; q++) {
-            const float *in = (q == me ? grads : node_vec(nd, q)) + i0;
+            const float *in = node_vec(nd, q) + i0;
             if (q == 0)
                 memcpy(tmp, in, k * sizeof *tmp);
             else

@@ -100,13 +100,13 @@ void comm_reducer_free(struct comm_reducer *r);
  * can write there directly) and two parameter vectors that the gathers fill
  * and every rank of the node reads. Local rank q owns the slice
  * [lo_q, lo_{q+1}).
- * comm_node_reduce: a gradient outside the window first has the other
- * ranks' slices streamed into the window vector; then each rank sums its own
- * slice over all ranks (rank order: the same bits on every node) into grads,
+ * comm_node_reduce: with every rank's gradient in its window vector, each
+ * rank sums its own slice over all ranks (rank order: the same bits on every
+ * node) into its vector,
  * hands each summed block to on_block(ctx, block, n) (the caller's norm, in
  * the same pass), and allreduces that slice among the ranks of the same
  * local rank on the other nodes (on_block then sees the slice after it).
- * Only the own slice of grads is reduced afterwards: the rank updates that
+ * Only the own slice of the vector is reduced afterwards: the rank updates that
  * slice of the parameters, and comm_node_gather_* assembles the updated
  * vector for the node. No copies through MPI, and the optimizer runs on 1/L
  * of the parameters per rank. A rank rewrites its vector only after the
@@ -126,8 +126,7 @@ void comm_node_range(const struct comm_node *nd, size_t *lo, size_t *hi);
  * ranks of the same local rank hold it alike. The parts tile [0, n). */
 void comm_node_part(const struct comm_node *nd, size_t *lo, size_t *hi);
 float *comm_node_grads(struct comm_node *nd);
-void comm_node_reduce(struct comm_node *nd, float *grads,
-                      void (*on_block)(void *ctx, const float *g, size_t n), void *ctx);
+void comm_node_reduce(struct comm_node *nd, void (*on_block)(void *ctx, const float *g, size_t n), void *ctx);
 /* Every rank's own slice of a vector (n) into one vector in the window that
  * every rank of the node reads: begin; put pieces [b0, b1) of the own slice
  * of buf as they are ready (every piece of it, before end); end: the sync,

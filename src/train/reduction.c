@@ -105,7 +105,7 @@ void reduction_finish(struct reduction *r, float *grads)
     if (r->red)
         comm_reducer_wait(r->red);
     else if (r->node)
-        comm_node_reduce(r->node, grads, add_squares, &r->ss);
+        comm_node_reduce(r->node, add_squares, &r->ss); /* grads is this rank's window vector */
     else
         comm_allreduce_sum_f32(r->c, grads, r->n);
 }
