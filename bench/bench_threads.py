@@ -9,6 +9,10 @@ only torch.set_num_threads leaves "1 thread" PyTorch on every core. So:
     import torch
     threads = bench_threads.check(n, torch)   # the libraries' own answers; exits if one differs
 
+The OpenBLAS kernels are pinned too: bench/lib.sh sets OPENBLAS_CORETYPE (or
+unsets it) for both sides and exports BENCH_BLAS_KERNELS, the name vae_dist's
+OpenBLAS reported; check() exits unless PyTorch's OpenBLAS reports the same.
+
 --blas-threads M (pytorch_bench.py) gives OpenBLAS M threads beside torch's n:
 on this 2-core VM PyTorch with 2 OpenBLAS threads runs 5-9x slower than with
 one (its OpenMP pool and OpenBLAS's threads contend), so "PyTorch on 2
@@ -37,16 +41,23 @@ def pin_env(n, blas=None):
         os.environ[var] = str(n)
 
 
-def openblas_threads():
-    """openblas_get_num_threads() of the libopenblas this process loaded, or None if none is loaded."""
+def openblas_query(name, restype=ctypes.c_int):
+    """openblas_<name>() of the libopenblas this process loaded, or None if none is loaded."""
     with open("/proc/self/maps") as f:
         libs = {l.split()[-1] for l in f if "openblas" in l and l.split()[-1].startswith("/")}
     for lib in sorted(libs):
         try:
-            return ctypes.CDLL(lib).openblas_get_num_threads()
+            fn = getattr(ctypes.CDLL(lib), "openblas_" + name)
         except (OSError, AttributeError):
-            pass
+            continue
+        fn.restype = restype
+        got = fn()
+        return got.decode() if isinstance(got, bytes) else got
     return None
+
+
+def openblas_threads():
+    return openblas_query("get_num_threads")
 
 
 def check(n, torch, blas=None):
@@ -54,7 +65,11 @@ def check(n, torch, blas=None):
     blas = blas or n
     torch.set_num_threads(n)
     got = {"openblas": openblas_threads(), "torch_intra_op": torch.get_num_threads(),
-           "mkldnn": torch.backends.mkldnn.is_available()}
+           "mkldnn": torch.backends.mkldnn.is_available(),
+           "openblas_kernels": openblas_query("get_corename", ctypes.c_char_p)}
     if got["torch_intra_op"] != n or got["openblas"] not in (None, blas):
         sys.exit(f"bench_threads: asked for {n} threads ({blas} in OpenBLAS), the libraries report {got}")
+    want = os.environ.get("BENCH_BLAS_KERNELS")
+    if want and got["openblas_kernels"] not in (None, want):
+        sys.exit(f"bench_threads: vae_dist ran OpenBLAS {want} kernels, PyTorch's OpenBLAS reports {got}")
     return got

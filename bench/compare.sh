@@ -11,10 +11,12 @@
 # Threads are pinned on both sides and checked through the libraries' own
 # queries (bench/lib.sh: vae_dist's start event reports openblas_get_num_threads;
 # bench/bench_threads.py: OpenBLAS and torch's pool), so "1 thread" PyTorch
-# is not OpenBLAS on every core. Each ratio is taken within a round; the
-# tables give medians over rounds and the range of each ratio over rounds.
+# is not OpenBLAS on every core; so are OpenBLAS's kernels (BLAS_KERNELS,
+# default OpenBLAS's own choice for the CPU; bench/lib.sh). Each ratio is
+# taken within a round; the tables give medians over rounds and the range of
+# each ratio over rounds.
 # Writes bench/last_compare.json.
-#   bench/compare.sh [REPS=5] [STEPS=300]
+#   [BLAS_KERNELS=Haswell] bench/compare.sh [REPS=5] [STEPS=300]
 # Needs build/ and data/fashion-mnist.h5 (scripts/run-main.sh makes both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,7 +58,7 @@ for model in "small:400:20:128" "large:1024,1024:64:256"; do
     done
     col() { awk -v k="$1" '{ print $k }' "$W/$name" | median; }
     rng() { awk -v k="$1" '{ print $k }' "$W/$name" | range; }
-    echo "model 784-${hidden//,/-}-$latent, global batch $batch, $STEPS steps, median of $REPS rounds (range over rounds):"
+    echo "model 784-${hidden//,/-}-$latent, global batch $batch, $STEPS steps, OpenBLAS $KERNELS kernels, median of $REPS rounds (range over rounds):"
     printf "  %-38s %9.0f samples/s\n" "GEMM bound (sgemm alone, 1 thread)" "$(col 4)"
     printf "  %-38s %9.0f samples/s  %s of the bound (%s); %s x PyTorch 1 thread (%s)\n" "vae_dist 1 rank x 1 thread" \
         "$(col 1)" "$(col 12)" "$(rng 12)" "$(col 8)" "$(rng 8)"
@@ -67,7 +69,7 @@ for model in "small:400:20:128" "large:1024,1024:64:256"; do
     printf "  %-38s %9s samples/s\n" "PyTorch 1.13, 1 process x 1 thread" "$(col 5)"
     printf "  %-38s %9s samples/s\n" "PyTorch 1.13 DDP gloo, 2 x 1 thread" "$(col 6)"
     printf "  %-38s %9s samples/s\n" "PyTorch 1.13, 1 process x 2 threads" "$(col 7)"
-    json+="\"$name\": {\"hidden\": \"$hidden\", \"latent\": $latent, \"batch\": $batch, \"steps\": $STEPS, \"rounds\": $REPS, "
+    json+="\"$name\": {\"blas_kernels\": \"$KERNELS\", \"hidden\": \"$hidden\", \"latent\": $latent, \"batch\": $batch, \"steps\": $STEPS, \"rounds\": $REPS, "
     json+="\"gemm_bound\": $(col 4), \"vae_dist_1\": $(col 1), \"vae_dist_2\": $(col 2), \"vae_dist_1x2threads\": $(col 3), "
     json+="\"pytorch_1\": $(col 5), \"pytorch_ddp_2x1\": $(col 6), \"pytorch_1x2threads\": $(col 7), "
     json+="\"vs_pytorch\": $(col 8), \"vs_pytorch_range\": \"$(rng 8)\", \"speedup_2\": $(col 9), \"speedup_2_range\": \"$(rng 9)\", "

@@ -4,7 +4,8 @@
  * backward's weight and input gradients; convolutions at their im2row
  * shapes), for a local batch of B samples. This is what a step could cost
  * if everything but the GEMMs were free. Prints one JSON line with the
- * median step GEMM time, its GFLOP/s and the samples/s bound.
+ * median step GEMM time, its GFLOP/s, the samples/s bound and the name of
+ * the OpenBLAS kernels that ran.
  *   vae_gemm_bench [--hidden 400] [--latent 20] [--dim 784 | --image C,H,W]
  *                  [--set section.key=value ...] [--batch 128] [--reps 200]
  */
@@ -117,8 +118,8 @@ int main(int argc, char **argv)
     qsort(t, (size_t)reps, sizeof *t, cmp);
     double med = t[reps / 2];
     printf("{\"bench\": \"gemm_bound\", \"batch\": %ld, \"n_params\": %zu, \"step_gflop\": %.4f, "
-           "\"step_gemm_s\": %.9f, \"gflop_per_s\": %.2f, \"samples_per_s_bound\": %.1f}\n",
-           batch, m.n_params, flop * 1e-9, med, flop * 1e-9 / med, (double)batch / med);
+           "\"step_gemm_s\": %.9f, \"gflop_per_s\": %.2f, \"samples_per_s_bound\": %.1f, \"kernels\": \"%s\"}\n",
+           batch, m.n_params, flop * 1e-9, med, flop * 1e-9 / med, (double)batch / med, linear_kernels());
     free(a);
     free(b);
     free(c);

@@ -1,5 +1,19 @@
-# Shared by the benchmark scripts (sourced): statistics over rounds and one
-# vae_dist training run's throughput, measured the same way everywhere.
+# Shared by the benchmark scripts (sourced): the OpenBLAS kernels, statistics
+# over rounds and one vae_dist training run's throughput, measured the same
+# way everywhere.
+
+# The OpenBLAS kernels, the same for everything a benchmark runs (vae_dist,
+# PyTorch, the GEMM bound): BLAS_KERNELS, an OPENBLAS_CORETYPE name
+# ("Haswell", "SkylakeX", "Cooperlake"), or unset for OpenBLAS's own choice
+# for this CPU. An OPENBLAS_CORETYPE inherited from the environment does not
+# count: this machine's sets Haswell, whose AVX2 kernels run the model's
+# GEMMs 1.6x slower than the AVX-512 ones OpenBLAS picks here by itself
+# (docs/performance.md). KERNELS is the name the library reports; vae_run
+# checks vae_dist's, and bench/bench_threads.py PyTorch's (BENCH_BLAS_KERNELS).
+if [ -n "${BLAS_KERNELS:-}" ]; then export OPENBLAS_CORETYPE=$BLAS_KERNELS; else unset OPENBLAS_CORETYPE; fi
+KERNELS=$(OPENBLAS_NUM_THREADS=1 build/bench/vae_gemm_bench --reps 1 | sed -n 's/.*"kernels": "\([^"]*\)".*/\1/p')
+[ -n "$KERNELS" ] || { echo "bench: build/bench/vae_gemm_bench did not name its OpenBLAS kernels" >&2; exit 1; }
+export BENCH_BLAS_KERNELS=$KERNELS
 
 median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 range() { sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.2f-%.2f", lo, hi }'; }
@@ -8,7 +22,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.3f", a / b; 
 # vae_run DIR NP THREADS STEPS [train flags...]: train STEPS steps on NP ranks
 # of THREADS OpenBLAS threads each (--bind-to none, so threads are not
 # serialised on one core), check that the start event reports THREADS from
-# openblas_get_num_threads(), and print "samples/s compute_ms reduction_ms
+# openblas_get_num_threads() and the log the kernels KERNELS, and print "samples/s compute_ms reduction_ms
 # optim_ms data_ms spread_ms": means over the step events (every 50 steps)
 # after the first, which holds the warm-up; spread_ms is the slowest rank's
 # compute time per step less the fastest's, what the others wait for.
@@ -17,14 +31,16 @@ vae_run() {
     rm -rf "$dir"
     OPENBLAS_NUM_THREADS=$threads mpirun -x OPENBLAS_NUM_THREADS --bind-to none -np "$np" build/vae_dist train \
         --resume none --set run.dir="$dir" --set train.max_steps="$steps" --set train.log_every=50 \
-        --set ckpt.every_seconds=0 "$@" >/dev/null 2>&1
+        --set ckpt.every_seconds=0 "$@" >"$dir.log" 2>&1
     grep -q "\"event\": \"start\".*\"blas_threads\": $threads[,}]" "$dir/metrics.jsonl" ||
         { echo "bench: vae_dist did not report $threads OpenBLAS threads per rank ($dir)" >&2; return 1; }
+    grep -q "| OpenBLAS $KERNELS kernels" "$dir.log" ||
+        { echo "bench: vae_dist did not report OpenBLAS $KERNELS kernels ($dir.log)" >&2; return 1; }
     awk '/"event": "step"/ { if (++k == 1) next;
         for (i = 1; i <= NF; i++) { gsub(/[",{}]/, "", $i) }
         for (i = 1; i < NF; i++) v[$i] += $(i + 1); m++ }
         END { printf "%.1f %.3f %.3f %.3f %.3f %.3f\n", v["samples_per_s:"] / m, 1e3 * v["t_compute:"] / m,
               1e3 * v["t_allreduce_wait:"] / m, 1e3 * v["t_optim:"] / m, 1e3 * v["t_data:"] / m,
               1e3 * (v["t_compute_max:"] - v["t_compute_min:"]) / m }' "$dir/metrics.jsonl"
-    rm -rf "$dir"
+    rm -rf "$dir" "$dir.log"
 }

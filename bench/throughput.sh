@@ -9,7 +9,8 @@
 # the table gives the median over runs, its ratio against the 1-rank median,
 # the range of the per-round ratio, per-phase milliseconds per step, and the
 # ranks' compute spread (slowest less fastest, per step).
-#   bench/throughput.sh [REPS=5] [STEPS=300] [extra --set ...]
+# OpenBLAS's kernels: BLAS_KERNELS, default its own choice (bench/lib.sh).
+#   [BLAS_KERNELS=Haswell] bench/throughput.sh [REPS=5] [STEPS=300] [extra --set ...]
 # Needs build/vae_dist and data/fashion-mnist.h5 (scripts/run-main.sh makes both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,10 +32,10 @@ for rep in $(seq "$REPS"); do
     done
 done
 col() { awk -v n="$1" -v k="$2" '$1 == n { print $k }' "$OUT/runs.txt" | median; }
-echo "model 784-400-20, global batch 128, $STEPS steps, $REPS runs each, $(nproc) cores"
+echo "model 784-400-20, global batch 128, $STEPS steps, $REPS runs each, $(nproc) cores, OpenBLAS $KERNELS kernels"
 printf "%-14s %10s %8s %11s %12s %12s %10s %8s %10s\n" config samples/s vs_np1 range compute_ms reduction_ms optim_ms data_ms spread_ms
 base=$(col np1 3)
-json="{"
+json="{\"blas_kernels\": \"$KERNELS\", "
 for c in "${configs[@]}"; do
     name=${c%%:*}
     rr=$(join <(awk -v n="$name" '$1 == n { print $2, $3 }' "$OUT/runs.txt" | sort) \

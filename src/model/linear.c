@@ -76,3 +76,8 @@ int linear_threads(void)
 {
     return openblas_get_num_threads();
 }
+
+const char *linear_kernels(void)
+{
+    return openblas_get_corename();
+}

@@ -27,4 +27,9 @@ void linear_backward_ref(float *dx, float *dw, float *db, const float *dy, const
 void linear_set_threads(int n);
 int linear_threads(void);
 
+/* The name of the kernels OpenBLAS runs ("Cooperlake", "Haswell"): its
+ * DYNAMIC_ARCH build picks them by CPU when it loads, or as
+ * OPENBLAS_CORETYPE says (docs/performance.md: 1.6x apart here). */
+const char *linear_kernels(void);
+
 #endif

@@ -20,6 +20,7 @@
 #include "core/log.h"
 #include "core/runlock.h"
 #include "core/timer.h"
+#include "model/linear.h"
 #include "train/report.h"
 #include "train/trainer.h"
 
@@ -145,9 +146,10 @@ static int run_init(struct run *r, const struct config *cfg, const struct comm *
     int nodes = comm_nodes(c);
     log_info("vae_dist %s | %d ranks on %d node%s | %zu parameters | N = %zu, D = %zu | batch %ld (%zu per "
              "rank) | "
-             "%lld steps/epoch | %s",
+             "%lld steps/epoch | %s | OpenBLAS %s kernels, %d thread%s per rank",
              VAE_VERSION, t->size, nodes, nodes == 1 ? "" : "s", t->m.n_params, t->info.n_train,
-             t->info.n_dim, cfg->batch_size, t->n_local, (long long)spe, reduction_mode(&t->red));
+             t->info.n_dim, cfg->batch_size, t->n_local, (long long)spe, reduction_mode(&t->red),
+             linear_kernels(), linear_threads(), linear_threads() == 1 ? "" : "s");
     if (r->step > 0 && r->step < r->end)
         log_info("resuming at step %lld (epoch %lld)", (long long)r->step, (long long)(r->step / spe) + 1);
     else if (r->step > 0)
