@@ -81,3 +81,20 @@ const char *linear_kernels(void)
 {
     return openblas_get_corename();
 }
+
+int linear_kernels_below_cpu(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    static const char *const avx512[] = {"SkylakeX", "Cooperlake", "SapphireRapids"};
+    const char *core = openblas_get_corename();
+    for (size_t i = 0; core && i < sizeof avx512 / sizeof *avx512; i++)
+        if (!strcmp(core, avx512[i]))
+            return 0;
+    __builtin_cpu_init(); /* libgcc's answer includes the OS's support for the ZMM state */
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vl");
+#else
+    return 0;
+#endif
+}

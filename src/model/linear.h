@@ -31,5 +31,7 @@ int linear_threads(void);
  * DYNAMIC_ARCH build picks them by CPU when it loads, or as
  * OPENBLAS_CORETYPE says (docs/performance.md: 1.6x apart here). */
 const char *linear_kernels(void);
+/* Nonzero when those kernels leave out AVX-512 that this CPU and its OS run. */
+int linear_kernels_below_cpu(void);
 
 #endif

@@ -150,6 +150,13 @@ static int run_init(struct run *r, const struct config *cfg, const struct comm *
              VAE_VERSION, t->size, nodes, nodes == 1 ? "" : "s", t->m.n_params, t->info.n_train,
              t->info.n_dim, cfg->batch_size, t->n_local, (long long)spe, reduction_mode(&t->red),
              linear_kernels(), linear_threads(), linear_threads() == 1 ? "" : "s");
+    const char *forced = getenv("OPENBLAS_CORETYPE");
+    if (t->rank == 0 && linear_kernels_below_cpu())
+        log_warn("OpenBLAS runs its %s kernels (%s) on a CPU with AVX-512, whose kernels ran this "
+                 "program's default model 1.7x faster on a test machine (docs/performance.md) (HINT: %s)",
+                 linear_kernels(), forced ? "as OPENBLAS_CORETYPE says" : "its own choice",
+                 forced ? "unset OPENBLAS_CORETYPE to let OpenBLAS choose"
+                        : "OPENBLAS_CORETYPE=SkylakeX names its AVX-512 kernels");
     if (r->step > 0 && r->step < r->end)
         log_info("resuming at step %lld (epoch %lld)", (long long)r->step, (long long)(r->step / spe) + 1);
     else if (r->step > 0)
