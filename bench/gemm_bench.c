@@ -117,9 +117,10 @@ int main(int argc, char **argv)
     }
     qsort(t, (size_t)reps, sizeof *t, cmp);
     double med = t[reps / 2];
-    printf("{\"bench\": \"gemm_bound\", \"batch\": %ld, \"n_params\": %zu, \"step_gflop\": %.4f, "
-           "\"step_gemm_s\": %.9f, \"gflop_per_s\": %.2f, \"samples_per_s_bound\": %.1f, \"kernels\": \"%s\"}\n",
-           batch, m.n_params, flop * 1e-9, med, flop * 1e-9 / med, (double)batch / med, linear_kernels());
+    printf(
+        "{\"bench\": \"gemm_bound\", \"batch\": %ld, \"n_params\": %zu, \"step_gflop\": %.4f, "
+        "\"step_gemm_s\": %.9f, \"gflop_per_s\": %.2f, \"samples_per_s_bound\": %.1f, \"kernels\": \"%s\"}\n",
+        batch, m.n_params, flop * 1e-9, med, flop * 1e-9 / med, (double)batch / med, linear_kernels());
     free(a);
     free(b);
     free(c);

@@ -22,10 +22,11 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.3f", a / b; 
 # vae_run DIR NP THREADS STEPS [train flags...]: train STEPS steps on NP ranks
 # of THREADS OpenBLAS threads each (--bind-to none, so threads are not
 # serialised on one core), check that the start event reports THREADS from
-# openblas_get_num_threads() and the log the kernels KERNELS, and print "samples/s compute_ms reduction_ms
-# optim_ms data_ms spread_ms": means over the step events (every 50 steps)
-# after the first, which holds the warm-up; spread_ms is the slowest rank's
-# compute time per step less the fastest's, what the others wait for.
+# openblas_get_num_threads() and the start line the kernels KERNELS, and print
+# "samples/s compute_ms reduction_ms optim_ms data_ms spread_ms": means over
+# the step events (every 50 steps) after the first, which holds the warm-up;
+# spread_ms is the slowest rank's compute time per step less the fastest's,
+# what the others wait for.
 vae_run() {
     local dir=$1 np=$2 threads=$3 steps=$4; shift 4
     rm -rf "$dir"

@@ -153,7 +153,7 @@ static int run_init(struct run *r, const struct config *cfg, const struct comm *
     const char *forced = getenv("OPENBLAS_CORETYPE");
     if (t->rank == 0 && linear_kernels_below_cpu())
         log_warn("OpenBLAS runs its %s kernels (%s) on a CPU with AVX-512, whose kernels ran this "
-                 "program's default model 1.7x faster on a test machine (docs/performance.md) (HINT: %s)",
+                 "program's default model 1.6-1.7x faster on a test machine (docs/performance.md) (HINT: %s)",
                  linear_kernels(), forced ? "as OPENBLAS_CORETYPE says" : "its own choice",
                  forced ? "unset OPENBLAS_CORETYPE to let OpenBLAS choose"
                         : "OPENBLAS_CORETYPE=SkylakeX names its AVX-512 kernels");
