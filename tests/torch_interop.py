@@ -122,8 +122,10 @@ check("vae_dist_convert.py from .npz and .h5 paths (exit %d)" % c.returncode, c.
 r = run("train", "--resume", "none", "--set", f"data.path={out}", "--set", f"run.dir={work}/converted",
         "--set", "model.hidden=16", "--set", "model.latent=2", "--set", "train.batch_size=32", "--set",
         "train.max_steps=4")
-check("vae_dist trains on the converted file, its checksums verified (exit %d)" % r.returncode,
-      r.returncode == 0 and "warning" not in r.stderr)
+# No warning about the file (the one about OpenBLAS's kernels depends on the machine, not on the data).
+warnings = [w for w in r.stderr.splitlines() if "warning" in w and "OpenBLAS runs its" not in w]
+check("vae_dist trains on the converted file, its checksums verified (exit %d, warnings %s)"
+      % (r.returncode, warnings or "none"), r.returncode == 0 and not warnings)
 
 # 5. A conv model (12 -> 6 -> 3, then mirrored) trained on 3-channel (N, C, H, W) data: PyTorch's
 #    Conv2d/ConvTranspose2d with vae_dist's weights against vae_dist encode and recon.
