@@ -86,7 +86,7 @@ int linear_kernels_below_cpu(void)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
     static const char *const avx512[] = {"SkylakeX", "Cooperlake", "SapphireRapids"};
-    const char *core = openblas_get_corename();
+    const char *core = linear_kernels();
     for (size_t i = 0; core && i < sizeof avx512 / sizeof *avx512; i++)
         if (!strcmp(core, avx512[i]))
             return 0;
