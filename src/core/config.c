@@ -96,6 +96,9 @@ static const struct key keys[] = {
     {"ckpt", "every_seconds", K_FLOAT, F(ckpt_every_seconds), 0, 1e9, NONE, "600",
      "checkpoint every T seconds (0: off)"},
     {"ckpt", "keep", K_INT, F(ckpt_keep), 1, 1e6, NONE, "3", "checkpoints kept"},
+    {"ckpt", "direct_io", K_BOOL, F(ckpt_direct_io), 0, 0, NONE, "true",
+     "write and read checkpoints with O_DIRECT, past the page cache, where the file system allows it; "
+     "false: through the page cache (see docs/performance.md)"},
     {"comm", "bucket_mb", K_FLOAT, F(bucket_mb), 0.001, 1e5, NONE, "4",
      "gradient bucket size (MiB) for overlapped allreduce"},
     {"comm", "overlap", K_BOOL, F(overlap), 0, 0, NONE, "false",

@@ -66,6 +66,7 @@ struct config {
     long ckpt_every_steps;     /* 0: off */
     double ckpt_every_seconds; /* 0: off */
     long ckpt_keep;
+    int ckpt_direct_io;
     /* [comm] */
     double bucket_mb;
     int overlap;

@@ -65,7 +65,9 @@ struct ckpt_buffer {
  * ckpt_save has each rank write [lo, hi) of every buffer, which only needs
  * to be current there (a rank that updates a slice of the optimizer state
  * writes that slice, and nothing is gathered first); the ranks' ranges must
- * tile [0, n). hi = 0: the rank's block of n / P.
+ * tile [0, n). hi = 0: the rank's block of n / P. ckpt_save writes the
+ * buffers with O_DIRECT where the file system allows it, and through the
+ * page cache with `buffered` (config ckpt.direct_io = false).
  */
 struct ckpt_content {
     const struct tensor_view *layout;
@@ -73,6 +75,7 @@ struct ckpt_content {
     const struct ckpt_buffer *buf;
     size_t n_buf;
     size_t lo, hi;
+    int buffered;
 };
 
 /*

@@ -79,20 +79,28 @@ int h5_write_rows(hid_t f, const char *name, hid_t ft, hid_t mt, size_t n_total,
 /*
  * Create the 1-D float32 dataset `name` of n_total values (collective) and
  * write this rank's values [lo, lo + n) from buf (its first value is the
- * slice's) independently, in pieces staged through a 256 KiB buffer: the
- * kernel copies a small hot buffer into the page cache several times faster
- * than a large cold one (2.5-4x here, docs/performance.md), which is what
- * checkpoint writes of large models wait for. With `turns` (the ranks of
- * one node), those ranks write one after another, in rank order (barriers
- * over turns): they share one page cache and disk, and two writers of one
- * file only contend for its lock. Returns 0 or -1 (not agreed).
+ * slice's) independently. With direct_path (the file's path), the 4 KiB-
+ * aligned middle of the rank's bytes is written with O_DIRECT from a 4 MiB
+ * aligned stage, and *direct_bytes grows by its size: no page cache, which
+ * on this VM is what checkpoint writes of large models waited for
+ * (docs/performance.md). That needs the dataset's offset aligned
+ * (H5Pset_alignment on the file); a file system that refuses O_DIRECT gets
+ * the buffered path. The rest (or all, without direct_path) goes through
+ * MPI-IO in pieces staged through a 256 KiB buffer: the kernel copies a
+ * small hot buffer into the page cache several times faster than a large
+ * cold one. With `turns` (the ranks of one node), those ranks write one
+ * after another, in rank order (barriers over turns): they share one page
+ * cache and disk, and two writers of one file only contend for its lock.
+ * Returns 0 or -1 (not agreed).
  */
 int h5_write_floats(hid_t f, const char *name, size_t n_total, size_t lo, size_t n, const float *buf,
-                    const struct comm *turns);
+                    const struct comm *turns, const char *direct_path, size_t *direct_bytes);
 
 /* The read twin: values [lo, lo + n) of the 1-D float dataset `name` into buf
- * (its first value is the slice's), independently, staged alike. 0 or -1
- * with a message naming path and dataset (not agreed). */
-int h5_read_floats(hid_t f, const char *path, const char *name, size_t lo, size_t n, float *buf);
-
+ * (its first value is the slice's), independently, staged alike; with
+ * `direct`, the aligned middle with O_DIRECT where the dataset is one
+ * contiguous run of native floats at an aligned offset (what
+ * h5_write_floats writes). 0 or -1 with a message naming path and dataset
+ * (not agreed). */
+int h5_read_floats(hid_t f, const char *path, const char *name, size_t lo, size_t n, float *buf, int direct);
 #endif

@@ -142,7 +142,7 @@ static struct ckpt_content content_of(struct trainer *t, struct ckpt_buffer buf[
     buf[0] = (struct ckpt_buffer){"/model/params", t->m.params, t->m.n_params};
     for (size_t s = 0; s < t->opt.n_states; s++)
         buf[1 + s] = (struct ckpt_buffer){state_names[s], t->opt.state[s], t->opt.n};
-    struct ckpt_content ct = {t->m.tensor, t->m.n_tensors, buf, 1 + t->opt.n_states, 0, 0};
+    struct ckpt_content ct = {t->m.tensor, t->m.n_tensors, buf, 1 + t->opt.n_states, 0, 0, 0};
     reduction_write_range(&t->red, &ct.lo, &ct.hi);
     return ct;
 }
@@ -220,6 +220,7 @@ int trainer_save(struct trainer *t, int64_t step)
     double t0 = timer_now();
     struct ckpt_buffer buf[3];
     struct ckpt_content ct = content_of(t, buf);
+    ct.buffered = !t->cfg->ckpt_direct_io;
     struct ckpt_meta meta = {
         .step = step,
         .epoch = (long)(step / (int64_t)t->steps_per_epoch),
