@@ -12,11 +12,14 @@
  *     leaves the committed checkpoints as they were;
  *   - a checkpoint whose rename into place fails leaves `latest` naming the
  *     previous one;
+ *   - optimizer state held in uneven slices (node mode) saved, loaded into
+ *     other slices and whole on one rank; a NaN in one slice stops all;
  *   - values written with O_DIRECT (the aligned middle of each rank's slice)
  *     read back as those written through MPI-IO, slices not 4 KiB-aligned.
  */
 #define _GNU_SOURCE /* O_DIRECT */
 #include <fcntl.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -260,9 +263,9 @@ static void saved_init(struct saved *s)
     small_config(&s->cfg, "straight");
     assert_int_equal(vae_init(&s->m, &s->cfg, 16, NULL, 4), 0);
     assert_int_equal(optim_init(&s->o, &s->cfg, s->m.n_params, 100), 0);
-    s->buf[0] = (struct ckpt_buffer){"/model/params", s->m.params, s->m.n_params};
-    s->buf[1] = (struct ckpt_buffer){"/optim/state0", s->o.state[0], s->o.n};
-    s->buf[2] = (struct ckpt_buffer){"/optim/state1", s->o.state[1], s->o.n};
+    s->buf[0] = (struct ckpt_buffer){"/model/params", s->m.params, s->m.n_params, 0, 0};
+    s->buf[1] = (struct ckpt_buffer){"/optim/state0", s->o.state[0], s->o.n, 0, 0};
+    s->buf[2] = (struct ckpt_buffer){"/optim/state1", s->o.state[1], s->o.n, 0, 0};
     s->ct = (struct ckpt_content){s->m.tensor, s->m.n_tensors, s->buf, 1 + s->o.n_states, 0, 0, 0};
 }
 
@@ -418,6 +421,80 @@ static void test_direct_write_matches_buffered(void **state)
     free(aligned);
 }
 
+/* Rank r of p holds [cut(r), cut(r + 1)) of n: uneven slices that tile [0, n). */
+static size_t cut(size_t n, int r, int p, int reversed)
+{
+    size_t k = (size_t)(reversed ? p - r : r);
+    size_t at = n * k * k / ((size_t)p * (size_t)p);
+    return reversed ? n - at : at;
+}
+
+/* A state buffer held in slices, as node mode holds it, saved on P ranks;
+ * loaded on P ranks into other slices, and on one rank whole; a non-finite
+ * value in one rank's slice stops every rank. */
+static void test_sliced_state_roundtrip(void **state)
+{
+    (void)state;
+    const size_t n = 5003;
+    int p = comm_size(g_world), r = comm_rank(g_world);
+    char run[300], path[340];
+    snprintf(run, sizeof run, "%s/sliced", g_dir);
+    snprintf(path, sizeof path, "%s/ckpt/step-00000003.h5", run);
+    if (r == 0) {
+        char ckpt_dir[320];
+        snprintf(ckpt_dir, sizeof ckpt_dir, "%s/ckpt", run);
+        assert_int_equal(mkdir(run, 0755), 0);
+        assert_int_equal(mkdir(ckpt_dir, 0755), 0);
+    }
+    comm_barrier(g_world);
+    float *params = calloc(n, sizeof *params), *whole = malloc(n * sizeof *whole);
+    assert_true(params && whole);
+    struct tensor_view layout = {"w", 0, 1, n, {1, n, 0, 0}};
+    struct ckpt_meta meta = {.step = 3,
+                             .n_params = n,
+                             .optim = OPT_SGD,
+                             .optim_t = 3,
+                             .config = "",
+                             .data_n_train = 10,
+                             .data_n_dim = 6};
+    for (int bad = 0; bad < 2; bad++) {
+        size_t lo = cut(n, r, p, 0), hi = cut(n, r + 1, p, 0);
+        float *mine = malloc((hi - lo + 1) * sizeof *mine);
+        assert_non_null(mine);
+        for (size_t i = lo; i < hi; i++)
+            mine[i - lo] = bad && i == n - 2 ? NAN : (float)i * 0.25f - 3.0f;
+        struct ckpt_buffer buf[2] = {{"/model/params", params, n, 0, 0}, {"/optim/state0", mine, n, lo, hi}};
+        struct ckpt_content ct = {&layout, 1, buf, 2, lo, hi, 0};
+        assert_int_equal(ckpt_save(g_world, run, &meta, &ct, 3), 0);
+        free(mine);
+
+        /* Other slices: rank r now holds what rank p - 1 - r held. */
+        lo = cut(n, r, p, 1), hi = cut(n, r + 1, p, 1);
+        mine = malloc((hi - lo + 1) * sizeof *mine);
+        assert_non_null(mine);
+        buf[1] = (struct ckpt_buffer){"/optim/state0", mine, n, lo, hi};
+        ct.lo = lo, ct.hi = hi;
+        struct ckpt_meta want = {.optim = OPT_SGD};
+        assert_int_equal(ckpt_load(g_world, path, &want, &ct, NULL), bad ? -1 : 0);
+        for (size_t i = lo; !bad && i < hi; i++)
+            if (mine[i - lo] != (float)i * 0.25f - 3.0f)
+                fail_msg("state0[%zu] = %g loaded into the slice [%zu, %zu) of rank %d of %d", i,
+                         mine[i - lo], lo, hi, r, p);
+        free(mine);
+        if (r == 0) { /* whole, on one rank */
+            buf[1] = (struct ckpt_buffer){"/optim/state0", whole, n, 0, 0};
+            ct.lo = ct.hi = 0;
+            assert_int_equal(ckpt_load(comm_self(), path, &want, &ct, NULL), bad ? -1 : 0);
+            for (size_t i = 0; !bad && i < n; i++)
+                if (whole[i] != (float)i * 0.25f - 3.0f)
+                    fail_msg("state0[%zu] = %g loaded whole on one rank", i, whole[i]);
+        }
+        comm_barrier(g_world);
+    }
+    free(params);
+    free(whole);
+}
+
 int main(int argc, char **argv)
 {
     g_world = comm_init(&argc, &argv);
@@ -433,6 +510,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_unwritable_dir_keeps_checkpoints),
         cmocka_unit_test(test_failed_rename_keeps_latest),
         cmocka_unit_test(test_direct_write_matches_buffered),
+        cmocka_unit_test(test_sliced_state_roundtrip),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     rc = test_dir_finish(g_world, rc, g_dir);

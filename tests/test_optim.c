@@ -255,6 +255,41 @@ static void test_clip(void **state)
     assert_true(fabs(h[0] - 2.4) < 1e-6 && fabs(h[1] - 3.2) < 1e-6);
 }
 
+/* Every optimizer holding only the state of a slice [2, 5) steps that slice
+ * to the same bits as the one holding it all (as a rank of a node does),
+ * and leaves the rest alone. */
+static void test_slice_matches_whole(void **state)
+{
+    (void)state;
+    const int kinds[5] = {OPT_SGD, OPT_ADAGRAD, OPT_RMSPROP, OPT_ADAM, OPT_ADAMW};
+    for (int k = 0; k < 10; k++) {
+        struct config cfg;
+        config_defaults(&cfg);
+        cfg.optim = kinds[k % 5];
+        cfg.momentum = 0.9;
+        cfg.nesterov = k >= 5;
+        cfg.weight_decay = 0.01;
+        struct optim whole, part;
+        assert_int_equal(optim_init(&whole, &cfg, N, STEPS), 0);
+        assert_int_equal(optim_init_slice(&part, &cfg, N, 2, 5, STEPS), 0);
+        float p[N], q[N], g[N];
+        for (int i = 0; i < N; i++)
+            p[i] = q[i] = (float)THETA0[i];
+        for (int s = 0; s < STEPS; s++) {
+            for (int i = 0; i < N; i++)
+                g[i] = (float)(A[i] * p[i] - C[i]);
+            optim_step(&whole, p, g);
+            optim_step_range(&part, q, g, 2, 5);
+            for (int i = 0; i < N; i++)
+                if (i >= 2 && i < 5 ? memcmp(&p[i], &q[i], sizeof p[i]) != 0 : q[i] != (float)THETA0[i])
+                    fail_msg("optimizer %d (nesterov %d), step %d, element %d: slice %.9g, whole %.9g",
+                             cfg.optim, cfg.nesterov, s, i, q[i], p[i]);
+        }
+        optim_free(&whole);
+        optim_free(&part);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -266,6 +301,7 @@ int main(void)
         cmocka_unit_test(test_adam_first_step_is_lr_sign),
         cmocka_unit_test(test_schedules),
         cmocka_unit_test(test_clip),
+        cmocka_unit_test(test_slice_matches_whole),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -43,15 +43,16 @@ static uint32_t crc_of(const float *p, size_t n)
 }
 
 /*
- * CRC-32 of the whole buffer buf (n), each rank checksumming only its range
- * [lo, hi): the ranges' CRCs are gathered and joined in file order with
- * crc32_combine, so the cost per rank falls with P. The ranges must tile
- * [0, n); -1 (on every rank) if they do not. Collective.
+ * CRC-32 of a whole buffer of n values, each rank checksumming only its
+ * range [lo, hi), whose values start at part: the ranges' CRCs are gathered
+ * and joined in file order with crc32_combine, so the cost per rank falls
+ * with P. The ranges must tile [0, n); -1 (on every rank) if they do not.
+ * Collective.
  */
-static int64_t crc_ranges(const struct comm *c, const float *buf, size_t n, size_t lo, size_t hi)
+static int64_t crc_ranges(const struct comm *c, const float *part, size_t n, size_t lo, size_t hi)
 {
     int p = comm_size(c);
-    uint64_t mine[3] = {lo, hi, crc_of(buf + lo, hi - lo)};
+    uint64_t mine[3] = {lo, hi, crc_of(part, hi - lo)};
     uint64_t *all = malloc(3 * (size_t)p * sizeof *all);
     VAE_ASSERT(all);
     comm_allgather_bytes(c, mine, sizeof mine, all);
@@ -63,7 +64,7 @@ static int64_t crc_ranges(const struct comm *c, const float *buf, size_t n, size
             q++;
         if (q == p)
             break;
-        crc = crc32_combine(crc, (uLong)all[3 * q + 2], (z_off_t)((all[3 * q + 1] - at) * sizeof *buf));
+        crc = crc32_combine(crc, (uLong)all[3 * q + 2], (z_off_t)((all[3 * q + 1] - at) * sizeof *part));
         at = all[3 * q + 1];
     }
     free(all);
@@ -75,21 +76,21 @@ static uint32_t crc_distributed(const struct comm *c, const float *buf, size_t n
 {
     size_t lo, hi;
     dataset_block(n, 1, comm_size(c), comm_rank(c), &lo, &hi);
-    return (uint32_t)crc_ranges(c, buf, n, lo, hi);
+    return (uint32_t)crc_ranges(c, buf + lo, n, lo, hi);
 }
 
-/* Write buf (n) as the 1-D float32 dataset `name`, each rank its range [lo,
- * hi), with the CRC-32 of the whole buffer as its attribute "crc32". */
+/* Write a buffer of n values as the 1-D float32 dataset `name`, each rank
+ * its range [lo, hi), whose values start at part, with the CRC-32 of the
+ * whole buffer as its attribute "crc32". */
 static int write_flat(const struct comm *c, const struct comm *node, hid_t f, const char *name,
-                      const float *buf, size_t n, size_t lo, size_t hi, const char *direct_path,
+                      const float *part, size_t n, size_t lo, size_t hi, const char *direct_path,
                       size_t *direct_bytes)
 {
     /* Agreed before the next collective: a rank whose write failed (disk
      * full) must not leave the others waiting in a different call. */
-    if (!comm_agree(c,
-                    h5_write_floats(f, name, n, lo, hi - lo, buf + lo, node, direct_path, direct_bytes) == 0))
+    if (!comm_agree(c, h5_write_floats(f, name, n, lo, hi - lo, part, node, direct_path, direct_bytes) == 0))
         return -1;
-    int64_t crc = crc_ranges(c, buf, n, lo, hi);
+    int64_t crc = crc_ranges(c, part, n, lo, hi);
     VAE_ASSERT(crc >= 0); /* the caller's ranges do not tile the buffer: a bug, not a bad file */
     hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
     int rc = d >= 0 && h5_attr_put_long(d, "crc32", (long)crc) == 0 ? 0 : -1;
@@ -99,14 +100,20 @@ static int write_flat(const struct comm *c, const struct comm *node, hid_t f, co
 }
 
 /*
- * Read the 1-D float32 dataset `name` (n) into buf on every rank: each rank
- * reads its slice (collective), the slices' CRC-32 is checked against the
- * stored one, and the slices are shared with an allgather. Collective: every
- * rank returns the same result.
+ * Read the 1-D float32 dataset of b into b on every rank and check its
+ * CRC-32 against the stored one. A buffer held whole: each rank reads its
+ * block of n / P (collective), the blocks' CRC-32 is checked and the blocks
+ * are shared with an allgather. A buffer held in part: each rank reads what
+ * it holds, and checks the CRC-32 over the ranks' ranges [lo, hi), which
+ * tile the buffer and lie inside what each holds. Collective: every rank
+ * returns the same result.
  */
-static int read_flat(const struct comm *c, hid_t f, const char *path, const char *name, float *buf, size_t n,
-                     int direct)
+static int read_flat(const struct comm *c, hid_t f, const char *path, const struct ckpt_buffer *b, size_t lo,
+                     size_t hi, int direct)
 {
+    const char *name = b->name;
+    float *buf = b->data;
+    size_t n = b->n;
     int rank, is_signed, ok = 0;
     size_t dims[4], elem;
     H5T_class_t cls;
@@ -124,14 +131,28 @@ static int read_flat(const struct comm *c, hid_t f, const char *path, const char
     /* The header is the same file for all: still, agree before the collective read. */
     if (!comm_agree(c, ok))
         return -1;
+    if (b->held_hi) {
+        VAE_ASSERT(b->held_lo <= lo && lo <= hi && hi <= b->held_hi && b->held_hi <= n);
+        ok = h5_read_floats(f, path, name, b->held_lo, b->held_hi - b->held_lo, buf, direct) == 0;
+        if (!comm_agree(c, ok))
+            return -1;
+        int64_t computed = crc_ranges(c, buf + (lo - b->held_lo), n, lo, hi);
+        VAE_ASSERT(computed >= 0); /* the caller's ranges do not tile the buffer: a bug, not a bad file */
+        if ((uint32_t)crc != (uint32_t)computed) {
+            log_error("%s: checksum mismatch in '%s' (stored %08lx, computed %08x): the file is damaged",
+                      path, name, crc, (uint32_t)computed);
+            return -1;
+        }
+        return 0;
+    }
     int p = comm_size(c);
     size_t *count = malloc(2 * (size_t)p * sizeof *count);
     VAE_ASSERT(count);
     size_t *off = count + p;
     for (int q = 0; q < p; q++) {
-        size_t hi;
-        dataset_block(n, 1, p, q, &off[q], &hi);
-        count[q] = hi - off[q];
+        size_t q_hi;
+        dataset_block(n, 1, p, q, &off[q], &q_hi);
+        count[q] = q_hi - off[q];
     }
     size_t me = (size_t)comm_rank(c);
     ok = h5_read_floats(f, path, name, off[me], count[me], buf + off[me], direct) == 0;
@@ -377,11 +398,12 @@ static int write_file(const struct comm *c, const char *tmp, const struct ckpt_m
     ok = comm_agree(c, (write_meta(c, f, meta) | write_group(f, "/model") | write_group(f, "/optim")) == 0);
     struct comm *node = comm_split_node(c); /* its ranks write in turns */
     for (size_t i = 0; ok && i < ct->n_buf; i++) {
-        size_t n = ct->buf[i].n, lo = ct->lo, hi = ct->hi;
+        const struct ckpt_buffer *b = &ct->buf[i];
+        size_t n = b->n, lo = ct->lo, hi = ct->hi, held = b->held_hi ? b->held_lo : 0;
         if (!hi)
             dataset_block(n, 1, comm_size(c), comm_rank(c), &lo, &hi);
-        VAE_ASSERT(lo <= hi && hi <= n);
-        ok = write_flat(c, node, f, ct->buf[i].name, ct->buf[i].data, n, lo, hi, ct->buffered ? NULL : tmp,
+        VAE_ASSERT(lo <= hi && hi <= n && held <= lo && (!b->held_hi || hi <= b->held_hi));
+        ok = write_flat(c, node, f, b->name, b->data + (lo - held), n, lo, hi, ct->buffered ? NULL : tmp,
                         direct_bytes) == 0;
     }
     comm_free(node);
@@ -640,10 +662,11 @@ static int check_layout(hid_t f, const char *path, const struct tensor_view *wan
 /* Every value of a loaded buffer finite (the same on every rank: the buffers are replicated). */
 static int check_finite(const char *path, const struct ckpt_buffer *b)
 {
-    for (size_t i = 0; i < b->n; i++) {
-        if (!isfinite(b->data[i])) {
+    size_t lo = b->held_hi ? b->held_lo : 0, hi = b->held_hi ? b->held_hi : b->n;
+    for (size_t i = lo; i < hi; i++) {
+        if (!isfinite(b->data[i - lo])) {
             log_error("%s: '%s' holds a non-finite value at element %zu (%g): the checkpoint is unusable",
-                      path, b->name, i, (double)b->data[i]);
+                      path, b->name, i, (double)b->data[i - lo]);
             return -1;
         }
     }
@@ -690,9 +713,16 @@ int ckpt_load(const struct comm *c, const char *path, const struct ckpt_meta *wa
     ok = ok && check_meta(path, &meta, want, ct) == 0;
     /* Reads below are collective: agree on the header first. */
     ok = comm_agree(c, ok);
-    for (size_t i = 0; ok && i < ct->n_buf; i++)
-        ok = read_flat(c, f, path, ct->buf[i].name, ct->buf[i].data, ct->buf[i].n, !ct->buffered) == 0 &&
-             check_finite(path, &ct->buf[i]) == 0;
+    /* Each rank checks what it holds: agreed, since a buffer held in part
+     * may be finite on one rank and not on another. */
+    for (size_t i = 0; ok && i < ct->n_buf; i++) {
+        const struct ckpt_buffer *b = &ct->buf[i];
+        size_t lo = ct->lo, hi = ct->hi;
+        if (!hi)
+            dataset_block(b->n, 1, comm_size(c), comm_rank(c), &lo, &hi);
+        ok =
+            read_flat(c, f, path, b, lo, hi, !ct->buffered) == 0 && comm_agree(c, check_finite(path, b) == 0);
+    }
     H5_CHECK(H5Fclose(f));
     comm_watch_end();
     if (ok) {

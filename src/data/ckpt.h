@@ -53,11 +53,13 @@ struct ckpt_meta {
     char *config;                                /* resolved config text (read: malloc'd) */
 };
 
-/* One flat float32 buffer of a checkpoint. */
+/* One flat float32 buffer of a checkpoint: all n values on the rank, or
+ * (held_hi > 0) only values [held_lo, held_hi), data[0] being held_lo's. */
 struct ckpt_buffer {
     const char *name; /* HDF5 path: "/model/params", "/optim/state0", ... */
-    float *data;      /* (n) */
+    float *data;
     size_t n;
+    size_t held_lo, held_hi;
 };
 
 /*
@@ -65,7 +67,11 @@ struct ckpt_buffer {
  * ckpt_save has each rank write [lo, hi) of every buffer, which only needs
  * to be current there (a rank that updates a slice of the optimizer state
  * writes that slice, and nothing is gathered first); the ranks' ranges must
- * tile [0, n). hi = 0: the rank's block of n / P. ckpt_save writes the
+ * tile [0, n) and lie inside what each buffer holds. hi = 0: the rank's
+ * block of n / P. ckpt_load fills each buffer with what it holds: a buffer
+ * held whole gets every value, one held in part reads only that part (each
+ * rank checks the CRC-32 over its [lo, hi), which must then lie inside).
+ * ckpt_save writes the
  * buffers with O_DIRECT where the file system allows it, and through the
  * page cache with `buffered` (config ckpt.direct_io = false).
  */

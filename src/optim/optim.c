@@ -5,11 +5,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/error.h"
 #include "core/log.h"
 #include "core/mem.h"
 
 int optim_init(struct optim *o, const struct config *cfg, size_t n, long total_steps)
 {
+    return optim_init_slice(o, cfg, n, 0, n, total_steps);
+}
+
+int optim_init_slice(struct optim *o, const struct config *cfg, size_t n, size_t lo, size_t hi,
+                     long total_steps)
+{
+    VAE_ASSERT(lo <= hi && hi <= n);
     memset(o, 0, sizeof *o);
     o->kind = cfg->optim;
     o->lr = cfg->lr;
@@ -26,6 +34,8 @@ int optim_init(struct optim *o, const struct config *cfg, size_t n, long total_s
     o->min_lr = cfg->min_lr;
     o->delta = cfg->delta > 0 ? cfg->delta : (o->kind == OPT_ADAGRAD ? 1e-7 : 1e-6);
     o->n = n;
+    o->lo = lo;
+    o->hi = hi;
     switch (o->kind) {
     case OPT_SGD:
         o->n_states = o->momentum > 0 ? 1 : 0;
@@ -40,9 +50,9 @@ int optim_init(struct optim *o, const struct config *cfg, size_t n, long total_s
         o->n_states = 2;
     }
     for (size_t s = 0; s < o->n_states; s++) {
-        o->state[s] = mem_calloc(n, sizeof(float));
+        o->state[s] = mem_calloc(hi - lo ? hi - lo : 1, sizeof(float));
         if (!o->state[s]) {
-            log_error("out of memory for optimizer state (%zu parameters)", n);
+            log_error("out of memory for optimizer state (%zu parameters)", hi - lo);
             optim_free(o);
             return -1;
         }
@@ -81,11 +91,12 @@ static void sgd_range(const struct optim *o, float *params, const float *grads, 
 {
     const float wd = (float)o->weight_decay, mu = (float)o->momentum;
     float *v = o->state[0];
+    const size_t at = o->lo;
     for (size_t i = lo; i < hi; i++) {
         float g = grads[i] + wd * params[i];
         if (v) {
-            v[i] = mu * v[i] + g;
-            g = o->nesterov ? g + mu * v[i] : v[i];
+            v[i - at] = mu * v[i - at] + g;
+            g = o->nesterov ? g + mu * v[i - at] : v[i - at];
         }
         params[i] -= lr * g;
     }
@@ -96,10 +107,11 @@ static void adagrad_range(const struct optim *o, float *params, const float *gra
 {
     const float wd = (float)o->weight_decay, delta = (float)o->delta;
     float *r = o->state[0];
+    const size_t at = o->lo;
     for (size_t i = lo; i < hi; i++) {
         float g = grads[i] + wd * params[i];
-        r[i] += g * g;
-        params[i] -= lr / (delta + sqrtf(r[i])) * g;
+        r[i - at] += g * g;
+        params[i] -= lr / (delta + sqrtf(r[i - at])) * g;
     }
 }
 
@@ -109,14 +121,15 @@ static void rmsprop_range(const struct optim *o, float *params, const float *gra
     const float wd = (float)o->weight_decay, mu = (float)o->momentum, delta = (float)o->delta;
     const float rho = (float)o->rho;
     float *r = o->state[0], *v = o->state[1];
+    const size_t at = o->lo;
     for (size_t i = lo; i < hi; i++) {
         float g = grads[i] + wd * params[i];
-        r[i] = rho * r[i] + (1.0f - rho) * g * g;
-        float step = lr / sqrtf(delta + r[i]) * g;
+        r[i - at] = rho * r[i - at] + (1.0f - rho) * g * g;
+        float step = lr / sqrtf(delta + r[i - at]) * g;
         if (v) {
-            float v_new = mu * v[i] - step;
-            params[i] += v_new + mu * (v_new - v[i]);
-            v[i] = v_new;
+            float v_new = mu * v[i - at] - step;
+            params[i] += v_new + mu * (v_new - v[i - at]);
+            v[i - at] = v_new;
         } else {
             params[i] -= step;
         }
@@ -132,17 +145,19 @@ static void adam_range(const struct optim *o, float *params, const float *grads,
     const float step = o->adam_step, rs2 = o->adam_rs2;
     const float l2 = o->kind == OPT_ADAM ? wd : 0.0f;
     const float decay = o->kind == OPT_ADAMW ? 1.0f - lr * wd : 1.0f;
+    const size_t at = o->lo;
     for (size_t i = lo; i < hi; i++) {
         float g = grads[i] + l2 * params[i];
-        m[i] = b1 * m[i] + (1.0f - b1) * g;
-        v[i] = b2 * v[i] + (1.0f - b2) * g * g;
-        params[i] = decay * params[i] - step * m[i] / (sqrtf(v[i]) * rs2 + eps);
+        m[i - at] = b1 * m[i - at] + (1.0f - b1) * g;
+        v[i - at] = b2 * v[i - at] + (1.0f - b2) * g * g;
+        params[i] = decay * params[i] - step * m[i - at] / (sqrtf(v[i - at]) * rs2 + eps);
     }
 }
 
 void optim_step_blocks(struct optim *o, float *params, const float *grads, size_t lo, size_t hi,
                        void (*on_block)(void *ctx, size_t b0, size_t b1), void *ctx)
 {
+    VAE_ASSERT(o->lo <= lo && lo <= hi && hi <= o->hi);
     const float lr = (float)optim_lr(o, o->t);
     o->t++;
     /* Adam's lr·m̂/(√v̂ + eps) with the bias corrections as per-step constants:

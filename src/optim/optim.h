@@ -29,14 +29,21 @@ struct optim {
     long warmup_steps, total_steps;
     double min_lr;
     size_t n;                  /* parameter count */
+    size_t lo, hi;             /* the parameters whose state this holds: [0, n), or a rank's slice */
     int64_t t;                 /* steps taken (Adam's bias-correction t) */
     size_t n_states;           /* 0, 1 or 2 state vectors */
-    float *state[2];           /* (n) each: sgd/rmsprop-nesterov v; adagrad/rmsprop r; adam m, v */
+    float *state[2];           /* (hi − lo) each, element i at [i − lo]: sgd/rmsprop-nesterov v;
+                                  adagrad/rmsprop r; adam m, v */
     float adam_step, adam_rs2; /* Adam's per-step constants (set by each step) */
 };
 
 /* Allocate the state for n parameters (zeroed). total_steps feeds the cosine schedule. */
 int optim_init(struct optim *o, const struct config *cfg, size_t n, long total_steps);
+/* The same, holding the state of parameters [lo, hi) only: a rank that
+ * steps only its slice (node mode) holds 1/L of the state, and steps may
+ * cover only parts of [lo, hi). */
+int optim_init_slice(struct optim *o, const struct config *cfg, size_t n, size_t lo, size_t hi,
+                     long total_steps);
 void optim_free(struct optim *o);
 
 /* Learning rate at step t (0-based) under the schedule. */

@@ -96,8 +96,6 @@ int trainer_init(struct trainer *t, const struct config *cfg, const struct comm 
     size_t max_b = t->n_local > EVAL_CHUNK ? t->n_local : EVAL_CHUNK;
     long image[3] = {t->info.image_channels, t->info.image_rows, t->info.image_cols};
     int ok = vae_init(&t->m, cfg, t->info.n_dim, image, max_b) == 0;
-    long total = cfg->epochs * (long)t->steps_per_epoch;
-    ok = ok && optim_init(&t->opt, cfg, t->m.n_params, total) == 0;
     if (ok) {
         t->x = malloc(t->n_local * t->info.n_dim * sizeof *t->x);
         t->eps = malloc(t->n_local * t->m.n_latent * sizeof *t->eps);
@@ -109,6 +107,10 @@ int trainer_init(struct trainer *t, const struct config *cfg, const struct comm 
         log_error("out of memory for the gradient reduction");
         return -1;
     }
+    /* The state of the parameters this rank steps: its slice in node mode. */
+    long total = cfg->epochs * (long)t->steps_per_epoch;
+    if (!comm_agree(c, optim_init_slice(&t->opt, cfg, t->m.n_params, t->red.lo, t->red.hi, total) == 0))
+        return -1;
     float *shared = reduction_grads(&t->red);
     if (shared) { /* backward writes where the other ranks read: no exchange copy */
         free(t->m.grads);
@@ -139,9 +141,11 @@ void trainer_free(struct trainer *t)
 static struct ckpt_content content_of(struct trainer *t, struct ckpt_buffer buf[3])
 {
     static const char *const state_names[2] = {"/optim/state0", "/optim/state1"};
-    buf[0] = (struct ckpt_buffer){"/model/params", t->m.params, t->m.n_params};
+    buf[0] = (struct ckpt_buffer){"/model/params", t->m.params, t->m.n_params, 0, 0};
+    int part = t->opt.hi - t->opt.lo < t->opt.n; /* node mode: this rank's slice of the state */
     for (size_t s = 0; s < t->opt.n_states; s++)
-        buf[1 + s] = (struct ckpt_buffer){state_names[s], t->opt.state[s], t->opt.n};
+        buf[1 + s] = (struct ckpt_buffer){state_names[s], t->opt.state[s], t->opt.n, part ? t->opt.lo : 0,
+                                          part ? t->opt.hi : 0};
     struct ckpt_content ct = {t->m.tensor, t->m.n_tensors, buf, 1 + t->opt.n_states, 0, 0, 0};
     reduction_write_range(&t->red, &ct.lo, &ct.hi);
     return ct;
