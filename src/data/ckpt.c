@@ -659,7 +659,8 @@ static int check_layout(hid_t f, const char *path, const struct tensor_view *wan
     return rc;
 }
 
-/* Every value of a loaded buffer finite (the same on every rank: the buffers are replicated). */
+/* Every value this rank holds of a loaded buffer finite (the caller agrees
+ * on it: a buffer held in slices may differ from rank to rank). */
 static int check_finite(const char *path, const struct ckpt_buffer *b)
 {
     size_t lo = b->held_hi ? b->held_lo : 0, hi = b->held_hi ? b->held_hi : b->n;

@@ -71,9 +71,9 @@ struct ckpt_buffer {
  * block of n / P. ckpt_load fills each buffer with what it holds: a buffer
  * held whole gets every value, one held in part reads only that part (each
  * rank checks the CRC-32 over its [lo, hi), which must then lie inside).
- * ckpt_save writes the
- * buffers with O_DIRECT where the file system allows it, and through the
- * page cache with `buffered` (config ckpt.direct_io = false).
+ * Both write and read the buffers with O_DIRECT where the file system
+ * allows it, and through the page cache with `buffered` (config
+ * ckpt.direct_io = false).
  */
 struct ckpt_content {
     const struct tensor_view *layout;

@@ -373,19 +373,22 @@ static int transfer_direct(const char *path, int writing, uint64_t at, size_t le
     size_t step = in_place ? DIO_REQUEST : DIO_STAGE;
     char *stage = in_place ? NULL : aligned_alloc(DIO_ALIGN, DIO_STAGE);
     int rc = stage || in_place ? 0 : -1;
-    for (size_t j = 0; rc == 0 && j < len; j += step) {
+    for (size_t j = 0; rc == 0 && j < len;) {
         size_t count = len - j < step ? len - j : step;
         char *io = in_place ? mem + j : stage;
         if (writing && !in_place)
             memcpy(stage, mem + j, count);
         ssize_t got =
             writing ? pwrite(fd, io, count, (off_t)(at + j)) : pread(fd, io, count, (off_t)(at + j));
+        if (got < 0 && errno == EINTR)
+            continue;
         if (got < 0 && errno == EINVAL && j == 0)
             rc = 1;
-        else if (got != (ssize_t)count)
+        else if (got <= 0) /* a short transfer goes on from where it stopped; none at all is the end */
             rc = -1, errno = got < 0 ? errno : writing ? ENOSPC : EIO;
         else if (!writing && !in_place)
-            memcpy(mem + j, stage, count);
+            memcpy(mem + j, stage, (size_t)got);
+        j += got > 0 ? (size_t)got : 0;
     }
     int saved = errno;
     free(stage);
@@ -456,13 +459,14 @@ int h5_write_floats(hid_t f, const char *name, size_t n_total, size_t lo, size_t
         if (q == mine && rc == 0 && mid) {
             int r = transfer_direct(direct_path, 1, off + (lo + head) * sizeof *buf, mid * sizeof *buf,
                                     (char *)(buf + head));
-            if (r == 1)
+            if (r == 1) {
                 head = n, mid = 0; /* no direct I/O here: all of it through MPI-IO */
-            else if (r < 0)
-                rc = -1,
+            } else if (r < 0) {
                 log_warn("%s: direct write of dataset '%s' failed: %s", direct_path, name, strerror(errno));
-            else if (direct_bytes)
+                rc = -1;
+            } else if (direct_bytes) {
                 *direct_bytes += mid * sizeof *buf;
+            }
         }
         if (q == mine && rc == 0)
             rc = write_staged(d, fs, xfer, stage, lo, head, buf);
