@@ -11,10 +11,20 @@
 #        MPIRUN_ARGS (more mpirun options, e.g. --hostfile FILE)
 # A run that fails stops the study with its log's last lines (logs in RUNS).
 #
-# Model (fitted on the 1-rank run and the allreduce microbenchmark only):
-#   step(P, b) = b·(c_compute + c_data) + t_optim + allreduce(P, bytes)
-#   allreduce(P, n) = 2(P−1)·α + 2(P−1)/P · n/β      (ring; α, β fitted on 2 ranks)
-# so the measured points at P >= 2 test it. Runs with P above the core count
+# Model (fitted on the 1-rank run and microbenchmarks only, so the measured
+# points at P >= 2 test it). With the default reduction (comm.shared_memory:
+# L ranks per node share a window, N = P/L nodes, each rank steps 1/L of
+# the optimizer):
+#   step(P, b) = k_compute + b·(c_compute + c_data) + t_optim/L + t_node(L) + allreduce(N, bytes/L)
+#   t_node(L): the node exchange (reduce the own slice, norm, gather) measured
+#              on L ranks of one node (vae_allreduce_bench node)
+# With the reduction set to one allreduce (comm.shared_memory = false):
+#   step(P, b) = k_compute + b·(c_compute + c_data) + t_optim + allreduce(P, bytes)
+#   allreduce(P, n) = 2(P−1)·α + 2(P−1)/P · n/β      (ring; α, β fitted on 2 ranks,
+#                                                     one per node where there are several)
+# L = RANKS_PER_NODE (default: Slurm's tasks per node, else the cores here).
+# Compute is k_compute + b·c_compute: the line through the two 1-rank runs
+# (batch BATCH and LOCAL_BATCH); fewer rows per GEMM cost more per row. Runs with P above the core count
 # share cores ("oversubscribed" in the CSV and the plots): they measure the
 # code's correctness under contention, not its speed.
 set -euo pipefail
@@ -22,6 +32,7 @@ cd "$(dirname "$0")/.."
 MAX_P=${1:-$(nproc)}; STEPS=${2:-300}; OUTDIR=${3:-docs/scaling}
 CONFIG=${CONFIG:-configs/default.ini}; BATCH=${BATCH:-128}; LOCAL_BATCH=${LOCAL_BATCH:-64}; REPS=${REPS:-3}
 CORES=$(nproc)
+RPN=${RANKS_PER_NODE:-${SLURM_NTASKS_PER_NODE:-$CORES}}; RPN=${RPN%%(*}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 mkdir -p "$OUTDIR"
 [ "$STEPS" -ge 10 ] || { echo "scaling.sh: STEPS = $STEPS: at least 10 steps are needed (the first log interval is warm-up)"; exit 2; }
@@ -94,6 +105,17 @@ run 1 "$W/count.log" build/vae_dist train --config "$CONFIG" --resume none --set
     --set train.max_steps=1 --set ckpt.every_seconds=0
 sed -n 's/.*| \([0-9]*\) parameters |.*/\1/p' "$W/count.log" >"$W/nparams"
 grad_bytes=$(( $(cat "$W/nparams") * 4 ))
+# The default reduction, as the runs above resolved the config?
+node_mode=0
+grep -q '^shared_memory = true' "$W/count/config.ini" && grep -q '^overlap = false' "$W/count/config.ini" &&
+    grep -q '^reproducible = false' "$W/count/config.ini" && node_mode=1
+# Its node exchange on L = 2, 4, ... ranks of one node, up to the ranks per node (and the cores here).
+: >"$W/node.txt"
+for ((l = 2; node_mode && l <= RPN && l <= CORES; l *= 2)); do
+    run $l "$W/node-$l.log" build/bench/vae_allreduce_bench 30 node "$grad_bytes"
+    grep -E '^node ' "$W/node-$l.log" >>"$W/node.txt"
+done
+cp "$W/node.txt" "$OUTDIR/node_exchange.txt"
 # On 2 ranks a ring allreduce costs 2α + n/β: α from the smallest message, β at
 # the gradient's size, interpolating between the two measured sizes around it
 # (bandwidth depends on size: caches), so the model is right where it is used.
@@ -103,10 +125,24 @@ read -r alpha inv_beta <<<"$(awk -v n="$grad_bytes" '{ x[NR] = $2; y[NR] = $3 }
           if (n < x[1]) t = y[1]
           printf "%.9g %.9g\n", a, (t - 2 * a) / n }' "$W/ar.txt")"
 # Per-sample compute and data, and the optimizer, from the 1-rank strong run.
-read -r c1 d1 o1 <<<"$(awk -F, -v b="$BATCH" '$1 == "strong" && $2 == 1 { printf "%.9g %.9g %.9g\n", $10 / 1e3 / b, $9 / 1e3 / b, $16 / 1e3 }' "$OUTDIR/scaling.csv")"
+# Compute as a line through the two 1-rank runs (k + b·c; with one batch, c alone).
+read -r k1 c1 d1 o1 <<<"$(awk -F, -v B="$BATCH" -v b0="$LOCAL_BATCH" '$2 == 1 && $1 == "strong" { tB = $10 / 1e3; d = $9 / 1e3 / B; o = $16 / 1e3 }
+    $2 == 1 && $1 == "weak" { t0 = $10 / 1e3 }
+    END { c = (B != b0) ? (tB - t0) / (B - b0) : tB / B; k = tB - c * B
+          if (k < 0) { k = 0; c = tB / B }
+          printf "%.9g %.9g %.9g %.9g\n", k, c, d, o }' "$OUTDIR/scaling.csv")"
+# t_node(L) as measured ("L:seconds ..."); the model takes the largest L measured up to its own.
+tnode=$(awk '{ printf "%s:%s ", $2, $4 }' "$W/node.txt")
+if [ "$node_mode" = 1 ] && [ -n "$(cat "$W/node.txt")" ]; then
+    formula="step(P, b) = k_compute + b*(c_compute + c_data) + t_optim/L + t_node(L) + 2(N-1)*alpha + 2(N-1)/N * (bytes/L)/beta, L = min(P, $RPN) ranks per node, N = P/L nodes
+t_node(L) in s, L:t_node: $tnode(node_exchange.txt; for an L not measured, the largest measured below it)"
+else
+    node_mode=0
+    formula="step(P, b) = k_compute + b*(c_compute + c_data) + t_optim + 2(P-1)*alpha + 2(P-1)/P * bytes/beta"
+fi
 cat >"$OUTDIR/model.txt" <<M
-step(P, b) = b*(c_compute + c_data) + t_optim + 2(P-1)*alpha + 2(P-1)/P * bytes/beta
-c_compute = $c1 s/sample, c_data = $d1 s/sample, t_optim = $o1 s (from the 1-rank strong run)
+$formula
+k_compute = $k1 s, c_compute = $c1 s/sample (the 1-rank runs at batch $BATCH and $LOCAL_BATCH), c_data = $d1 s/sample, t_optim = $o1 s (the 1-rank strong run)
 alpha = $alpha s (half the 4 KiB allreduce on 2 ranks), 1/beta = $inv_beta s/byte (beta = $(awk -v b="$inv_beta" 'BEGIN { printf "%.2f", 1 / b / 1e9 }') GB/s at the gradient size), from the 2-rank allreduce benchmark (allreduce_2ranks.txt)
 bytes = $grad_bytes (gradient of the configured model)
 M
@@ -114,10 +150,16 @@ echo "mode,ranks,global_batch,samples_per_s_projected,speedup_projected" >"$OUTD
 for mode in strong weak; do
     for p in 1 2 4 8 16 32 64 128 256 512 1024; do
         [ $mode = strong ] && [ "$p" -gt "$BATCH" ] && continue
-        awk -v mode=$mode -v p="$p" -v B="$BATCH" -v b0="$LOCAL_BATCH" -v c="$c1" -v d="$d1" -v o="$o1" \
-            -v a="$alpha" -v ib="$inv_beta" -v n="$grad_bytes" 'function step(P, b) {
-                return b * (c + d) + o + (P > 1 ? 2 * (P - 1) * a + 2 * (P - 1) / P * n * ib : 0) }
-            BEGIN { if (mode == "strong") { s = B / step(p, B / p); s1 = B / step(1, B) }
+        awk -v mode=$mode -v p="$p" -v B="$BATCH" -v b0="$LOCAL_BATCH" -v k="$k1" -v c="$c1" -v d="$d1" -v o="$o1" \
+            -v a="$alpha" -v ib="$inv_beta" -v n="$grad_bytes" -v node="$node_mode" -v rpn="$RPN" -v tn="$tnode" '
+            function ring(P, bytes) { return P > 1 ? 2 * (P - 1) * a + 2 * (P - 1) / P * bytes * ib : 0 }
+            function step(P, b,   L, N, l) {
+                if (!node || P == 1) return k + b * (c + d) + o + ring(P, n)
+                L = P < rpn ? P : rpn; N = P / L
+                for (l = L; l > 2 && !(l in tnode); l--) ;
+                return k + b * (c + d) + o / L + tnode[l] + ring(N, n / L) }
+            BEGIN { m = split(tn, kv, " "); for (i = 1; i <= m; i++) { split(kv[i], x, ":"); tnode[x[1]] = x[2] }
+                    if (mode == "strong") { s = B / step(p, B / p); s1 = B / step(1, B) }
                     else { s = p * b0 / step(p, b0); s1 = b0 / step(1, b0) }
                     printf "%s,%d,%d,%.1f,%.4f\n", mode, p, (mode == "strong") ? B : p * b0, s, s / s1 }' \
             >>"$OUTDIR/projection.csv"
