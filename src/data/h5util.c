@@ -341,16 +341,24 @@ int h5_write_rows(hid_t f, const char *name, hid_t ft, hid_t mt, size_t n_total,
 #define DIO_REQUEST ((size_t)64 << 20)
 #define DIO_STAGE   ((size_t)4 << 20)
 
-/* Values [start, start + n) of dataset d (file space fs) from src, through the stage. */
-static int write_staged(hid_t d, hid_t fs, hid_t xfer, float *stage, size_t start, size_t n, const float *src)
+/* Values [start, start + n) of dataset d (file space fs) written from, or
+ * read into, mem through MPI-IO, staged in pieces through stage. 0 or -1. */
+static int transfer_staged(hid_t d, hid_t fs, hid_t xfer, float *stage, int writing, size_t start, size_t n,
+                           float *mem)
 {
     int rc = 0;
     for (size_t j = 0; rc == 0 && j < n; j += STAGE_FLOATS) {
         hsize_t at = start + j, count = n - j < STAGE_FLOATS ? n - j : STAGE_FLOATS;
-        memcpy(stage, src + j, count * sizeof *stage);
+        if (writing)
+            memcpy(stage, mem + j, count * sizeof *stage);
         hid_t ms = H5Screate_simple(1, &count, NULL);
         H5_CHECK(H5Sselect_hyperslab(fs, H5S_SELECT_SET, &at, NULL, &count, NULL));
-        rc = H5Dwrite(d, H5T_NATIVE_FLOAT, ms, fs, xfer, stage) < 0 ? -1 : 0;
+        rc = (writing ? H5Dwrite(d, H5T_NATIVE_FLOAT, ms, fs, xfer, stage)
+                      : H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, xfer, stage)) < 0
+                 ? -1
+                 : 0;
+        if (rc == 0 && !writing)
+            memcpy(mem + j, stage, count * sizeof *stage);
         H5_CHECK(H5Sclose(ms));
     }
     return rc;
@@ -472,9 +480,10 @@ int h5_write_floats(hid_t f, const char *name, size_t n_total, size_t lo, size_t
             }
         }
         if (q == mine && rc == 0)
-            rc = write_staged(d, fs, xfer, stage, lo, head, buf);
+            rc = transfer_staged(d, fs, xfer, stage, 1, lo, head, (float *)buf);
         if (q == mine && rc == 0)
-            rc = write_staged(d, fs, xfer, stage, lo + head + mid, n - head - mid, buf + head + mid);
+            rc = transfer_staged(d, fs, xfer, stage, 1, lo + head + mid, n - head - mid,
+                                 (float *)buf + head + mid);
         if (turns)
             comm_barrier(turns);
     }
@@ -508,18 +517,10 @@ int h5_read_floats(hid_t f, const char *path, const char *name, size_t lo, size_
         else if (r < 0)
             rc = -1;
     }
-    size_t part_at[2] = {0, head + mid}, part_n[2] = {head, n - head - mid};
-    for (int k = 0; k < 2; k++)
-        for (size_t j = 0; rc == 0 && j < part_n[k]; j += STAGE_FLOATS) {
-            hsize_t start = lo + part_at[k] + j,
-                    count = part_n[k] - j < STAGE_FLOATS ? part_n[k] - j : STAGE_FLOATS;
-            hid_t ms = H5Screate_simple(1, &count, NULL);
-            H5_CHECK(H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &count, NULL));
-            rc = H5Dread(d, H5T_NATIVE_FLOAT, ms, fs, xfer, stage) < 0 ? -1 : 0;
-            if (rc == 0)
-                memcpy(buf + part_at[k] + j, stage, count * sizeof *stage);
-            H5_CHECK(H5Sclose(ms));
-        }
+    if (rc == 0)
+        rc = transfer_staged(d, fs, xfer, stage, 0, lo, head, buf);
+    if (rc == 0)
+        rc = transfer_staged(d, fs, xfer, stage, 0, lo + head + mid, n - head - mid, buf + head + mid);
     if (rc)
         log_error("%s: reading dataset '%s' failed (truncated or damaged file?)", path, name);
     free(stage);
