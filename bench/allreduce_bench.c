@@ -5,9 +5,12 @@
  *   ranks bytes seconds
  * With a third argument BYTES it measures instead the node exchange of the
  * default reduction (comm.shared_memory) for a gradient of BYTES: the
- * reduction of the own slice with its squares, the node sum of the norm and
- * the gather of the own slice (what a step adds to the optimizer on its
- * slice), the median over reps, the slowest rank's time. Prints
+ * reduction of the own slice with its squares (summed as the trainer sums
+ * them), the node sum of the norm, the gather of the own slice, and the read
+ * of the other ranks' slices of the gathered vector, which the next forward
+ * makes where the other cores wrote them (what a step adds to the optimizer
+ * on its slice and to a 1-rank forward), the median over reps, the slowest
+ * rank's time. Prints
  *   node ranks bytes seconds
  * Run under mpirun: mpirun -np 2 build/bench/vae_allreduce_bench [reps [node BYTES]]
  */
@@ -17,6 +20,7 @@
 
 #include "comm/comm.h"
 #include "core/timer.h"
+#include "optim/optim.h"
 
 static int cmp(const void *a, const void *b)
 {
@@ -26,11 +30,10 @@ static int cmp(const void *a, const void *b)
 
 static void add_squares(void *ctx, const float *g, size_t n)
 {
-    double s = 0;
-    for (size_t i = 0; i < n; i++)
-        s += (double)g[i] * g[i];
-    *(double *)ctx += s;
+    *(double *)ctx += optim_sum_squares(g, n); /* as the trainer sums them */
 }
+
+static volatile double sink; /* keeps the read of the gathered vector */
 
 /* The node exchange for n floats; 0, or 1 when the ranks share no window. */
 static int node_exchange(struct comm *c, int reps, size_t n, double *t)
@@ -56,7 +59,9 @@ static int node_exchange(struct comm *c, int reps, size_t n, double *t)
         comm_node_sum(nd, ss);
         comm_node_gather_begin(nd);
         comm_node_gather_put(nd, params, lo, hi);
-        comm_node_gather_end(nd);
+        const float *v = comm_node_gather_end(nd);
+        /* The next forward reads the other ranks' slices where they wrote them. */
+        sink += optim_sum_squares(v, lo) + optim_sum_squares(v + hi, n - hi);
         double dt = timer_now() - t0;
         comm_allreduce_max_f64(c, &dt, 1);
         if (r >= 0)

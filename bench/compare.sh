@@ -8,6 +8,9 @@
 #                                   threads, 1 OpenBLAS thread: PyTorch's best on 2
 #                                   cores here, bench/bench_threads.py says why)
 #   the GEMM bound (the step's sgemm calls alone, 1 thread)
+#   the 2-rank speedup that its parts predict here (bench/lib.sh
+#                                   parts_round: two 1-rank runs of half the
+#                                   batch at once, and the node exchange)
 # Threads are pinned on both sides and checked through the libraries' own
 # queries (bench/lib.sh: vae_dist's start event reports openblas_get_num_threads;
 # bench/bench_threads.py: OpenBLAS and torch's pool), so "1 thread" PyTorch
@@ -42,19 +45,22 @@ json="{"
 for model in "small:400:20:128" "large:1024,1024:64:256"; do
     IFS=: read -r name hidden latent batch <<<"$model"
     set_model=(--set model.hidden="$hidden" --set model.latent="$latent" --set train.batch_size="$batch")
+    bytes=$(grad_bytes "$W/count" "${set_model[@]}")
     for rep in $(seq "$REPS"); do
-        v1=$(vae_run "$W/r" 1 1 "$STEPS" "${set_model[@]}" | cut -d' ' -f1)
+        l1=$(vae_run "$W/r" 1 1 "$STEPS" "${set_model[@]}")
+        v1=${l1%% *}
         v2=$(vae_run "$W/r" 2 1 "$STEPS" "${set_model[@]}" | cut -d' ' -f1)
         v1t2=$(vae_run "$W/r" 1 2 "$STEPS" "${set_model[@]}" | cut -d' ' -f1)
         gb=$(OPENBLAS_NUM_THREADS=1 build/bench/vae_gemm_bench --hidden "$hidden" --latent "$latent" \
             --batch "$batch" --reps 100 | sed -n 's/.*"samples_per_s_bound": \([0-9.]*\).*/\1/p')
+        b2=$(from_parts "$l1" "$(parts_round "$W/h" "$STEPS" $((batch / 2)) "$bytes" "${set_model[@]}")")
         p1=NaN; p2=NaN; pt2=NaN
         if [ $TORCH = 1 ]; then
             p1=$(torch_sps 1 1 "$hidden" "$latent" "$batch")
             p2=$(torch_sps 2 1 "$hidden" "$latent" "$batch")
             pt2=$(torch_sps 1 2 "$hidden" "$latent" "$batch")
         fi
-        echo "$v1 $v2 $v1t2 $gb $p1 $p2 $pt2 $(ratio "$v1" "$p1") $(ratio "$v2" "$v1") $(ratio "$v2" "$p2") $(ratio "$v1t2" "$pt2") $(ratio "$v1" "$gb")" >>"$W/$name"
+        echo "$v1 $v2 $v1t2 $gb $p1 $p2 $pt2 $(ratio "$v1" "$p1") $(ratio "$v2" "$v1") $(ratio "$v2" "$p2") $(ratio "$v1t2" "$pt2") $(ratio "$v1" "$gb") $b2" >>"$W/$name"
     done
     col() { awk -v k="$1" '{ print $k }' "$W/$name" | median; }
     rng() { awk -v k="$1" '{ print $k }' "$W/$name" | range; }
@@ -64,6 +70,8 @@ for model in "small:400:20:128" "large:1024,1024:64:256"; do
         "$(col 1)" "$(col 12)" "$(rng 12)" "$(col 8)" "$(rng 8)"
     printf "  %-38s %9.0f samples/s  %s x vae_dist 1 rank (%s); %s x PyTorch DDP 2 x 1 (%s)\n" \
         "vae_dist 2 ranks x 1 thread" "$(col 2)" "$(col 9)" "$(rng 9)" "$(col 10)" "$(rng 10)"
+    printf "  %-38s %9s            %s x vae_dist 1 rank (%s)\n" "2 ranks from their parts (lib.sh)" "" \
+        "$(col 13)" "$(rng 13)"
     printf "  %-38s %9.0f samples/s  %s x PyTorch 1 x 2 threads (%s)\n" "vae_dist 1 rank x 2 threads" "$(col 3)" \
         "$(col 11)" "$(rng 11)"
     printf "  %-38s %9s samples/s\n" "PyTorch 1.13, 1 process x 1 thread" "$(col 5)"
@@ -74,7 +82,7 @@ for model in "small:400:20:128" "large:1024,1024:64:256"; do
     json+="\"pytorch_1\": $(col 5), \"pytorch_ddp_2x1\": $(col 6), \"pytorch_1x2threads\": $(col 7), "
     json+="\"vs_pytorch\": $(col 8), \"vs_pytorch_range\": \"$(rng 8)\", \"speedup_2\": $(col 9), \"speedup_2_range\": \"$(rng 9)\", "
     json+="\"vs_ddp\": $(col 10), \"vs_ddp_range\": \"$(rng 10)\", \"threads2_vs_pytorch_threads2\": $(col 11), \"threads2_range\": \"$(rng 11)\", "
-    json+="\"vs_bound\": $(col 12), \"vs_bound_range\": \"$(rng 12)\"}, "
+    json+="\"vs_bound\": $(col 12), \"vs_bound_range\": \"$(rng 12)\", \"speedup_2_from_parts\": $(col 13), \"speedup_2_from_parts_range\": \"$(rng 13)\"}, "
 done
 echo "${json%, }}" | sed 's/NaN/null/g' >bench/last_compare.json
 echo "JSON: bench/last_compare.json"

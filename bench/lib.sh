@@ -45,3 +45,40 @@ vae_run() {
               1e3 * (v["t_compute_max:"] - v["t_compute_min:"]) / m }' "$dir/metrics.jsonl"
     rm -rf "$dir" "$dir.log"
 }
+
+# grad_bytes DIR [train flags...]: the gradient's size in bytes for the
+# configured model (the parameter count of a 1-step run).
+grad_bytes() {
+    local dir=$1; shift
+    rm -rf "$dir"
+    mpirun -np 1 build/vae_dist train --resume none --set run.dir="$dir" --set train.max_steps=1 \
+        --set ckpt.every_seconds=0 "$@" >"$dir.log" 2>&1
+    echo $(( $(sed -n 's/.*| \([0-9]*\) parameters |.*/\1/p' "$dir.log") * 4 ))
+    rm -rf "$dir" "$dir.log"
+}
+
+# parts_round DIR STEPS HALF_BATCH GRAD_BYTES [train flags...]: the parts of
+# a 2-rank step on this machine, measured now, each without the other rank.
+# Prints "compute_ms exchange_ms": the compute per step of a rank at half
+# the global batch while the other core works too (two independent 1-rank
+# runs at once, the slower one; nothing exchanged), and the node exchange of
+# the gradient (vae_allreduce_bench node: what a 2-rank step moves between
+# the ranks, with nothing else running).
+# from_parts NP1 PARTS: the 2-rank speedup those parts predict, from vae_run's
+# line of the 1-rank run and parts_round's line: 1-rank step / (compute +
+# (optimizer + data)/2 + exchange). An estimate, not a bound: the parts come
+# from separate runs, each with its own noise.
+parts_round() {
+    local dir=$1 steps=$2 half=$3 bytes=$4 other; shift 4
+    vae_run "$dir-a" 1 1 "$steps" "$@" --set train.batch_size="$half" >"$dir-a.txt" &
+    other=$(vae_run "$dir-b" 1 1 "$steps" "$@" --set train.batch_size="$half")
+    wait $!
+    printf '%s\n%s\n' "$(cat "$dir-a.txt")" "$other" | sort -g -k2 | tail -1 | awk '{ printf "%s ", $2 }'
+    rm -f "$dir-a.txt"
+    mpirun -np 2 --bind-to none build/bench/vae_allreduce_bench 30 node "$bytes" 2>&1 |
+        awk '/^node / { printf "%.4f\n", $4 * 1e3 }'
+}
+from_parts() {
+    awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ")
+        printf "%.3f", (x[2] + x[3] + x[4] + x[5]) / (y[1] + (x[4] + x[5]) / 2 + y[2]) }'
+}

@@ -9,6 +9,12 @@
 # the table gives the median over runs, its ratio against the 1-rank median,
 # the range of the per-round ratio, per-phase milliseconds per step, and the
 # ranks' compute spread (slowest less fastest, per step).
+# Each round also measures the parts of a 2-rank step, each without the
+# other rank (bench/lib.sh parts_round): two independent 1-rank runs of half
+# the batch at once (a strong-scaled rank's compute while the other core
+# works too) and the node exchange microbenchmark. The speedup they predict
+# is the 1-rank step over (that compute + half the 1-rank optimizer and
+# data + the exchange).
 # OpenBLAS's kernels: BLAS_KERNELS, default its own choice (bench/lib.sh).
 #   [BLAS_KERNELS=Haswell] bench/throughput.sh [REPS=5] [STEPS=300] [extra --set ...]
 # Needs build/vae_dist and data/fashion-mnist.h5 (scripts/run-main.sh makes both).
@@ -24,12 +30,16 @@ configs=("np1:1:1:" "np2_shared:2:1:" "np2_allreduce:2:1:--set comm.shared_memor
          "np2_overlap:2:1:--set comm.overlap=true"
          "np1_repro:1:1:--set train.reproducible=true" "np2_repro:2:1:--set train.reproducible=true"
          "np1_2threads:1:2:")
+B=$(printf '%s\n' "$@" | sed -n 's/^train\.batch_size=//p' | tail -1)
+bytes=$(grad_bytes "$OUT/count" --config configs/default.ini "$@")
 for rep in $(seq "$REPS"); do
     for c in "${configs[@]}"; do
         IFS=: read -r name np threads extra <<<"$c"
         # shellcheck disable=SC2086
         echo "$name $rep $(vae_run "$OUT/r" "$np" "$threads" "$STEPS" --config configs/default.ini $extra "$@")" >>"$OUT/runs.txt"
     done
+    echo "parts $rep $(parts_round "$OUT/h" "$STEPS" $((${B:-128} / 2)) "$bytes" --config configs/default.ini "$@")" \
+        >>"$OUT/runs.txt"
 done
 col() { awk -v n="$1" -v k="$2" '$1 == n { print $k }' "$OUT/runs.txt" | median; }
 echo "model 784-400-20, global batch 128, $STEPS steps, $REPS runs each, $(nproc) cores, OpenBLAS $KERNELS kernels"
@@ -45,5 +55,13 @@ for c in "${configs[@]}"; do
         "$(col "$name" 4)" "$(col "$name" 5)" "$(col "$name" 6)" "$(col "$name" 7)" "$(col "$name" 8)"
     json+="\"$name\": {\"samples_per_s\": $s, \"ratio_vs_np1\": $(ratio "$s" "$base"), \"ratio_range\": \"$rr\", \"compute_ms\": $(col "$name" 4), \"allreduce_wait_ms\": $(col "$name" 5), \"optim_ms\": $(col "$name" 6), \"data_ms\": $(col "$name" 7), \"compute_spread_ms\": $(col "$name" 8)}, "
 done
+# The speedup the parts predict, per round, against that round's 1-rank run.
+pred=$(join <(awk '$1 == "np1" { $1 = ""; print }' "$OUT/runs.txt" | sort) \
+            <(awk '$1 == "parts" { print $2, $3, $4 }' "$OUT/runs.txt" | sort) |
+       while read -r _ s c r o d _ pc pe; do from_parts "$s $c $r $o $d" "$pc $pe"; echo; done)
+echo "2 ranks from their parts: $(median <<<"$pred")x ($(range <<<"$pred")) = 1-rank step / (compute at batch" \
+     "$((${B:-128} / 2)) with both cores busy, $(col parts 3) ms + half the 1-rank optimizer and data + node exchange," \
+     "$(col parts 4) ms)"
+json+="\"np2_from_parts\": {\"ratio\": $(median <<<"$pred"), \"ratio_range\": \"$(range <<<"$pred")\", \"corun_half_compute_ms\": $(col parts 3), \"node_exchange_ms\": $(col parts 4)}, "
 echo "${json%, }}" >bench/last_throughput.json
 echo "runs: $(wc -l <"$OUT/runs.txt"); JSON: bench/last_throughput.json"

@@ -16,7 +16,8 @@
 # L ranks per node share a window, N = P/L nodes, each rank steps 1/L of
 # the optimizer):
 #   step(P, b) = k_compute + b·(c_compute + c_data) + t_optim/L + t_node(L) + allreduce(N, bytes/L)
-#   t_node(L): the node exchange (reduce the own slice, norm, gather) measured
+#   t_node(L): the node exchange (reduce the own slice, norm, gather, and the
+#              next forward's read of the other slices) measured
 #              on L ranks of one node (vae_allreduce_bench node)
 # With the reduction set to one allreduce (comm.shared_memory = false):
 #   step(P, b) = k_compute + b·(c_compute + c_data) + t_optim + allreduce(P, bytes)
