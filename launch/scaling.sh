@@ -8,7 +8,8 @@
 #   env: CONFIG (default configs/default.ini), BATCH (strong, 128), LOCAL_BATCH (weak, 64),
 #        REPS (runs per point, median, default 3), RUNS (run directories, default
 #        OUTDIR/runs: every rank must see them, so on a cluster a shared filesystem),
-#        MPIRUN_ARGS (more mpirun options, e.g. --hostfile FILE)
+#        MPIRUN_ARGS (more mpirun options, e.g. --hostfile FILE), BUILD (the build
+#        directory, default build)
 # A run that fails stops the study with its log's last lines (logs in RUNS).
 #
 # Model (fitted on the 1-rank run and microbenchmarks only, so the measured
@@ -32,6 +33,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 MAX_P=${1:-$(nproc)}; STEPS=${2:-300}; OUTDIR=${3:-docs/scaling}
 CONFIG=${CONFIG:-configs/default.ini}; BATCH=${BATCH:-128}; LOCAL_BATCH=${LOCAL_BATCH:-64}; REPS=${REPS:-3}
+BUILD=${BUILD:-build}
 CORES=$(nproc)
 RPN=${RANKS_PER_NODE:-${SLURM_NTASKS_PER_NODE:-$CORES}}; RPN=${RPN%%(*}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
@@ -74,7 +76,7 @@ for mode in strong weak; do
     for ((p = 1; p <= MAX_P; p *= 2)); do
         gb=$([ $mode = strong ] && echo "$BATCH" || echo $((LOCAL_BATCH * p)))
         for rep in $(seq "$REPS"); do
-            run $p "$W/$mode-$p-$rep.log" build/vae_dist train --config "$CONFIG" --resume none \
+            run $p "$W/$mode-$p-$rep.log" "$BUILD/vae_dist" train --config "$CONFIG" --resume none \
                 --set run.dir="$W/$mode-$p-$rep" --set train.batch_size="$gb" --set train.max_steps="$STEPS" \
                 --set train.log_every=$LOG_EVERY --set ckpt.every_seconds=0
             run_stats "$W/$mode-$p-$rep/metrics.jsonl" >>"$W/$mode-$p.txt"
@@ -95,14 +97,14 @@ done
 # (on 2 nodes when the allocation has several).
 if [ "$CORES" -ge 2 ] || [ -n "$AR_MAP" ]; then
     # shellcheck disable=SC2086
-    run 2 "$W/ar.log" $AR_MAP build/bench/vae_allreduce_bench 30
+    run 2 "$W/ar.log" $AR_MAP "$BUILD/bench/vae_allreduce_bench" 30
     grep -E '^[0-9]+ [0-9]+ [0-9.e+-]+$' "$W/ar.log" >"$W/ar.txt"
 else
     echo "2 0.0000001" >"$W/ar.txt"
 fi
 cp "$W/ar.txt" "$OUTDIR/allreduce_2ranks.txt"
 # Gradient bytes of the configured model, from a 1-step run's parameter count.
-run 1 "$W/count.log" build/vae_dist train --config "$CONFIG" --resume none --set run.dir="$W/count" \
+run 1 "$W/count.log" "$BUILD/vae_dist" train --config "$CONFIG" --resume none --set run.dir="$W/count" \
     --set train.max_steps=1 --set ckpt.every_seconds=0
 sed -n 's/.*| \([0-9]*\) parameters |.*/\1/p' "$W/count.log" >"$W/nparams"
 grad_bytes=$(( $(cat "$W/nparams") * 4 ))
@@ -113,7 +115,7 @@ grep -q '^shared_memory = true' "$W/count/config.ini" && grep -q '^overlap = fal
 # Its node exchange on L = 2, 4, ... ranks of one node, up to the ranks per node (and the cores here).
 : >"$W/node.txt"
 for ((l = 2; node_mode && l <= RPN && l <= CORES; l *= 2)); do
-    run $l "$W/node-$l.log" build/bench/vae_allreduce_bench 30 node "$grad_bytes"
+    run $l "$W/node-$l.log" "$BUILD/bench/vae_allreduce_bench" 30 node "$grad_bytes"
     grep -E '^node ' "$W/node-$l.log" >>"$W/node.txt"
 done
 cp "$W/node.txt" "$OUTDIR/node_exchange.txt"
