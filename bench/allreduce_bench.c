@@ -58,7 +58,7 @@ static int node_exchange(struct comm *c, int reps, size_t n, double *t)
         comm_node_reduce(nd, add_squares, &ss);
         comm_node_sum(nd, ss);
         comm_node_gather_begin(nd);
-        comm_node_gather_put(nd, params, lo, hi);
+        comm_node_gather_put(nd, params + lo, lo, hi - lo);
         const float *v = comm_node_gather_end(nd);
         /* The next forward reads the other ranks' slices where they wrote them. */
         sink += optim_sum_squares(v, lo) + optim_sum_squares(v + hi, n - hi);

@@ -602,6 +602,18 @@ void comm_node_reduce(struct comm_node *nd, void (*on_block)(void *, const float
     }
 }
 
+/* The gather vector that the current parameters are in: the last one
+ * gathered; before the first gather, the one the first gather does not write. */
+static float *node_current(const struct comm_node *nd)
+{
+    return node_vec(nd, nd->n_local + (int)((nd->gathers + 1) & 1));
+}
+
+float *comm_node_params(struct comm_node *nd)
+{
+    return node_current(nd);
+}
+
 void comm_node_gather_begin(struct comm_node *nd)
 {
     /* Alternate vectors: the one written now was gathered two gathers ago and
@@ -611,15 +623,20 @@ void comm_node_gather_begin(struct comm_node *nd)
     nd->gather = node_vec(nd, nd->n_local + (int)(nd->gathers++ & 1));
 }
 
-void comm_node_gather_put(struct comm_node *nd, const float *buf, size_t b0, size_t b1)
+void comm_node_gather_put(struct comm_node *nd, const float *block, size_t i0, size_t n)
 {
-    stream_copy(nd->gather + b0, buf + b0, b1 - b0);
+    stream_copy(nd->gather + i0, block, n);
 }
 
 float *comm_node_gather_end(struct comm_node *nd)
 {
     node_sync(nd);
     return nd->gather;
+}
+
+void comm_node_sync(struct comm_node *nd)
+{
+    node_sync(nd);
 }
 
 double comm_node_sum(struct comm_node *nd, double x)

@@ -114,7 +114,7 @@ void comm_reducer_free(struct comm_reducer *r);
  * has read it.
  * comm_node_open returns NULL on every rank (use MPI_Allreduce then) when a
  * node holds 1 rank, nodes hold different rank counts, or the window cannot
- * be allocated. open, close, reduce, gather_end and sum are collective over
+ * be allocated. open, close, reduce, gather_end, sync and sum are collective over
  * the node (open and reduce over all ranks when there are several nodes);
  * range is local.
  */
@@ -128,13 +128,18 @@ void comm_node_part(const struct comm_node *nd, size_t *lo, size_t *hi);
 float *comm_node_grads(struct comm_node *nd);
 void comm_node_reduce(struct comm_node *nd, void (*on_block)(void *ctx, const float *g, size_t n), void *ctx);
 /* Every rank's own slice of a vector (n) into one vector in the window that
- * every rank of the node reads: begin; put pieces [b0, b1) of the own slice
- * of buf as they are ready (every piece of it, before end); end: the sync,
- * and the gathered vector, which holds all slices and stays unwritten until
- * the gather after next begins (gathers alternate between two vectors). */
+ * every rank of the node reads: begin; put each block (n values of element
+ * i0 on) of the own slice as it is ready (every block of it, before end);
+ * end: the sync, and the gathered vector, which holds all slices and stays
+ * unwritten until the gather after next begins (gathers alternate between
+ * two vectors). comm_node_params: the gather vector that holds the current
+ * parameters (the last gathered; before the first gather, the other one:
+ * the ranks fill their slices of it, then comm_node_sync). */
+float *comm_node_params(struct comm_node *nd);
 void comm_node_gather_begin(struct comm_node *nd);
-void comm_node_gather_put(struct comm_node *nd, const float *buf, size_t b0, size_t b1);
+void comm_node_gather_put(struct comm_node *nd, const float *block, size_t i0, size_t n);
 float *comm_node_gather_end(struct comm_node *nd);
+void comm_node_sync(struct comm_node *nd);
 /* Sum of x over the ranks of this node. */
 double comm_node_sum(struct comm_node *nd, double x);
 

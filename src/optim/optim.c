@@ -85,112 +85,110 @@ void optim_step(struct optim *o, float *params, const float *grads)
     optim_step_range(o, params, grads, 0, o->n);
 }
 
-/* One update rule each, over [lo, hi) (see optim.h for the formulas). */
-static void sgd_range(const struct optim *o, float *params, const float *grads, size_t lo, size_t hi,
-                      float lr)
+/* One update rule each, in place over n elements: p, g and the state
+ * vectors point at the block (see optim.h for the formulas). */
+static void sgd_block(const struct optim *o, float *p, const float *g_in, float *v, size_t n, float lr)
 {
     const float wd = (float)o->weight_decay, mu = (float)o->momentum;
-    float *v = o->state[0];
-    const size_t at = o->lo;
-    for (size_t i = lo; i < hi; i++) {
-        float g = grads[i] + wd * params[i];
+    for (size_t i = 0; i < n; i++) {
+        float g = g_in[i] + wd * p[i];
         if (v) {
-            v[i - at] = mu * v[i - at] + g;
-            g = o->nesterov ? g + mu * v[i - at] : v[i - at];
+            v[i] = mu * v[i] + g;
+            g = o->nesterov ? g + mu * v[i] : v[i];
         }
-        params[i] -= lr * g;
+        p[i] -= lr * g;
     }
 }
 
-static void adagrad_range(const struct optim *o, float *params, const float *grads, size_t lo, size_t hi,
-                          float lr)
+static void adagrad_block(const struct optim *o, float *p, const float *g_in, float *r, size_t n, float lr)
 {
     const float wd = (float)o->weight_decay, delta = (float)o->delta;
-    float *r = o->state[0];
-    const size_t at = o->lo;
-    for (size_t i = lo; i < hi; i++) {
-        float g = grads[i] + wd * params[i];
-        r[i - at] += g * g;
-        params[i] -= lr / (delta + sqrtf(r[i - at])) * g;
+    for (size_t i = 0; i < n; i++) {
+        float g = g_in[i] + wd * p[i];
+        r[i] += g * g;
+        p[i] -= lr / (delta + sqrtf(r[i])) * g;
     }
 }
 
-static void rmsprop_range(const struct optim *o, float *params, const float *grads, size_t lo, size_t hi,
+static void rmsprop_block(const struct optim *o, float *p, const float *g_in, float *r, float *v, size_t n,
                           float lr)
 {
     const float wd = (float)o->weight_decay, mu = (float)o->momentum, delta = (float)o->delta;
     const float rho = (float)o->rho;
-    float *r = o->state[0], *v = o->state[1];
-    const size_t at = o->lo;
-    for (size_t i = lo; i < hi; i++) {
-        float g = grads[i] + wd * params[i];
-        r[i - at] = rho * r[i - at] + (1.0f - rho) * g * g;
-        float step = lr / sqrtf(delta + r[i - at]) * g;
+    for (size_t i = 0; i < n; i++) {
+        float g = g_in[i] + wd * p[i];
+        r[i] = rho * r[i] + (1.0f - rho) * g * g;
+        float step = lr / sqrtf(delta + r[i]) * g;
         if (v) {
-            float v_new = mu * v[i - at] - step;
-            params[i] += v_new + mu * (v_new - v[i - at]);
-            v[i - at] = v_new;
+            float v_new = mu * v[i] - step;
+            p[i] += v_new + mu * (v_new - v[i]);
+            v[i] = v_new;
         } else {
-            params[i] -= step;
+            p[i] -= step;
         }
     }
 }
 
-static void adam_range(const struct optim *o, float *params, const float *grads, size_t lo, size_t hi,
+static void adam_block(const struct optim *o, float *p, const float *g_in, float *m, float *v, size_t n,
                        float lr)
 {
     const float wd = (float)o->weight_decay;
     const float b1 = (float)o->beta1, b2 = (float)o->beta2, eps = (float)o->eps;
-    float *m = o->state[0], *v = o->state[1];
     const float step = o->adam_step, rs2 = o->adam_rs2;
     const float l2 = o->kind == OPT_ADAM ? wd : 0.0f;
     const float decay = o->kind == OPT_ADAMW ? 1.0f - lr * wd : 1.0f;
-    const size_t at = o->lo;
-    for (size_t i = lo; i < hi; i++) {
-        float g = grads[i] + l2 * params[i];
-        m[i - at] = b1 * m[i - at] + (1.0f - b1) * g;
-        v[i - at] = b2 * v[i - at] + (1.0f - b2) * g * g;
-        params[i] = decay * params[i] - step * m[i - at] / (sqrtf(v[i - at]) * rs2 + eps);
+    for (size_t i = 0; i < n; i++) {
+        float g = g_in[i] + l2 * p[i];
+        m[i] = b1 * m[i] + (1.0f - b1) * g;
+        v[i] = b2 * v[i] + (1.0f - b2) * g * g;
+        p[i] = decay * p[i] - step * m[i] / (sqrtf(v[i]) * rs2 + eps);
     }
 }
 
-void optim_step_blocks(struct optim *o, float *params, const float *grads, size_t lo, size_t hi,
-                       void (*on_block)(void *ctx, size_t b0, size_t b1), void *ctx)
+void optim_prepare(struct optim *o)
 {
-    VAE_ASSERT(o->lo <= lo && lo <= hi && hi <= o->hi);
-    const float lr = (float)optim_lr(o, o->t);
-    o->t++;
+    o->step_lr = (float)optim_lr(o, o->t);
     /* Adam's lr·m̂/(√v̂ + eps) with the bias corrections as per-step constants:
      * lr/(1−β1^t) · m / (√v / √(1−β2^t) + eps), the same eps, one division
      * and one square root per element instead of three and one. */
-    o->adam_step = (float)((double)lr / (1.0 - pow(o->beta1, (double)o->t)));
-    o->adam_rs2 = (float)(1.0 / sqrt(1.0 - pow(o->beta2, (double)o->t)));
-    const size_t block = on_block ? OPTIM_BLOCK : hi - lo;
-    for (size_t b0 = lo; b0 < hi; b0 += block) {
-        size_t b1 = hi - b0 < block ? hi : b0 + block;
-        switch (o->kind) {
-        case OPT_SGD:
-            sgd_range(o, params, grads, b0, b1, lr);
-            break;
-        case OPT_ADAGRAD:
-            adagrad_range(o, params, grads, b0, b1, lr);
-            break;
-        case OPT_RMSPROP:
-            rmsprop_range(o, params, grads, b0, b1, lr);
-            break;
-        case OPT_ADAM:
-        case OPT_ADAMW:
-            adam_range(o, params, grads, b0, b1, lr);
-            break;
-        }
-        if (on_block)
-            on_block(ctx, b0, b1);
+    double t = (double)(o->t + 1);
+    o->adam_step = (float)((double)o->step_lr / (1.0 - pow(o->beta1, t)));
+    o->adam_rs2 = (float)(1.0 / sqrt(1.0 - pow(o->beta2, t)));
+}
+
+void optim_update(const struct optim *o, float *p, const float *g, size_t i0, size_t n)
+{
+    VAE_ASSERT(o->lo <= i0 && n <= o->hi - i0);
+    float *s0 = o->state[0] ? o->state[0] + (i0 - o->lo) : NULL;
+    float *s1 = o->state[1] ? o->state[1] + (i0 - o->lo) : NULL;
+    switch (o->kind) {
+    case OPT_SGD:
+        sgd_block(o, p, g, s0, n, o->step_lr);
+        break;
+    case OPT_ADAGRAD:
+        adagrad_block(o, p, g, s0, n, o->step_lr);
+        break;
+    case OPT_RMSPROP:
+        rmsprop_block(o, p, g, s0, s1, n, o->step_lr);
+        break;
+    case OPT_ADAM:
+    case OPT_ADAMW:
+        adam_block(o, p, g, s0, s1, n, o->step_lr);
+        break;
     }
+}
+
+void optim_commit(struct optim *o)
+{
+    o->t++;
 }
 
 void optim_step_range(struct optim *o, float *params, const float *grads, size_t lo, size_t hi)
 {
-    optim_step_blocks(o, params, grads, lo, hi, NULL, NULL);
+    VAE_ASSERT(o->lo <= lo && lo <= hi && hi <= o->hi);
+    optim_prepare(o);
+    optim_update(o, params + lo, grads + lo, lo, hi - lo);
+    optim_commit(o);
 }
 
 double optim_sum_squares(const float *g, size_t n)

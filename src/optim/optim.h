@@ -28,13 +28,14 @@ struct optim {
     int schedule; /* enum sched_kind */
     long warmup_steps, total_steps;
     double min_lr;
-    size_t n;                  /* parameter count */
-    size_t lo, hi;             /* the parameters whose state this holds: [0, n), or a rank's slice */
-    int64_t t;                 /* steps taken (Adam's bias-correction t) */
-    size_t n_states;           /* 0, 1 or 2 state vectors */
-    float *state[2];           /* (hi − lo) each, element i at [i − lo]: sgd/rmsprop-nesterov v;
-                                  adagrad/rmsprop r; adam m, v */
-    float adam_step, adam_rs2; /* Adam's per-step constants (set by each step) */
+    size_t n;        /* parameter count */
+    size_t lo, hi;   /* the parameters whose state this holds: [0, n), or a rank's slice */
+    int64_t t;       /* steps taken (Adam's bias-correction t) */
+    size_t n_states; /* 0, 1 or 2 state vectors */
+    float *state[2]; /* (hi − lo) each, element i at [i − lo]: sgd/rmsprop-nesterov v;
+                        adagrad/rmsprop r; adam m, v */
+    float step_lr;   /* the step's learning rate, and Adam's constants (optim_prepare) */
+    float adam_step, adam_rs2;
 };
 
 /* Allocate the state for n parameters (zeroed). total_steps feeds the cosine schedule. */
@@ -54,13 +55,17 @@ void optim_step(struct optim *o, float *params, const float *grads);
 /* The same step for elements [lo, hi) only (a rank's share of node-shared
  * parameters); every rank calls it once per step, so o->t stays agreed. */
 void optim_step_range(struct optim *o, float *params, const float *grads, size_t lo, size_t hi);
-/* optim_step_range in blocks of OPTIM_BLOCK elements, calling on_block(ctx,
- * b0, b1) after each one, while its parameters are still in L1 (a rank
- * publishes its updated slice to the others this way, without reading it
- * again). */
-enum { OPTIM_BLOCK = 2048 };
-void optim_step_blocks(struct optim *o, float *params, const float *grads, size_t lo, size_t hi,
-                       void (*on_block)(void *ctx, size_t b0, size_t b1), void *ctx);
+/*
+ * The same step in parts, for a caller that has the parameters block by
+ * block: optim_prepare sets the step's constants; optim_update steps n
+ * parameters from element i0 on, in place (p and g point at element i0;
+ * the state is this optimizer's); optim_commit counts the step. A rank that
+ * steps its slice of node-shared parameters copies each block out of the
+ * shared vector, updates it and publishes it (reduction_step).
+ */
+void optim_prepare(struct optim *o);
+void optim_update(const struct optim *o, float *p, const float *g, size_t i0, size_t n);
+void optim_commit(struct optim *o);
 
 /* Σ g² over g (n), in double: the global squared L2 norm, or a slice's share of it. */
 double optim_sum_squares(const float *g, size_t n);

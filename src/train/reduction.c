@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/mem.h"
+
 /* Fixed point: value · 2^32 in int64. A micro-batch gradient element beyond
  * ±2^20 counts as an overflow (like a non-finite one). */
 #define GRAD_FIXED_SCALE 4294967296.0
@@ -52,8 +54,11 @@ int reduction_init(struct reduction *r, const struct comm *c, const struct confi
         return make_buckets(r, m, cfg->bucket_mb);
     if (cfg->shared_memory && !cfg->overlap && comm_size(c) > 1)
         r->node = comm_node_open(c, r->n);
-    if (r->node)
+    if (r->node) {
         comm_node_range(r->node, &r->lo, &r->hi);
+        r->own = mem_calloc(r->hi - r->lo ? r->hi - r->lo : 1, sizeof *r->own);
+        return r->own ? 0 : -1;
+    }
     return 0;
 }
 
@@ -63,6 +68,7 @@ void reduction_free(struct reduction *r)
     comm_node_close(r->node);
     free(r->bucket_off);
     free(r->fixed);
+    free(r->own);
     memset(r, 0, sizeof *r);
 }
 
@@ -158,24 +164,35 @@ void reduction_write_range(const struct reduction *r, size_t *lo, size_t *hi)
         comm_node_part(r->node, lo, hi);
 }
 
-struct publish {
-    struct comm_node *node;
-    const float *params;
-};
-
-static void publish(void *ctx, size_t b0, size_t b1)
-{
-    struct publish *p = ctx;
-    comm_node_gather_put(p->node, p->params, b0, b1);
-}
-
 float *reduction_step(struct reduction *r, struct optim *o, float *params, const float *grads)
 {
     if (!r->node) {
         optim_step_range(o, params, grads, r->lo, r->hi);
         return params;
     }
+    /* The slice is stepped in the rank's own copy and each block streamed
+     * into the gather while in L1. */
     comm_node_gather_begin(r->node);
-    optim_step_blocks(o, params, grads, r->lo, r->hi, publish, &(struct publish){r->node, params});
+    optim_prepare(o);
+    for (size_t b0 = r->lo; b0 < r->hi; b0 += REDUCTION_BLOCK) {
+        size_t k = r->hi - b0 < REDUCTION_BLOCK ? r->hi - b0 : REDUCTION_BLOCK;
+        float *p = r->own + (b0 - r->lo);
+        optim_update(o, p, grads + b0, b0, k);
+        comm_node_gather_put(r->node, p, b0, k);
+    }
+    optim_commit(o);
     return comm_node_gather_end(r->node);
+}
+
+float *reduction_params(struct reduction *r)
+{
+    return r->node ? comm_node_params(r->node) : NULL;
+}
+
+void reduction_params_ready(struct reduction *r)
+{
+    if (!r->node)
+        return;
+    memcpy(r->own, comm_node_params(r->node) + r->lo, (r->hi - r->lo) * sizeof *r->own);
+    comm_node_sync(r->node);
 }

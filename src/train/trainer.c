@@ -117,7 +117,15 @@ int trainer_init(struct trainer *t, const struct config *cfg, const struct comm 
         t->m.grads = shared;
     }
     vae_init_params(&t->m, cfg->seed);
-    t->params_own = t->m.params;
+    float *node_params = reduction_params(&t->red);
+    if (node_params) { /* the node's ranks read one vector: each fills its slice */
+        memcpy(node_params + t->red.lo, t->m.params + t->red.lo,
+               (t->red.hi - t->red.lo) * sizeof *node_params);
+        free(t->m.params);
+        t->m.params = node_params;
+        t->params_shared = 1;
+    }
+    reduction_params_ready(&t->red);
     return 0;
 }
 
@@ -125,8 +133,8 @@ void trainer_free(struct trainer *t)
 {
     if (t->m.grads == reduction_grads(&t->red))
         t->m.grads = NULL; /* the window's, not the model's */
-    if (t->params_own)
-        t->m.params = t->params_own;
+    if (t->params_shared)
+        t->m.params = NULL; /* the window's */
     reduction_free(&t->red);
     free(t->x);
     free(t->eps);
@@ -141,8 +149,10 @@ void trainer_free(struct trainer *t)
 static struct ckpt_content content_of(struct trainer *t, struct ckpt_buffer buf[3])
 {
     static const char *const state_names[2] = {"/optim/state0", "/optim/state1"};
-    buf[0] = (struct ckpt_buffer){"/model/params", t->m.params, t->m.n_params, 0, 0};
-    int part = t->opt.hi - t->opt.lo < t->opt.n; /* node mode: this rank's slice of the state */
+    /* Node mode: this rank's slice of the shared parameters and of the state. */
+    int part = t->opt.hi - t->opt.lo < t->opt.n;
+    buf[0] = (struct ckpt_buffer){"/model/params", t->m.params + (part ? t->opt.lo : 0), t->m.n_params,
+                                  part ? t->opt.lo : 0, part ? t->opt.hi : 0};
     for (size_t s = 0; s < t->opt.n_states; s++)
         buf[1 + s] = (struct ckpt_buffer){state_names[s], t->opt.state[s], t->opt.n, part ? t->opt.lo : 0,
                                           part ? t->opt.hi : 0};
@@ -212,6 +222,7 @@ int trainer_resume(struct trainer *t, const char *resume, int64_t *step)
     } else if (ckpt_load(t->c, resume, &want, &ct, &got)) {
         return -1;
     }
+    reduction_params_ready(&t->red); /* every rank loaded its slice */
     int rc = check_resumed_config(t, &got);
     t->opt.t = got.optim_t;
     *step = got.step;
@@ -337,10 +348,10 @@ struct step_result trainer_step(struct trainer *t, int64_t step)
     s.finite = isfinite(s.norm);
     if (s.finite) {
         optim_clip(t->m.grads + r->lo, r->hi - r->lo, s.norm, t->cfg->clip_norm);
-        t->m.params = reduction_step(r, &t->opt, t->params_own, t->m.grads);
+        t->m.params = reduction_step(r, &t->opt, t->m.params, t->m.grads);
     }
-    if (fault_diverge(step, t->rank)) /* node mode: the node shares what it reads, the drift stays private */
-        t->params_own[0] += 1e-3f;
+    if (fault_diverge(step, t->rank) && !t->params_shared) /* a node's ranks read one copy: none drifts */
+        t->m.params[0] += 1e-3f;
     t->t_phase[PH_OPT] += timer_now() - t0;
     return s;
 }

@@ -34,9 +34,7 @@ struct trainer {
     struct shard epoch_buf;   /* this rank's samples of the current epoch, in batch order */
     long epoch_loaded;        /* epoch held in epoch_buf, or -1 */
     struct vae m;
-    float *params_own; /* the model's own parameter buffer: in node mode the optimizer
-                          steps this rank's slice there, while m.params is the node's
-                          shared copy that every step reads (reduction_step) */
+    int params_shared; /* node mode: m.params is the node's window vector (reduction_step) */
     struct optim opt;
     struct reduction red;
     float *x;                 /* (B/P, D) the batch */
