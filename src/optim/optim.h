@@ -60,8 +60,8 @@ void optim_step_range(struct optim *o, float *params, const float *grads, size_t
  * block: optim_prepare sets the step's constants; optim_update steps n
  * parameters from element i0 on, in place (p and g point at element i0;
  * the state is this optimizer's); optim_commit counts the step. A rank that
- * steps its slice of node-shared parameters copies each block out of the
- * shared vector, updates it and publishes it (reduction_step).
+ * steps its slice of node-shared parameters publishes each block as soon as
+ * it is updated, while it is in L1 (reduction_step).
  */
 void optim_prepare(struct optim *o);
 void optim_update(const struct optim *o, float *p, const float *g, size_t i0, size_t n);

@@ -88,13 +88,13 @@ void reduction_write_range(const struct reduction *r, size_t *lo, size_t *hi);
 
 /*
  * The optimizer step of this rank's slice of params from the reduced grads;
- * returns the parameters the next step reads. Node mode (collective): params
- * is the node's current vector (reduction_params), not written: the rank
- * steps its own copy of its slice (reduction.own: in the cache, where the
- * window's copy was streamed out to memory) and streams each block into the
- * window's other gather vector, complete after one node barrier and
- * returned. The node's ranks read one copy, and each rank keeps 1/L of it.
- * Else the whole of params is updated in place and returned.
+ * returns the parameters the next step reads. Node mode (collective; params,
+ * the node's current vector, is not used): the rank steps its own copy of
+ * its slice (reduction.own: in the cache, where the window's copy was
+ * streamed out to memory) and streams each block into the window's other
+ * gather vector, complete after one node barrier and returned. The node's
+ * ranks read one copy, and each rank keeps 1/L of it. Else the whole of
+ * params is updated in place and returned.
  */
 enum { REDUCTION_BLOCK = 2048 };
 float *reduction_step(struct reduction *r, struct optim *o, float *params, const float *grads);
