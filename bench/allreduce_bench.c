@@ -38,7 +38,7 @@ static volatile double sink; /* keeps the read of the gathered vector */
 /* The node exchange for n floats; 0, or 1 when the ranks share no window. */
 static int node_exchange(struct comm *c, int reps, size_t n, double *t)
 {
-    struct comm_node *nd = comm_node_open(c, n);
+    struct comm_node *nd = comm_node_open(c, n, 0, 0);
     float *params = calloc(n, sizeof *params);
     if (!nd || !params) {
         if (comm_rank(c) == 0)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Training throughput of vae_dist's modes on this machine, in one invocation:
 # 1 rank, 2 ranks with the shared-memory reduction and sliced optimizer (the
-# default), 2 ranks with one blocking allreduce, 2 ranks with the overlapped
+# default: sliced parameter gradients too; np2_summed: whole gradients summed
+# over the node, comm.sliced_gradients = false), 2 ranks with one blocking allreduce, 2 ranks with the overlapped
 # (bucketed) allreduce, the reproducible (int64) mode on 1 and 2 ranks, and
 # 1 rank with 2 OpenBLAS threads. Each configuration runs REPS times,
 # interleaved (so machine noise hits all alike), measured as bench/compare.sh
@@ -26,7 +27,8 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 OUT=$(mktemp -d /tmp/vae_bench_XXXXXX)
 trap 'rm -rf "$OUT"' EXIT
 # name:ranks:OpenBLAS threads per rank:extra flags
-configs=("np1:1:1:" "np2_shared:2:1:" "np2_allreduce:2:1:--set comm.shared_memory=false"
+configs=("np1:1:1:" "np2_shared:2:1:" "np2_summed:2:1:--set comm.sliced_gradients=false"
+         "np2_allreduce:2:1:--set comm.shared_memory=false"
          "np2_overlap:2:1:--set comm.overlap=true"
          "np1_repro:1:1:--set train.reproducible=true" "np2_repro:2:1:--set train.reproducible=true"
          "np1_2threads:1:2:")

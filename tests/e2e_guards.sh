@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The run's guards, through the fault hooks:
 #   - a non-finite gradient on one rank is seen on the reduced gradient, the
-#     step is skipped on every rank together, and training goes on;
+#     step is skipped on every rank together, and training goes on (both node
+#     reductions);
 #   - train.max_skipped consecutive non-finite steps stop the job (exit 1)
 #     with a message, in float and in reproducible mode;
 #   - a replica that drifts is caught by the replica check, which names it.
@@ -10,10 +11,14 @@
 T=(--resume none --set data.path="$WORK/d.h5" --set run.dir="$WORK/run" --set model.hidden=8
    --set model.latent=2 --set train.batch_size=32 --set train.max_steps=40 --set train.micro_batch=4)
 
-out=$(VAE_TEST_NAN_STEPS=5:6 timeout -k 5 120 mpirun -x VAE_TEST_NAN_STEPS -np 2 "$VAE" train "${T[@]}" 2>&1); rc=$?
-check "one NaN step on rank 1: the run finishes (exit $rc)" test "$rc" -eq 0
-check "one NaN step: skipped on every rank and reported" \
-    bash -c "echo \"\$1\" | grep -q 'step 6: non-finite gradient (norm nan); step skipped on every rank (1 in a row)'" _ "$out"
+# Both node reductions: sliced parameter gradients (the default) and summed whole gradients.
+for sliced in true false; do
+    out=$(VAE_TEST_NAN_STEPS=5:6 timeout -k 5 120 mpirun -x VAE_TEST_NAN_STEPS -np 2 "$VAE" train "${T[@]}" \
+        --set comm.sliced_gradients=$sliced 2>&1); rc=$?
+    check "one NaN step on rank 1, sliced_gradients=$sliced: the run finishes (exit $rc)" test "$rc" -eq 0
+    check "one NaN step, sliced_gradients=$sliced: skipped on every rank and reported" \
+        bash -c "echo \"\$1\" | grep -q 'step 6: non-finite gradient (norm nan); step skipped on every rank (1 in a row)'" _ "$out"
+done
 for mode in false true; do
     expect_error "NaN from step 5 on, reproducible=$mode: stops after max_skipped = 3" \
         "3 consecutive steps had non-finite gradients; stopping" \

@@ -554,6 +554,89 @@ static void test_forward_backward_fused_equals_separate(void **state)
     }
 }
 
+static void test_linear_grad_range_matches_ref(void **state)
+{
+    (void)state;
+    /* Every range [lo, hi) of the (w, b) block: its elements as the reference
+     * computes them, and nothing outside it written. */
+    enum { B = 5, I = 7, O = 4, N = O * I + O };
+    float x[B * I], w[O * I], c[B * O], dx_r[B * I], ref[N] = {0}, got[N];
+    fill(x, B * I, -1, 1, 60);
+    fill(w, O * I, -1, 1, 61);
+    fill(c, B * O, -1, 1, 62);
+    linear_backward_ref(dx_r, ref, ref + O * I, c, x, w, B, I, O);
+    double worst = 0;
+    for (size_t lo = 0; lo <= N; lo++)
+        for (size_t hi = lo; hi <= N; hi++) {
+            for (size_t i = 0; i < N; i++)
+                got[i] = 99.0f;
+            linear_grad_range(got, c, x, B, I, O, lo, hi);
+            for (size_t i = 0; i < N; i++) {
+                if (i < lo || i >= hi)
+                    assert_true(got[i] == 99.0f);
+                else
+                    worst = nan_max(worst, fabs((double)got[i] - ref[i]));
+            }
+        }
+    printf("linear_grad_range vs reference, all %d ranges: max |diff| %.2e\n", (N + 1) * (N + 2) / 2, worst);
+    assert_true(worst < 1e-5);
+}
+
+static void test_stash_grads_match_full_backward(void **state)
+{
+    (void)state;
+    /* Deferred parameter gradients: R "ranks" each stash a block of the
+     * batch, then ranges tiling the parameters are computed from all blocks.
+     * They match one backward over the whole batch, for every likelihood
+     * (the learned log σ²'s gradient summed from the ranks' parts). */
+    enum { R = 3, ROWS = 2, B = R * ROWS, D = 12, Z = 3 };
+    for (int lik = LIK_BERNOULLI; lik <= LIK_GAUSSIAN_LEARNED; lik++) {
+        struct config cfg;
+        config_defaults(&cfg);
+        cfg.hidden.v[0] = 7;
+        cfg.latent = Z;
+        cfg.likelihood = lik;
+        struct vae m;
+        assert_int_equal(vae_init(&m, &cfg, D, NULL, B), 0);
+        vae_init_params(&m, 9);
+        float x[B * D], eps[B * Z];
+        fill(x, B * D, 0, 1, 70);
+        rng_normal(eps, B * Z, 5, RNG_TEST, 71, 0);
+        memset(m.grads, 0, m.n_params * sizeof *m.grads);
+        struct vae_loss whole = vae_forward_backward(&m, x, eps, B, 0.7f, 0.2f, NULL, NULL);
+        float *ref = malloc(m.n_params * sizeof *ref);
+        memcpy(ref, m.grads, m.n_params * sizeof *ref);
+        size_t n_stash = vae_stash_floats(&m, ROWS, R);
+        float *stash = malloc(n_stash * sizeof *stash);
+        assert_true(n_stash > 0 && stash);
+        for (size_t i = 0; i < m.n_params; i++)
+            m.grads[i] = 99.0f;
+        double rec = 0;
+        for (int q = 0; q < R; q++) {
+            vae_stash(&m, stash, ROWS, (size_t)q, R);
+            rec +=
+                vae_forward_backward(&m, x + q * ROWS * D, eps + q * ROWS * Z, ROWS, 0.7f, 0.2f, NULL, NULL)
+                    .rec;
+        }
+        for (size_t i = 0; i < m.n_params; i++) /* backward wrote no gradient */
+            assert_true(m.grads[i] == 99.0f);
+        size_t n = m.n_params, cuts[] = {0, 5, n / 3, n / 3 + 1, n - D - 2, n};
+        for (size_t k = 0; k + 1 < sizeof cuts / sizeof *cuts; k++)
+            vae_grads_range(&m, cuts[k], cuts[k + 1]);
+        double worst = 0;
+        for (size_t i = 0; i < n; i++)
+            worst = nan_max(worst, fabs((double)m.grads[i] - ref[i]) / (1e-3 + fabs(ref[i])));
+        printf("likelihood %d: stashed and ranged gradients vs one backward: max rel diff %.2e\n", lik,
+               worst);
+        assert_true(worst < 1e-5);
+        assert_true(fabs(rec - whole.rec) <= 1e-6 * fabs(whole.rec));
+        vae_stash(&m, NULL, 0, 0, 0);
+        free(ref);
+        free(stash);
+        vae_free(&m);
+    }
+}
+
 static void test_vmath_matches_libm(void **state)
 {
     (void)state;
@@ -599,6 +682,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_conv_model_shapes),
         cmocka_unit_test(test_backward_accumulates),
         cmocka_unit_test(test_forward_backward_fused_equals_separate),
+        cmocka_unit_test(test_linear_grad_range_matches_ref),
+        cmocka_unit_test(test_stash_grads_match_full_backward),
         cmocka_unit_test(test_vmath_matches_libm),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

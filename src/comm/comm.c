@@ -14,12 +14,10 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#if defined(__AVX__)
-#include <immintrin.h>
-#endif
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/mem.h"
 #include "core/timer.h"
 
 struct comm {
@@ -417,58 +415,12 @@ struct comm_node {
     MPI_Win win;
     int local, n_local, n_nodes;
     size_t stride;    /* the vectors' padded length in the window */
-    float *base;      /* one vector per local rank (gradients), then two for gathers */
+    int n_grads;      /* gradient vectors: one per local rank, or one that all share */
+    float *base;      /* the gradient vectors, then two for gathers, then the extra area */
     unsigned gathers; /* gathers so far: they alternate between the two vectors */
     float *gather;    /* the current gather's vector */
     size_t *lo;       /* n_local + 1 slice bounds: local rank q owns [lo[q], lo[q + 1]) */
 };
-
-/* The vector part of stream_copy: copies a prefix of src with streaming
- * stores and returns its length. One definition per instruction set. */
-#if defined(__AVX512F__)
-static size_t stream_vectors(float *dst, const float *src, size_t n)
-{
-    size_t i = 0;
-    for (; i < n && ((uintptr_t)(dst + i) & 63); i++)
-        dst[i] = src[i];
-    for (; i + 16 <= n; i += 16)
-        _mm512_stream_ps(dst + i, _mm512_loadu_ps(src + i));
-    _mm_sfence();
-    return i;
-}
-#elif defined(__AVX__)
-static size_t stream_vectors(float *dst, const float *src, size_t n)
-{
-    size_t i = 0;
-    for (; i < n && ((uintptr_t)(dst + i) & 31); i++)
-        dst[i] = src[i];
-    for (; i + 8 <= n; i += 8)
-        _mm256_stream_ps(dst + i, _mm256_loadu_ps(src + i));
-    _mm_sfence();
-    return i;
-}
-#else
-static size_t stream_vectors(float *dst, const float *src, size_t n)
-{
-    (void)dst;
-    (void)src;
-    (void)n;
-    return 0;
-}
-#endif
-
-/*
- * Copy n floats into shared memory with non-temporal stores. A plain store
- * to a line that another core has read must first take the line back from
- * that core's cache, one line at a time: measured here 0.04 to 0.7 ms for
- * 1.3 MB depending on where the host places the two cores, against 0.05 to
- * 0.13 ms for streaming stores, which invalidate without reading.
- */
-static void stream_copy(float *dst, const float *src, size_t n)
-{
-    size_t i = stream_vectors(dst, src, n);
-    memcpy(dst + i, src + i, (n - i) * sizeof *dst);
-}
 
 static void node_sync(struct comm_node *nd)
 {
@@ -491,7 +443,7 @@ static void node_free(struct comm_node *nd)
     free(nd);
 }
 
-struct comm_node *comm_node_open(const struct comm *c, size_t n)
+struct comm_node *comm_node_open(const struct comm *c, size_t n, size_t n_extra, int one_grads)
 {
     struct comm_node *nd = calloc(1, sizeof *nd);
     VAE_ASSERT(nd);
@@ -516,7 +468,9 @@ struct comm_node *comm_node_open(const struct comm *c, size_t n)
     VAE_ASSERT(nd->lo);
     for (int q = 0; q <= nd->n_local; q++) /* slices of whole 64-byte lines */
         nd->lo[q] = q == nd->n_local ? n : nd->stride / 16 * (size_t)q / (size_t)nd->n_local * 16;
-    size_t total = ((size_t)nd->n_local + 2) * nd->stride * sizeof(float) + 64;
+    nd->n_grads = one_grads ? 1 : nd->n_local;
+    size_t total =
+        (((size_t)nd->n_grads + 2) * nd->stride + (size_t)nd->n_local * n_extra) * sizeof(float) + 64;
     MPI_Aint size = nd->local == 0 ? (MPI_Aint)total : 0;
     int disp;
     float *mine = NULL;
@@ -543,7 +497,7 @@ void comm_node_close(struct comm_node *nd)
         node_free(nd);
 }
 
-/* Vector k of the window (k < n_local: rank k's gradients; then the gather vectors), 64-byte aligned. */
+/* Vector k of the window (k < n_grads: rank k's gradients; then the gather vectors), 64-byte aligned. */
 static float *node_vec(const struct comm_node *nd, int k)
 {
     float *aligned = (float *)(((uintptr_t)nd->base + 63) & ~(uintptr_t)63);
@@ -567,13 +521,14 @@ void comm_node_part(const struct comm_node *nd, size_t *lo, size_t *hi)
 
 float *comm_node_grads(struct comm_node *nd)
 {
-    return node_vec(nd, nd->local);
+    return node_vec(nd, nd->n_grads == 1 ? 0 : nd->local);
 }
 
 void comm_node_reduce(struct comm_node *nd, void (*on_block)(void *, const float *, size_t), void *ctx)
 {
     const int me = nd->local;
     float *grads = node_vec(nd, me);
+    VAE_ASSERT(nd->n_grads == nd->n_local);
     node_sync(nd);
     /* Blocks of the own slice, summed in rank order (0 + 1 + ...) whichever
      * rank adds: the same bits on every node and as one MPI_Allreduce of 2.
@@ -602,11 +557,31 @@ void comm_node_reduce(struct comm_node *nd, void (*on_block)(void *, const float
     }
 }
 
+void comm_node_cross_sum(struct comm_node *nd)
+{
+    if (nd->n_nodes == 1)
+        return;
+    size_t lo = nd->lo[nd->local], hi = nd->lo[nd->local + 1];
+    allreduce(&(struct comm){nd->cross, 0, nd->n_nodes}, comm_node_grads(nd) + lo, hi - lo, sizeof(float),
+              MPI_FLOAT, MPI_SUM);
+}
+
+float *comm_node_extra(struct comm_node *nd)
+{
+    return node_vec(nd, nd->n_grads + 2);
+}
+
+void comm_node_rank(const struct comm_node *nd, int *local, int *n_local)
+{
+    *local = nd->local;
+    *n_local = nd->n_local;
+}
+
 /* The gather vector that the current parameters are in: the last one
  * gathered; before the first gather, the one the first gather does not write. */
 static float *node_current(const struct comm_node *nd)
 {
-    return node_vec(nd, nd->n_local + (int)((nd->gathers + 1) & 1));
+    return node_vec(nd, nd->n_grads + (int)((nd->gathers + 1) & 1));
 }
 
 float *comm_node_params(struct comm_node *nd)
@@ -620,12 +595,12 @@ void comm_node_gather_begin(struct comm_node *nd)
      * read by the step between (the parameters of its forward and backward);
      * a rank gets here only after that step's reduction barrier, when every
      * rank is done reading it. */
-    nd->gather = node_vec(nd, nd->n_local + (int)(nd->gathers++ & 1));
+    nd->gather = node_vec(nd, nd->n_grads + (int)(nd->gathers++ & 1));
 }
 
 void comm_node_gather_put(struct comm_node *nd, const float *block, size_t i0, size_t n)
 {
-    stream_copy(nd->gather + i0, block, n);
+    mem_stream_copy(nd->gather + i0, block, n);
 }
 
 float *comm_node_gather_end(struct comm_node *nd)

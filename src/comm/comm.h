@@ -119,7 +119,7 @@ void comm_reducer_free(struct comm_reducer *r);
  * range is local.
  */
 struct comm_node;
-struct comm_node *comm_node_open(const struct comm *c, size_t n);
+struct comm_node *comm_node_open(const struct comm *c, size_t n, size_t n_extra, int one_grads);
 void comm_node_close(struct comm_node *nd);
 void comm_node_range(const struct comm_node *nd, size_t *lo, size_t *hi);
 /* This rank's part of its slice: the slice split over the nodes, whose
@@ -140,6 +140,20 @@ void comm_node_gather_begin(struct comm_node *nd);
 void comm_node_gather_put(struct comm_node *nd, const float *block, size_t i0, size_t n);
 float *comm_node_gather_end(struct comm_node *nd);
 void comm_node_sync(struct comm_node *nd);
+/*
+ * For a reduction whose ranks compute their slices themselves (the sliced
+ * parameter gradients of train/reduction.h), open with one_grads: the node's
+ * ranks then share one gradient vector, each rank writing its own slice of
+ * it, instead of one whole vector each (comm_node_reduce is not for them).
+ * comm_node_extra: an area of n_extra floats per rank of the node in the
+ * window, which every rank of the node reads and writes (64-byte aligned);
+ * comm_node_rank: this rank's place in the node and the node's rank count;
+ * comm_node_cross_sum: allreduce the own slice of the gradient vector over
+ * the nodes (collective over the ranks of the same local rank).
+ */
+float *comm_node_extra(struct comm_node *nd);
+void comm_node_rank(const struct comm_node *nd, int *local, int *n_local);
+void comm_node_cross_sum(struct comm_node *nd);
 /* Sum of x over the ranks of this node. */
 double comm_node_sum(struct comm_node *nd, double x);
 

@@ -108,6 +108,10 @@ static const struct key keys[] = {
      "within a node, reduce gradients through an MPI-3 shared-memory window and let each rank run the "
      "optimizer on its slice of the parameters (float mode without overlap); false: one MPI_Allreduce "
      "and the whole optimizer step on every rank"},
+    {"comm", "sliced_gradients", K_BOOL, F(sliced_gradients), 0, 0, NONE, "true",
+     "with comm.shared_memory, each rank computes only its slice's parameter gradients, from the layer "
+     "inputs and output gradients of every rank of the node (fully connected models); false: each rank "
+     "computes all of them and the node sums them"},
     {"comm", "timeout_s", K_FLOAT, F(timeout_s), 0, 1e7, NONE, "600",
      "end the job when a rank waits longer than this (seconds) in one collective or collective "
      "checkpoint I/O: a dead node or a cut link (0: off)"},

@@ -71,6 +71,7 @@ struct config {
     double bucket_mb;
     int overlap;
     int shared_memory;
+    int sliced_gradients;
     double timeout_s; /* collective watchdog; 0: off */
     /* [run] */
     char run_dir[CONFIG_STR_MAX];

@@ -17,4 +17,14 @@ void *mem_alloc(size_t bytes);
 /* n · size bytes, zeroed; NULL on overflow or out of memory. */
 void *mem_calloc(size_t n, size_t size);
 
+/*
+ * Copy n floats into memory that another core reads, with non-temporal
+ * stores. A plain store to a line that another core has read must first take
+ * the line back from that core's cache, one line at a time: measured here
+ * 0.04 to 0.7 ms for 1.3 MB depending on where the host places the two cores,
+ * against 0.05 to 0.13 ms for streaming stores, which invalidate without
+ * reading.
+ */
+void mem_stream_copy(float *dst, const float *src, size_t n);
+
 #endif

@@ -24,10 +24,43 @@ void linear_backward(float *dx, float *dw, float *db, const float *dy, const flo
     for (size_t r = 0; r < n_b; r++)
         for (size_t o = 0; o < n_out; o++)
             db[o] += dy[r * n_out + o];
+    linear_backward_input(dx, dy, w, n_b, n_in, n_out);
+}
+
+void linear_backward_input(float *dx, const float *dy, const float *w, size_t n_b, size_t n_in, size_t n_out)
+{
     /* dx (B, I) = dy (B, O) · w (O, I) */
     if (dx)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n_b, (int)n_in, (int)n_out, 1.0f, dy,
                     (int)n_out, w, (int)n_in, 0.0f, dx, (int)n_in);
+}
+
+void linear_grad_range(float *dwb, const float *dy, const float *x, size_t n_b, size_t n_in, size_t n_out,
+                       size_t lo, size_t hi)
+{
+    size_t n_w = n_out * n_in, a = lo, e = hi < n_w ? hi : n_w;
+    while (a < e) {
+        size_t o = a / n_in, i0 = a % n_in;
+        if (i0 == 0 && e - a >= n_in) { /* whole rows: dw[rows] = dy[:, rows]ᵀ · x */
+            size_t rows = (e - a) / n_in;
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)rows, (int)n_in, (int)n_b, 1.0f, dy + o,
+                        (int)n_out, x, (int)n_in, 0.0f, dwb + a, (int)n_in);
+            a += rows * n_in;
+        } else { /* part of row o: dw[o, i0:i1] = x[:, i0:i1]ᵀ · dy[:, o] */
+            size_t i1 = n_in - i0 < e - a ? n_in : i0 + (e - a);
+            cblas_sgemv(CblasRowMajor, CblasTrans, (int)n_b, (int)(i1 - i0), 1.0f, x + i0, (int)n_in, dy + o,
+                        (int)n_out, 0.0f, dwb + a, 1);
+            a += i1 - i0;
+        }
+    }
+    if (hi <= n_w)
+        return;
+    size_t o0 = (lo > n_w ? lo : n_w) - n_w, o1 = (hi < n_w + n_out ? hi : n_w + n_out) - n_w;
+    float *db = dwb + n_w;
+    memset(db + o0, 0, (o1 - o0) * sizeof *db);
+    for (size_t r = 0; r < n_b; r++)
+        for (size_t o = o0; o < o1; o++)
+            db[o] += dy[r * n_out + o];
 }
 
 void linear_forward_ref(float *y, const float *x, const float *w, const float *b, size_t n_b, size_t n_in,

@@ -17,6 +17,17 @@ void linear_forward(float *y, const float *x, const float *w, const float *b, si
 void linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
                      size_t n_b, size_t n_in, size_t n_out);
 
+/* The input gradient alone: dx = dy · w (nothing when dx is NULL). */
+void linear_backward_input(float *dx, const float *dy, const float *w, size_t n_b, size_t n_in, size_t n_out);
+/*
+ * The parameter gradients alone, and only part of them: dwb is the layer's
+ * gradient block, w (O, I) then b (O), and the elements at offsets [lo, hi)
+ * of it are *overwritten* with those of dy (B, O) and x (B, I) — whole rows
+ * of w in one sgemm, a row's part by sgemv, b by a sum over the batch.
+ */
+void linear_grad_range(float *dwb, const float *dy, const float *x, size_t n_b, size_t n_in, size_t n_out,
+                       size_t lo, size_t hi);
+
 void linear_forward_ref(float *y, const float *x, const float *w, const float *b, size_t n_b, size_t n_in,
                         size_t n_out);
 void linear_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,

@@ -343,6 +343,69 @@ struct vae_loss vae_forward(struct vae *m, const float *x, const float *eps, siz
     return sum;
 }
 
+/* Layer l's block of the stash: n_ranks row blocks of its input, then of its
+ * output gradient; l = n_layers: the ranks' parts of the learned log σ²'s
+ * gradient (n_ranks rows of D), when it is learned. */
+static float *stash_block(const struct vae *m, size_t l)
+{
+    float *p = m->stash;
+    for (size_t k = 0; k < l; k++)
+        p += m->stash_ranks * m->stash_rows * (m->layer[k].n_in + m->layer[k].n_out);
+    return p;
+}
+
+static void stash_layer(struct vae *m, size_t l, const float *in, const float *d, size_t n_b)
+{
+    VAE_ASSERT(n_b == m->stash_rows);
+    const struct vae_layer *ly = &m->layer[l];
+    float *x = stash_block(m, l), *dy = x + m->stash_ranks * n_b * ly->n_in;
+    mem_stream_copy(x + m->stash_rank * n_b * ly->n_in, in, n_b * ly->n_in);
+    mem_stream_copy(dy + m->stash_rank * n_b * ly->n_out, d, n_b * ly->n_out);
+}
+
+size_t vae_stash_floats(const struct vae *m, size_t n_rows, size_t n_ranks)
+{
+    size_t n = 0;
+    for (size_t l = 0; l < m->n_layers; l++) {
+        if (m->layer[l].kind != LAYER_LINEAR)
+            return 0;
+        n += n_ranks * n_rows * (m->layer[l].n_in + m->layer[l].n_out);
+    }
+    return n + (m->obs_logvar_off != SIZE_MAX ? n_ranks * m->n_in : 0);
+}
+
+void vae_stash(struct vae *m, float *stash, size_t n_rows, size_t rank, size_t n_ranks)
+{
+    m->stash = stash;
+    m->stash_rows = n_rows;
+    m->stash_rank = rank;
+    m->stash_ranks = n_ranks;
+}
+
+void vae_grads_range(struct vae *m, size_t lo, size_t hi)
+{
+    size_t n_b = m->stash_ranks * m->stash_rows;
+    for (size_t l = 0; l < m->n_layers; l++) {
+        const struct vae_layer *ly = &m->layer[l];
+        size_t end = ly->b_off + ly->b_len;
+        if (hi <= ly->w_off || lo >= end)
+            continue;
+        const float *x = stash_block(m, l), *dy = x + n_b * ly->n_in;
+        size_t a = lo > ly->w_off ? lo - ly->w_off : 0, b = (hi < end ? hi : end) - ly->w_off;
+        linear_grad_range(m->grads + ly->w_off, dy, x, n_b, ly->n_in, ly->n_out, a, b);
+    }
+    size_t obs = m->obs_logvar_off;
+    if (obs == SIZE_MAX)
+        return;
+    const float *part = stash_block(m, m->n_layers);
+    for (size_t i = lo > obs ? lo : obs; i < hi && i < obs + m->n_in; i++) {
+        float g = part[i - obs];
+        for (size_t q = 1; q < m->stash_ranks; q++) /* rank order */
+            g += part[q * m->n_in + i - obs];
+        m->grads[i] = g;
+    }
+}
+
 /* The reconstruction term's sum over the batch, and its gradient (times
  * scale) into m->d_a and the learned log σ² gradients. */
 static double rec_and_grad(struct vae *m, const float *x, size_t n_b, float scale)
@@ -350,6 +413,10 @@ static double rec_and_grad(struct vae *m, const float *x, size_t n_b, float scal
     size_t n_d = m->n_in;
     const float *out = m->out[m->n_layers - 1];
     float *dlv = m->obs_logvar_off == SIZE_MAX ? NULL : m->grads + m->obs_logvar_off;
+    if (dlv && m->stash) { /* this rank's part of the sum, in its row of the stash */
+        dlv = stash_block(m, m->n_layers) + m->stash_rank * n_d;
+        memset(dlv, 0, n_d * sizeof *dlv);
+    }
     double s = 0;
     for (size_t r = 0; r < n_b; r++)
         s += rec_term(m, out + r * n_d, x + r * n_d, m->d_a + r * n_d, dlv, scale);
@@ -367,7 +434,12 @@ static float *back_layers(struct vae *m, size_t first, size_t last, const float 
         if (ly->has_act)
             act_backward(d, m->out[l], n_b * ly->n_out, (enum act_kind)m->activation);
         float *dx = l == 0 ? NULL : spare;
-        layer_backward(m, ly, dx, d, in, n_b);
+        if (m->stash) {
+            stash_layer(m, l, in, d, n_b);
+            linear_backward_input(dx, d, m->params + ly->w_off, n_b, ly->n_in, ly->n_out);
+        } else {
+            layer_backward(m, ly, dx, d, in, n_b);
+        }
         if (on_ready)
             on_ready(ctx, ly->w_off);
         spare = d;

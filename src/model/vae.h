@@ -70,6 +70,11 @@ struct vae {
     float *z;                   /* (B, Z) */
     float *d_a, *d_b;           /* (B, max width) scratch gradients */
     float *conv_tmp;            /* convolutions' shared scratch (conv.h), or NULL */
+
+    /* Deferred parameter gradients (vae_stash), or NULL: not the model's memory. */
+    float *stash;
+    size_t stash_rows;
+    size_t stash_rank, stash_ranks;
 };
 
 /* Per-batch sums of the loss terms (over samples). */
@@ -126,6 +131,23 @@ struct vae_loss vae_forward_backward(struct vae *m, const float *x, const float 
  */
 void vae_log_weights(struct vae *m, double *logw, const float *x, const float *mu, const float *logvar,
                      const float *eps, size_t n_k);
+
+/*
+ * Deferred parameter gradients, for ranks that share memory and split the
+ * parameters (the sliced reduction of train/reduction.h). With a stash set,
+ * vae_backward computes only the gradients w.r.t. layer inputs and writes
+ * nothing into m->grads; it leaves each layer's input and output gradient
+ * in the stash, as row block `rank` of n_ranks blocks of n_rows samples
+ * (n_b must be n_rows), and the rank's part of the learned log σ²'s
+ * gradient. Once every rank's blocks are in, vae_grads_range computes the
+ * parameter gradients at flat offsets [lo, hi) over all n_ranks · n_rows
+ * samples, overwriting m->grads there (nothing else). vae_stash_floats: the
+ * stash's size in floats, or 0 when the model cannot defer (convolutions).
+ * vae_stash(m, NULL, ...) turns it off.
+ */
+size_t vae_stash_floats(const struct vae *m, size_t n_rows, size_t n_ranks);
+void vae_stash(struct vae *m, float *stash, size_t n_rows, size_t rank, size_t n_ranks);
+void vae_grads_range(struct vae *m, size_t lo, size_t hi);
 
 /* Decoder only: out (B, D) = decoder mean (probabilities or Gaussian means) of z (B, Z). */
 void vae_decode(struct vae *m, float *out, const float *z, size_t n_b);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/mem.h"
+#include "core/timer.h"
 
 /* Fixed point: value · 2^32 in int64. A micro-batch gradient element beyond
  * ±2^20 counts as an overflow (like a non-finite one). */
@@ -40,10 +41,11 @@ static int make_buckets(struct reduction *r, const struct vae *m, double bucket_
     return 0;
 }
 
-int reduction_init(struct reduction *r, const struct comm *c, const struct config *cfg, const struct vae *m)
+int reduction_init(struct reduction *r, const struct comm *c, const struct config *cfg, struct vae *m)
 {
     memset(r, 0, sizeof *r);
     r->c = c;
+    r->m = m;
     r->n = m->n_params;
     r->hi = m->n_params;
     if (cfg->reproducible) {
@@ -52,10 +54,18 @@ int reduction_init(struct reduction *r, const struct comm *c, const struct confi
     }
     if (cfg->overlap && comm_size(c) > 1)
         return make_buckets(r, m, cfg->bucket_mb);
+    size_t rows = (size_t)cfg->batch_size / (size_t)comm_size(c);
+    size_t stash = cfg->sliced_gradients ? vae_stash_floats(m, rows, 1) : 0;
     if (cfg->shared_memory && !cfg->overlap && comm_size(c) > 1)
-        r->node = comm_node_open(c, r->n);
+        r->node = comm_node_open(c, r->n, stash, stash > 0);
     if (r->node) {
         comm_node_range(r->node, &r->lo, &r->hi);
+        if (stash) {
+            int q, n_q;
+            comm_node_rank(r->node, &q, &n_q);
+            vae_stash(m, comm_node_extra(r->node), rows, (size_t)q, (size_t)n_q);
+            r->sliced = 1;
+        }
         r->own = mem_calloc(r->hi - r->lo ? r->hi - r->lo : 1, sizeof *r->own);
         return r->own ? 0 : -1;
     }
@@ -74,15 +84,22 @@ void reduction_free(struct reduction *r)
 
 const char *reduction_mode(const struct reduction *r)
 {
-    return r->fixed  ? "reproducible (int64 allreduce)"
-           : r->red  ? "float, overlapped allreduce"
-           : r->node ? "float, shared-memory reduction, sliced optimizer"
-                     : "float, allreduce";
+    return r->fixed    ? "reproducible (int64 allreduce)"
+           : r->red    ? "float, overlapped allreduce"
+           : r->sliced ? "float, shared-memory reduction of sliced parameter gradients, sliced optimizer"
+           : r->node   ? "float, shared-memory reduction, sliced optimizer"
+                       : "float, allreduce";
 }
 
-void reduction_begin(struct reduction *r)
+void reduction_begin(struct reduction *r, float *grads, int poison)
 {
     r->next_bucket = r->n_buckets;
+    r->poison = poison;
+    if (r->sliced) /* backward writes no gradient: the slice's are computed whole */
+        return;
+    memset(grads, 0, r->n * sizeof *grads);
+    if (poison)
+        grads[0] = NAN; /* backward adds to it; the reduction carries it to every rank */
 }
 
 int reduction_overlaps(const struct reduction *r)
@@ -108,12 +125,21 @@ static void add_squares(void *ctx, const float *g, size_t n)
 void reduction_finish(struct reduction *r, float *grads)
 {
     r->ss = 0;
-    if (r->red)
+    r->t_grads = 0;
+    if (r->red) {
         comm_reducer_wait(r->red);
-    else if (r->node)
+    } else if (r->sliced) {
+        comm_node_sync(r->node); /* every rank's stash is in */
+        double t0 = timer_now();
+        vae_grads_range(r->m, r->lo, r->hi);
+        r->t_grads = timer_now() - t0;
+        comm_node_cross_sum(r->node);
+        r->ss = r->poison ? NAN : optim_sum_squares(grads + r->lo, r->hi - r->lo);
+    } else if (r->node) {
         comm_node_reduce(r->node, add_squares, &r->ss); /* grads is this rank's window vector */
-    else
+    } else {
         comm_allreduce_sum_f32(r->c, grads, r->n);
+    }
 }
 
 void reduction_fixed_clear(struct reduction *r)

@@ -5,7 +5,15 @@
  *   node      ranks of a node sum through MPI-3 shared memory, each rank then
  *             owns the slice [lo, hi) of the parameters that it updates
  *             (comm_node_*); the default where it applies (float mode,
- *             no overlap, equal nodes of more than one rank);
+ *             no overlap, equal nodes of more than one rank). With
+ *             comm.sliced_gradients on a fully connected model (sliced),
+ *             backward leaves each layer's input and output gradient in the
+ *             window (vae_stash) instead of computing the parameter
+ *             gradients, and after one node barrier each rank computes those
+ *             of its slice alone, over all the node's samples
+ *             (vae_grads_range) into the one gradient vector the node's
+ *             ranks share: no whole gradient per rank, and nothing to sum
+ *             but, across nodes, the slice;
  *   overlap   buckets cut at layer boundaries start their allreduce while
  *             backward still runs (comm_reducer_*);
  *   blocking  one MPI_Allreduce of the whole gradient;
@@ -27,6 +35,7 @@
 
 struct reduction {
     const struct comm *c;
+    struct vae *m;
     size_t n;                      /* gradient elements */
     size_t lo, hi;                 /* the slice of the parameters this rank updates */
     struct comm_node *node;        /* node mode, or NULL */
@@ -36,23 +45,28 @@ struct reduction {
     int64_t *fixed;                /* (n + 1) fixed mode's accumulator; last: overflow count */
     double ss;                     /* node mode: the reduced slice's sum of squares */
     float *own;                    /* node mode: the rank's copy of its slice, which it steps */
+    int sliced;                    /* node mode: parameter gradients of the slice only (vae_stash) */
+    int poison;                    /* this step's gradient counts as non-finite */
+    double t_grads;                /* seconds of the last reduction_finish spent computing gradients */
 };
 
 /*
  * Choose the mode for model m under cfg on c and allocate it. Collective.
  * Returns 0 or -1 (out of memory; not agreed: the caller agrees).
  */
-int reduction_init(struct reduction *r, const struct comm *c, const struct config *cfg, const struct vae *m);
+int reduction_init(struct reduction *r, const struct comm *c, const struct config *cfg, struct vae *m);
 void reduction_free(struct reduction *r);
 const char *reduction_mode(const struct reduction *r);
 
 /*
- * Float modes. Before backward: reduction_begin. As vae_backward finishes
- * each layer it calls reduction_ready(r, off) (pass it as on_ready when
- * reduction_overlaps(r)); then reduction_finish completes the sum into
- * grads (only [lo, hi) in node mode). Collective.
+ * Float modes. Before backward: reduction_begin zeroes what backward adds
+ * into and, when poison (a fault hook's NaN gradient on this rank), makes the
+ * step's norm NaN on every rank. As vae_backward finishes each layer it calls
+ * reduction_ready(r, off) (pass it as on_ready when reduction_overlaps(r));
+ * then reduction_finish completes the sum into grads (only [lo, hi) in node
+ * mode). Collective.
  */
-void reduction_begin(struct reduction *r);
+void reduction_begin(struct reduction *r, float *grads, int poison);
 int reduction_overlaps(const struct reduction *r);
 void reduction_ready(void *r, size_t off);
 void reduction_finish(struct reduction *r, float *grads);

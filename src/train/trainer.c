@@ -285,10 +285,7 @@ static struct vae_loss gradient_float(struct trainer *t, size_t k0, int64_t step
     double t0 = timer_now();
     fill_batch(t, k0, t->n_local, step);
     double t1 = timer_now();
-    memset(m->grads, 0, m->n_params * sizeof *m->grads);
-    if (fault_nan_gradient(step, t->rank, t->size))
-        m->grads[0] = NAN; /* backward adds to it; the reduction carries it to every rank */
-    reduction_begin(&t->red);
+    reduction_begin(&t->red, m->grads, fault_nan_gradient(step, t->rank, t->size));
     int overlap = reduction_overlaps(&t->red);
     struct vae_loss l =
         vae_forward_backward(m, t->x, t->eps, t->n_local, beta, 1.0f / (float)t->cfg->batch_size,
@@ -296,8 +293,8 @@ static struct vae_loss gradient_float(struct trainer *t, size_t k0, int64_t step
     double t2 = timer_now();
     reduction_finish(&t->red, m->grads);
     t->t_phase[PH_DATA] += t1 - t0;
-    t->t_phase[PH_COMPUTE] += t2 - t1;
-    t->t_phase[PH_WAIT] += timer_now() - t2;
+    t->t_phase[PH_COMPUTE] += t2 - t1 + t->red.t_grads; /* sliced: the slice's parameter gradients */
+    t->t_phase[PH_WAIT] += timer_now() - t2 - t->red.t_grads;
     return l;
 }
 
