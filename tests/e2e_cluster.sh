@@ -3,9 +3,9 @@
 # nodes are network namespaces with their own hostnames and addresses, Open
 # MPI launches into them through an rsh agent, ranks on different nodes talk
 # TCP over a bridge. Proven here, each against a 1-rank run on this machine:
-#   1. 2 nodes x 2 ranks: the shared-memory reduction's cross-node path, and
-#      a plain MPI_Allreduce, agree with 1 rank (float rounding); reproducible
-#      mode is bit-identical to 1 rank;
+#   1. 2 nodes x 2 ranks: the shared-memory reduction's cross-node path (sliced
+#      and summed gradients) and a plain MPI_Allreduce agree with 1 rank (float
+#      rounding); reproducible mode is bit-identical to 1 rank;
 #   2. 4 nodes x 1 and x 2 ranks, reproducible: bit-identical to 1 rank;
 #   3. unequal nodes (2 + 1 ranks): every rank falls back to MPI_Allreduce;
 #   4. a checkpoint written on 4 nodes resumes on 2 nodes and on 1 node,
@@ -74,11 +74,14 @@ REF=$(params_crc "$(ck "$WORK/ref_repro" $STEPS)")
 check "1-rank references (reproducible params crc $REF)" test -n "$REF" -a -s "$(ck "$WORK/ref_float" $STEPS)"
 
 # 1. 2 nodes x 2 ranks.
-out=$(crun "$H22" 4 train --resume none $(args "$WORK/n2x2_shm") 2>&1)
-check "2x2, shared-memory reduction: ran on vaen1 and vaen2 with the sliced optimizer" \
-    grep -q "shared-memory reduction" <<<"$out"
+out=$(crun "$H22" 4 train --resume none $(args "$WORK/n2x2_shm") --set comm.sliced_gradients=true 2>&1)
+check "2x2, shared-memory reduction: ran on vaen1 and vaen2 with sliced gradients and optimizer" \
+    grep -q "shared-memory reduction of sliced parameter gradients" <<<"$out"
 d_shm=$(max_diff "$(ck "$WORK/n2x2_shm" $STEPS)" "$(ck "$WORK/ref_float" $STEPS)")
 check "2x2, shared-memory reduction (cross-node path) vs 1 rank: max |dparam| $d_shm <= 1e-5" below "$d_shm" 1e-5
+crun "$H22" 4 train --resume none $(args "$WORK/n2x2_sum") --set comm.sliced_gradients=false >/dev/null 2>&1
+d_sum=$(max_diff "$(ck "$WORK/n2x2_sum" $STEPS)" "$(ck "$WORK/ref_float" $STEPS)")
+check "2x2, shared-memory reduction of summed gradients vs 1 rank: max |dparam| $d_sum <= 1e-5" below "$d_sum" 1e-5
 crun "$H22" 4 train --resume none $(args "$WORK/n2x2_ar") --set comm.shared_memory=false >/dev/null 2>&1
 d_ar=$(max_diff "$(ck "$WORK/n2x2_ar" $STEPS)" "$(ck "$WORK/ref_float" $STEPS)")
 check "2x2, MPI_Allreduce vs 1 rank: max |dparam| $d_ar <= 1e-5" below "$d_ar" 1e-5

@@ -303,7 +303,7 @@ static void test_node_shared_and_allreduce_agree(void **state)
         assert_int_equal(train_run(&cfg, g_world, "none", &a), 0);
         for (int sliced = 0; sliced < 2; sliced++) {
             cfg.shared_memory = 1;
-            cfg.sliced_gradients = sliced;
+            cfg.sliced_gradients = sliced ? SLICED_TRUE : SLICED_FALSE;
             snprintf(cfg.run_dir, sizeof cfg.run_dir, "%s/shared%d%d", g_dir, c, sliced);
             assert_int_equal(train_run(&cfg, g_world, "none", &b), 0);
             assert_int_equal(a.n_params, b.n_params);

@@ -29,6 +29,7 @@ struct key {
 };
 
 static const char *const arch_names[] = {"mlp", "conv", NULL};
+static const char *const sliced_names[] = {"auto", "true", "false", NULL};
 static const char *const act_names[] = {"relu", "tanh", "sigmoid", NULL};
 static const char *const lik_names[] = {"bernoulli", "gaussian", "gaussian_learned", NULL};
 static const char *const optim_names[] = {"sgd", "adagrad", "rmsprop", "adam", "adamw", NULL};
@@ -108,10 +109,11 @@ static const struct key keys[] = {
      "within a node, reduce gradients through an MPI-3 shared-memory window and let each rank run the "
      "optimizer on its slice of the parameters (float mode without overlap); false: one MPI_Allreduce "
      "and the whole optimizer step on every rank"},
-    {"comm", "sliced_gradients", K_BOOL, F(sliced_gradients), 0, 0, NONE, "true",
+    {"comm", "sliced_gradients", K_ENUM, F(sliced_gradients), 0, 0, sliced_names, "auto",
      "with comm.shared_memory, each rank computes only its slice's parameter gradients, from the layer "
-     "inputs and output gradients of every rank of the node (fully connected models); false: each rank "
-     "computes all of them and the node sums them"},
+     "inputs and output gradients of every rank of the node (fully connected models); auto: where those "
+     "activations of the node's batch are no more values than the parameters, so that they move less "
+     "than whole gradients would; false: each rank computes all of them and the node sums them"},
     {"comm", "timeout_s", K_FLOAT, F(timeout_s), 0, 1e7, NONE, "600",
      "end the job when a rank waits longer than this (seconds) in one collective or collective "
      "checkpoint I/O: a dead node or a cut link (0: off)"},

@@ -18,6 +18,7 @@
 #define CONFIG_STR_MAX  1024
 
 enum arch_kind { ARCH_MLP, ARCH_CONV };
+enum sliced_kind { SLICED_AUTO, SLICED_TRUE, SLICED_FALSE };
 enum act_kind { ACT_RELU, ACT_TANH, ACT_SIGMOID };
 enum likelihood_kind { LIK_BERNOULLI, LIK_GAUSSIAN, LIK_GAUSSIAN_LEARNED };
 enum optim_kind { OPT_SGD, OPT_ADAGRAD, OPT_RMSPROP, OPT_ADAM, OPT_ADAMW };
@@ -71,8 +72,8 @@ struct config {
     double bucket_mb;
     int overlap;
     int shared_memory;
-    int sliced_gradients;
-    double timeout_s; /* collective watchdog; 0: off */
+    int sliced_gradients; /* enum sliced_kind */
+    double timeout_s;     /* collective watchdog; 0: off */
     /* [run] */
     char run_dir[CONFIG_STR_MAX];
     /* Not a key (never stored): `train --resume-override` resumes a checkpoint

@@ -54,10 +54,14 @@ int reduction_init(struct reduction *r, const struct comm *c, const struct confi
     }
     if (cfg->overlap && comm_size(c) > 1)
         return make_buckets(r, m, cfg->bucket_mb);
+    if (!cfg->shared_memory || comm_size(c) == 1)
+        return 0;
     size_t rows = (size_t)cfg->batch_size / (size_t)comm_size(c);
-    size_t stash = cfg->sliced_gradients ? vae_stash_floats(m, rows, 1) : 0;
-    if (cfg->shared_memory && !cfg->overlap && comm_size(c) > 1)
-        r->node = comm_node_open(c, r->n, stash, stash > 0);
+    size_t stash = cfg->sliced_gradients != SLICED_FALSE ? vae_stash_floats(m, rows, 1) : 0;
+    size_t per_node = (size_t)comm_size(c) / (size_t)comm_nodes(c);
+    if (cfg->sliced_gradients == SLICED_AUTO && stash * per_node > m->n_params)
+        stash = 0; /* the node's activations outweigh a gradient: summing gradients moves less */
+    r->node = comm_node_open(c, r->n, stash, stash > 0);
     if (r->node) {
         comm_node_range(r->node, &r->lo, &r->hi);
         if (stash) {

@@ -6,7 +6,9 @@
  *             owns the slice [lo, hi) of the parameters that it updates
  *             (comm_node_*); the default where it applies (float mode,
  *             no overlap, equal nodes of more than one rank). With
- *             comm.sliced_gradients on a fully connected model (sliced),
+ *             comm.sliced_gradients on a fully connected model (sliced; by
+ *             default where the activations of the node's batch are no more
+ *             values than the parameters),
  *             backward leaves each layer's input and output gradient in the
  *             window (vae_stash) instead of computing the parameter
  *             gradients, and after one node barrier each rank computes those
