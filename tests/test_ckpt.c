@@ -124,24 +124,32 @@ static void test_resume_exact_float_sliced_optimizer(void **state)
     (void)state;
     /* Float mode on P ranks of one node: each rank steps its slice of the
      * optimizer state (comm.shared_memory), so each rank writes its slice.
-     * Stop at 20 and resume to 40 on the same P == 40 straight. */
-    struct config cfg;
-    small_config(&cfg, "float_straight");
-    cfg.reproducible = 0;
-    cfg.max_steps = 40;
-    struct train_result straight, r;
-    assert_int_equal(train_run(&cfg, g_world, "none", &straight), 0);
-    small_config(&cfg, "float_resume");
-    cfg.reproducible = 0;
-    cfg.max_steps = 20;
-    assert_int_equal(train_run(&cfg, g_world, "none", &r), 0);
-    train_result_free(&r);
-    cfg.max_steps = 40;
-    assert_int_equal(train_run(&cfg, g_world, "auto", &r), 0);
-    assert_int_equal(r.n_steps, 20);
-    assert_memory_equal(r.params, straight.params, r.n_params * sizeof(float));
-    train_result_free(&r);
-    train_result_free(&straight);
+     * Stop at 20 and resume to 40 on the same P == 40 straight, with the
+     * node's gradients summed and sliced (comm.sliced_gradients). */
+    for (int sliced = 0; sliced < 2; sliced++) {
+        struct config cfg;
+        char name[32];
+        snprintf(name, sizeof name, "float_straight%d", sliced);
+        small_config(&cfg, name);
+        cfg.reproducible = 0;
+        cfg.sliced_gradients = sliced ? SLICED_TRUE : SLICED_FALSE;
+        cfg.max_steps = 40;
+        struct train_result straight, r;
+        assert_int_equal(train_run(&cfg, g_world, "none", &straight), 0);
+        snprintf(name, sizeof name, "float_resume%d", sliced);
+        small_config(&cfg, name);
+        cfg.reproducible = 0;
+        cfg.sliced_gradients = sliced ? SLICED_TRUE : SLICED_FALSE;
+        cfg.max_steps = 20;
+        assert_int_equal(train_run(&cfg, g_world, "none", &r), 0);
+        train_result_free(&r);
+        cfg.max_steps = 40;
+        assert_int_equal(train_run(&cfg, g_world, "auto", &r), 0);
+        assert_int_equal(r.n_steps, 20);
+        assert_memory_equal(r.params, straight.params, r.n_params * sizeof(float));
+        train_result_free(&r);
+        train_result_free(&straight);
+    }
 }
 
 static void test_resume_elastic_on_one_rank(void **state)
