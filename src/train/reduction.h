@@ -7,15 +7,14 @@
  *             (comm_node_*); the default where it applies (float mode,
  *             no overlap, equal nodes of more than one rank). With
  *             comm.sliced_gradients on a fully connected model (sliced; by
- *             default where the activations of the node's batch are no more
- *             values than the parameters),
- *             backward leaves each layer's input and output gradient in the
- *             window (vae_stash) instead of computing the parameter
- *             gradients, and after one node barrier each rank computes those
- *             of its slice alone, over all the node's samples
- *             (vae_grads_range) into the one gradient vector the node's
- *             ranks share: no whole gradient per rank, and nothing to sum
- *             but, across nodes, the slice;
+ *             default where the activations of the node's batch are no
+ *             more values than the parameters), backward leaves each
+ *             layer's input and output gradient in the window (vae_stash)
+ *             instead of computing the parameter gradients, and after one
+ *             node barrier each rank computes those of its slice alone,
+ *             over all the node's samples (vae_grads_range), into the one
+ *             gradient vector the node's ranks share: no whole gradient per
+ *             rank, and nothing to sum but, across nodes, the slice;
  *   overlap   buckets cut at layer boundaries start their allreduce while
  *             backward still runs (comm_reducer_*);
  *   blocking  one MPI_Allreduce of the whole gradient;
