@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Training throughput of vae_dist's modes on this machine, in one invocation:
 # 1 rank, 2 ranks with the shared-memory reduction and sliced optimizer (the
-# default: sliced parameter gradients too; np2_summed: whole gradients summed
-# over the node, comm.sliced_gradients = false), 2 ranks with one blocking allreduce, 2 ranks with the overlapped
+# default, with sliced parameter gradients where they pay, as for this model;
+# np2_summed: whole gradients summed over the node, comm.sliced_gradients =
+# false), 2 ranks with one blocking allreduce, 2 ranks with the overlapped
 # (bucketed) allreduce, the reproducible (int64) mode on 1 and 2 ranks, and
 # 1 rank with 2 OpenBLAS threads. Each configuration runs REPS times,
 # interleaved (so machine noise hits all alike), measured as bench/compare.sh

@@ -11,7 +11,8 @@
 T=(--resume none --set data.path="$WORK/d.h5" --set run.dir="$WORK/run" --set model.hidden=8
    --set model.latent=2 --set train.batch_size=32 --set train.max_steps=40 --set train.micro_batch=4)
 
-# Both node reductions: sliced parameter gradients (the default) and summed whole gradients.
+# Both node reductions, forced (auto sums for this tiny model): sliced parameter gradients
+# and summed whole gradients.
 for sliced in true false; do
     out=$(VAE_TEST_NAN_STEPS=5:6 timeout -k 5 120 mpirun -x VAE_TEST_NAN_STEPS -np 2 "$VAE" train "${T[@]}" \
         --set comm.sliced_gradients=$sliced 2>&1); rc=$?
