@@ -240,6 +240,7 @@ if command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v
     echo "# scancel -N 2 under srun: $st, latest $latest"
     check "Slurm -N 2, srun: scancel ended the job ($st) after a checkpoint at the stop step ($latest)" \
         bash -c "test '$st' = CANCELLED && test '$latest' \\> step-00000050.h5"
+    [ "$st" = CANCELLED ] || sed 's/^/#   job output: /' "$dir.out" | tail -20 # why, for a failure
 else
     echo "# Slurm section skipped: slurmctld, slurmd or sbatch not installed"
 fi
