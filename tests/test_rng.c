@@ -27,6 +27,22 @@ static void test_pure_function_of_counter(void **state)
     assert_memory_equal(a, d, sizeof d);
 }
 
+static void test_uniform_from_is_a_slice(void **state)
+{
+    (void)state;
+    /* Any part of a sequence, from any offset (aligned to a block or not),
+     * is the same bits as that part of the whole: what lets a rank
+     * initialize only its slice of the parameters. */
+    enum { N = 37 };
+    float all[N], part[N];
+    rng_uniform(all, N, -0.5f, 0.5f, 11, RNG_TEST, 3, 0);
+    for (size_t first = 0; first < N; first++)
+        for (size_t n = 0; first + n <= N; n++) {
+            rng_uniform_from(part, first, n, -0.5f, 0.5f, 11, RNG_TEST, 3, 0);
+            assert_memory_equal(part, all + first, n * sizeof *part);
+        }
+}
+
 static void test_permutation_is_bijection(void **state)
 {
     (void)state;
@@ -75,6 +91,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pure_function_of_counter),
+        cmocka_unit_test(test_uniform_from_is_a_slice),
         cmocka_unit_test(test_permutation_is_bijection),
         cmocka_unit_test(test_normal_moments),
     };

@@ -22,11 +22,17 @@ static inline float u01(uint32_t w)
 void rng_uniform(float *out, size_t n, float lo, float hi, uint64_t seed, uint32_t purpose, uint32_t stream,
                  uint32_t id)
 {
+    rng_uniform_from(out, 0, n, lo, hi, seed, purpose, stream, id);
+}
+
+void rng_uniform_from(float *out, size_t first, size_t n, float lo, float hi, uint64_t seed, uint32_t purpose,
+                      uint32_t stream, uint32_t id)
+{
     uint32_t w[4];
-    for (size_t i = 0; i < n; i++) {
-        if (i % 4 == 0)
+    for (size_t i = first; i < first + n; i++) {
+        if (i % 4 == 0 || i == first)
             rng_block(w, seed, purpose, stream, id, (uint32_t)(i / 4));
-        out[i] = lo + (hi - lo) * u01(w[i % 4]);
+        out[i - first] = lo + (hi - lo) * u01(w[i % 4]);
     }
 }
 

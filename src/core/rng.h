@@ -37,6 +37,9 @@ void rng_block(uint32_t out[4], uint64_t seed, uint32_t purpose, uint32_t stream
 /* n uniforms in (lo, hi), open at both ends; element i from block i/4. */
 void rng_uniform(float *out, size_t n, float lo, float hi, uint64_t seed, uint32_t purpose, uint32_t stream,
                  uint32_t id);
+/* Elements [first, first + n) of that sequence into out[0, n). */
+void rng_uniform_from(float *out, size_t first, size_t n, float lo, float hi, uint64_t seed, uint32_t purpose,
+                      uint32_t stream, uint32_t id);
 
 /* n standard normals (Box-Muller on each pair of words); element i from block i/4. */
 void rng_normal(float *out, size_t n, uint64_t seed, uint32_t purpose, uint32_t stream, uint32_t id);

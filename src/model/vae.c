@@ -134,14 +134,15 @@ static int lay_out(struct vae *m, const struct config *cfg, const size_t image[3
 }
 
 /* Parameters, gradients and the workspace of max_batch samples. Returns 0 or -1. */
-static int alloc_buffers(struct vae *m)
+static int alloc_buffers(struct vae *m, int zero)
 {
     size_t width = m->n_in, n_b = m->max_batch;
     for (size_t l = 0; l < m->n_layers; l++)
         if (m->layer[l].n_out > width)
             width = m->layer[l].n_out;
-    m->params = mem_calloc(m->n_params, sizeof *m->params);
-    m->grads = mem_calloc(m->n_params, sizeof *m->grads);
+    m->params =
+        zero ? mem_calloc(m->n_params, sizeof *m->params) : mem_alloc(m->n_params * sizeof *m->params);
+    m->grads = zero ? mem_calloc(m->n_params, sizeof *m->grads) : mem_alloc(m->n_params * sizeof *m->grads);
     m->z = mem_alloc(n_b * m->n_latent * sizeof *m->z);
     m->d_a = mem_alloc(n_b * width * sizeof *m->d_a);
     m->d_b = mem_alloc(n_b * width * sizeof *m->d_b);
@@ -166,7 +167,8 @@ static int alloc_buffers(struct vae *m)
     return ok ? 0 : -1;
 }
 
-int vae_init(struct vae *m, const struct config *cfg, size_t n_in, const long image[3], size_t max_batch)
+static int init_model(struct vae *m, const struct config *cfg, size_t n_in, const long image[3],
+                      size_t max_batch, int zero)
 {
     memset(m, 0, sizeof *m);
     size_t shape[3] = {0, 0, 0};
@@ -191,12 +193,23 @@ int vae_init(struct vae *m, const struct config *cfg, size_t n_in, const long im
         log_error("model has %zu parameters; the limit is 2^34", m->n_params);
         return -1;
     }
-    if (alloc_buffers(m)) {
+    if (alloc_buffers(m, zero)) {
         log_error("out of memory for a model of %zu parameters at batch %zu", m->n_params, max_batch);
         vae_free(m);
         return -1;
     }
     return 0;
+}
+
+int vae_init(struct vae *m, const struct config *cfg, size_t n_in, const long image[3], size_t max_batch)
+{
+    return init_model(m, cfg, n_in, image, max_batch, 1);
+}
+
+int vae_init_unzeroed(struct vae *m, const struct config *cfg, size_t n_in, const long image[3],
+                      size_t max_batch)
+{
+    return init_model(m, cfg, n_in, image, max_batch, 0);
 }
 
 void vae_free(struct vae *m)
@@ -216,17 +229,30 @@ void vae_free(struct vae *m)
 
 void vae_init_params(struct vae *m, uint64_t seed)
 {
+    vae_init_params_range(m, m->params, 0, m->n_params, seed);
+}
+
+/* Elements [lo, hi) of n draws of U(-bound, bound) that start at offset off of p. */
+static void init_part(float *p, size_t off, size_t n, size_t lo, size_t hi, float bound, uint64_t seed,
+                      uint32_t stream)
+{
+    size_t a = lo > off ? lo : off, b = hi < off + n ? hi : off + n;
+    if (a < b)
+        rng_uniform_from(p + a, a - off, b - a, -bound, bound, seed, RNG_INIT, stream, 0);
+}
+
+void vae_init_params_range(struct vae *m, float *p, size_t lo, size_t hi, uint64_t seed)
+{
     for (size_t l = 0; l < m->n_layers; l++) {
         const struct vae_layer *ly = &m->layer[l];
         float bound = 1.0f / sqrtf((float)ly->fan_in);
-        rng_uniform(m->params + ly->w_off, ly->b_off - ly->w_off, -bound, bound, seed, RNG_INIT,
-                    (uint32_t)(2 * l), 0);
-        rng_uniform(m->params + ly->b_off, ly->b_len, -bound, bound, seed, RNG_INIT, (uint32_t)(2 * l + 1),
-                    0);
+        init_part(p, ly->w_off, ly->b_off - ly->w_off, lo, hi, bound, seed, (uint32_t)(2 * l));
+        init_part(p, ly->b_off, ly->b_len, lo, hi, bound, seed, (uint32_t)(2 * l + 1));
     }
     if (m->obs_logvar_off != SIZE_MAX)
         for (size_t d = 0; d < m->n_in; d++)
-            m->params[m->obs_logvar_off + d] = m->obs_logvar;
+            if (m->obs_logvar_off + d >= lo && m->obs_logvar_off + d < hi)
+                p[m->obs_logvar_off + d] = m->obs_logvar;
 }
 
 static void layer_forward(struct vae *m, const struct vae_layer *ly, float *out, const float *in, size_t n_b)

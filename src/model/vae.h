@@ -90,10 +90,17 @@ struct vae_loss {
  * its input). vae_free is safe on a half-built or zeroed model.
  */
 int vae_init(struct vae *m, const struct config *cfg, size_t n_in, const long image[3], size_t max_batch);
+/* vae_init leaving params and grads unwritten, so that their pages cost no
+ * memory until written (the trainer's node mode frees them unwritten); the
+ * caller writes params before a forward and zeroes grads before a backward. */
+int vae_init_unzeroed(struct vae *m, const struct config *cfg, size_t n_in, const long image[3],
+                      size_t max_batch);
 void vae_free(struct vae *m);
 
 /* Deterministic initialization from the seed (same on every rank). */
 void vae_init_params(struct vae *m, uint64_t seed);
+/* The same values, only at offsets [lo, hi), into p (n_params long). */
+void vae_init_params_range(struct vae *m, float *p, size_t lo, size_t hi, uint64_t seed);
 
 /*
  * Forward pass on x (B, D) with noise eps (B, Z) (z = μ + σ·ε). Writes the

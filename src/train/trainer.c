@@ -95,7 +95,7 @@ int trainer_init(struct trainer *t, const struct config *cfg, const struct comm 
     t->n_local = (size_t)cfg->batch_size / (size_t)t->size;
     size_t max_b = t->n_local > EVAL_CHUNK ? t->n_local : EVAL_CHUNK;
     long image[3] = {t->info.image_channels, t->info.image_rows, t->info.image_cols};
-    int ok = vae_init(&t->m, cfg, t->info.n_dim, image, max_b) == 0;
+    int ok = vae_init_unzeroed(&t->m, cfg, t->info.n_dim, image, max_b) == 0; /* the reduction zeroes grads */
     if (ok) {
         t->x = malloc(t->n_local * t->info.n_dim * sizeof *t->x);
         t->eps = malloc(t->n_local * t->m.n_latent * sizeof *t->eps);
@@ -116,14 +116,14 @@ int trainer_init(struct trainer *t, const struct config *cfg, const struct comm 
         free(t->m.grads);
         t->m.grads = shared;
     }
-    vae_init_params(&t->m, cfg->seed);
     float *node_params = reduction_params(&t->red);
-    if (node_params) { /* the node's ranks read one vector: each fills its slice */
-        memcpy(node_params + t->red.lo, t->m.params + t->red.lo,
-               (t->red.hi - t->red.lo) * sizeof *node_params);
+    if (node_params) { /* the node's ranks read one vector: each fills its slice (its own buffer unwritten) */
         free(t->m.params);
         t->m.params = node_params;
         t->params_shared = 1;
+        vae_init_params_range(&t->m, node_params, t->red.lo, t->red.hi, cfg->seed);
+    } else {
+        vae_init_params(&t->m, cfg->seed);
     }
     reduction_params_ready(&t->red);
     return 0;
