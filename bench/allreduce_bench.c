@@ -6,11 +6,12 @@
  * With a third argument BYTES it measures instead the node exchange of the
  * default reduction (comm.shared_memory) for a gradient of BYTES: the
  * reduction of the own slice with its squares (summed as the trainer sums
- * them), the node sum of the norm, the gather of the own slice, and the read
- * of the other ranks' slices of the gathered vector, which the next forward
- * makes where the other cores wrote them (what a step adds to the optimizer
- * on its slice and to a 1-rank forward), the median over reps, the slowest
- * rank's time. Prints
+ * them), the node sum of the norm, a write of the own slice of the node's
+ * parameter vector (as the optimizer updates it in place), the node barrier,
+ * and the read of the other ranks' slices of that vector, which the next
+ * forward makes where the other cores wrote them (what a step adds to the
+ * optimizer on its slice and to a 1-rank forward), the median over reps, the
+ * slowest rank's time. Prints
  *   node ranks bytes seconds
  * Run under mpirun: mpirun -np 2 build/bench/vae_allreduce_bench [reps [node BYTES]]
  */
@@ -33,18 +34,15 @@ static void add_squares(void *ctx, const float *g, size_t n)
     *(double *)ctx += optim_sum_squares(g, n); /* as the trainer sums them */
 }
 
-static volatile double sink; /* keeps the read of the gathered vector */
+static volatile double sink; /* keeps the read of the parameter vector */
 
 /* The node exchange for n floats; 0, or 1 when the ranks share no window. */
 static int node_exchange(struct comm *c, int reps, size_t n, double *t)
 {
     struct comm_node *nd = comm_node_open(c, n, 0, 0);
-    float *params = calloc(n, sizeof *params);
-    if (!nd || !params) {
+    if (!nd) {
         if (comm_rank(c) == 0)
             fprintf(stderr, "vae_allreduce_bench: no shared-memory window on these ranks\n");
-        free(params);
-        comm_node_close(nd);
         return 1;
     }
     size_t lo, hi;
@@ -57,9 +55,10 @@ static int node_exchange(struct comm *c, int reps, size_t n, double *t)
         double t0 = timer_now(), ss = 0;
         comm_node_reduce(nd, add_squares, &ss);
         comm_node_sum(nd, ss);
-        comm_node_gather_begin(nd);
-        comm_node_gather_put(nd, params + lo, lo, hi - lo);
-        const float *v = comm_node_gather_end(nd);
+        float *v = comm_node_params(nd);
+        for (size_t i = lo; i < hi; i++) /* the optimizer's in-place update, without its arithmetic */
+            v[i] += 1.0f;
+        comm_node_sync(nd);
         /* The next forward reads the other ranks' slices where they wrote them. */
         sink += optim_sum_squares(v, lo) + optim_sum_squares(v + hi, n - hi);
         double dt = timer_now() - t0;
@@ -67,7 +66,6 @@ static int node_exchange(struct comm *c, int reps, size_t n, double *t)
         if (r >= 0)
             t[r] = dt;
     }
-    free(params);
     comm_node_close(nd);
     return 0;
 }

@@ -414,12 +414,10 @@ struct comm_node {
     MPI_Comm node, cross; /* the ranks of this node; the ranks of the same local rank on every node */
     MPI_Win win;
     int local, n_local, n_nodes;
-    size_t stride;    /* the vectors' padded length in the window */
-    int n_grads;      /* gradient vectors: one per local rank, or one that all share */
-    float *base;      /* the gradient vectors, then two for gathers, then the extra area */
-    unsigned gathers; /* gathers so far: they alternate between the two vectors */
-    float *gather;    /* the current gather's vector */
-    size_t *lo;       /* n_local + 1 slice bounds: local rank q owns [lo[q], lo[q + 1]) */
+    size_t stride; /* the vectors' padded length in the window */
+    int n_grads;   /* gradient vectors: one per local rank, or one that all share */
+    float *base;   /* the gradient vectors, then the parameters, then the extra area */
+    size_t *lo;    /* n_local + 1 slice bounds: local rank q owns [lo[q], lo[q + 1]) */
 };
 
 static void node_sync(struct comm_node *nd)
@@ -470,7 +468,7 @@ struct comm_node *comm_node_open(const struct comm *c, size_t n, size_t n_extra,
         nd->lo[q] = q == nd->n_local ? n : nd->stride / 16 * (size_t)q / (size_t)nd->n_local * 16;
     nd->n_grads = one_grads ? 1 : nd->n_local;
     size_t total =
-        (((size_t)nd->n_grads + 2) * nd->stride + (size_t)nd->n_local * n_extra) * sizeof(float) + 64;
+        (((size_t)nd->n_grads + 1) * nd->stride + (size_t)nd->n_local * n_extra) * sizeof(float) + 64;
     MPI_Aint size = nd->local == 0 ? (MPI_Aint)total : 0;
     int disp;
     float *mine = NULL;
@@ -497,7 +495,7 @@ void comm_node_close(struct comm_node *nd)
         node_free(nd);
 }
 
-/* Vector k of the window (k < n_grads: rank k's gradients; then the gather vectors), 64-byte aligned. */
+/* Vector k of the window (k < n_grads: rank k's gradients; then the parameters), 64-byte aligned. */
 static float *node_vec(const struct comm_node *nd, int k)
 {
     float *aligned = (float *)(((uintptr_t)nd->base + 63) & ~(uintptr_t)63);
@@ -568,7 +566,7 @@ void comm_node_cross_sum(struct comm_node *nd)
 
 float *comm_node_extra(struct comm_node *nd)
 {
-    return node_vec(nd, nd->n_grads + 2);
+    return node_vec(nd, nd->n_grads + 1);
 }
 
 void comm_node_rank(const struct comm_node *nd, int *local, int *n_local)
@@ -577,36 +575,9 @@ void comm_node_rank(const struct comm_node *nd, int *local, int *n_local)
     *n_local = nd->n_local;
 }
 
-/* The gather vector that the current parameters are in: the last one
- * gathered; before the first gather, the one the first gather does not write. */
-static float *node_current(const struct comm_node *nd)
-{
-    return node_vec(nd, nd->n_grads + (int)((nd->gathers + 1) & 1));
-}
-
 float *comm_node_params(struct comm_node *nd)
 {
-    return node_current(nd);
-}
-
-void comm_node_gather_begin(struct comm_node *nd)
-{
-    /* Alternate vectors: the one written now was gathered two gathers ago and
-     * read by the step between (the parameters of its forward and backward);
-     * a rank gets here only after that step's reduction barrier, when every
-     * rank is done reading it. */
-    nd->gather = node_vec(nd, nd->n_grads + (int)(nd->gathers++ & 1));
-}
-
-void comm_node_gather_put(struct comm_node *nd, const float *block, size_t i0, size_t n)
-{
-    mem_stream_copy(nd->gather + i0, block, n);
-}
-
-float *comm_node_gather_end(struct comm_node *nd)
-{
-    node_sync(nd);
-    return nd->gather;
+    return node_vec(nd, nd->n_grads);
 }
 
 void comm_node_sync(struct comm_node *nd)

@@ -97,9 +97,8 @@ void comm_reducer_free(struct comm_reducer *r);
 /*
  * Gradient reduction through MPI-3 shared memory among the ranks of a node.
  * The window holds one gradient vector per rank (comm_node_grads: backward
- * can write there directly) and two parameter vectors that the gathers fill
- * and every rank of the node reads. Local rank q owns the slice
- * [lo_q, lo_{q+1}).
+ * can write there directly) and one parameter vector that every rank of the
+ * node reads (comm_node_params). Local rank q owns the slice [lo_q, lo_{q+1}).
  * comm_node_reduce: with every rank's gradient in its window vector, each
  * rank sums its own slice over all ranks (rank order: the same bits on every
  * node) into its vector,
@@ -107,14 +106,16 @@ void comm_reducer_free(struct comm_reducer *r);
  * the same pass), and allreduces that slice among the ranks of the same
  * local rank on the other nodes (on_block then sees the slice after it).
  * Only the own slice of the vector is reduced afterwards: the rank updates that
- * slice of the parameters, and comm_node_gather_* assembles the updated
- * vector for the node. No copies through MPI, and the optimizer runs on 1/L
- * of the parameters per rank. A rank rewrites its vector only after the
- * next collective on the node (the caller's comm_node_sum), when every rank
- * has read it.
+ * slice of the parameter vector in place, and after comm_node_sync every rank
+ * reads the whole updated vector. No copies through MPI, and the optimizer
+ * runs on 1/L of the parameters per rank. The update may start once the
+ * reduction's first node sync has passed (every rank is done with backward,
+ * the step's last reader of the parameters). A rank rewrites its gradient
+ * vector only after the next collective on the node (the caller's
+ * comm_node_sum), when every rank has read it.
  * comm_node_open returns NULL on every rank (use MPI_Allreduce then) when a
  * node holds 1 rank, nodes hold different rank counts, or the window cannot
- * be allocated. open, close, reduce, gather_end, sync and sum are collective over
+ * be allocated. open, close, reduce, sync and sum are collective over
  * the node (open and reduce over all ranks when there are several nodes);
  * range is local.
  */
@@ -127,18 +128,7 @@ void comm_node_range(const struct comm_node *nd, size_t *lo, size_t *hi);
 void comm_node_part(const struct comm_node *nd, size_t *lo, size_t *hi);
 float *comm_node_grads(struct comm_node *nd);
 void comm_node_reduce(struct comm_node *nd, void (*on_block)(void *ctx, const float *g, size_t n), void *ctx);
-/* Every rank's own slice of a vector (n) into one vector in the window that
- * every rank of the node reads: begin; put each block (n values of element
- * i0 on) of the own slice as it is ready (every block of it, before end);
- * end: the sync, and the gathered vector, which holds all slices and stays
- * unwritten until the gather after next begins (gathers alternate between
- * two vectors). comm_node_params: the gather vector that holds the current
- * parameters (the last gathered; before the first gather, the other one:
- * the ranks fill their slices of it, then comm_node_sync). */
 float *comm_node_params(struct comm_node *nd);
-void comm_node_gather_begin(struct comm_node *nd);
-void comm_node_gather_put(struct comm_node *nd, const float *block, size_t i0, size_t n);
-float *comm_node_gather_end(struct comm_node *nd);
 void comm_node_sync(struct comm_node *nd);
 /*
  * For a reduction whose ranks compute their slices themselves (the sliced

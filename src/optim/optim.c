@@ -145,7 +145,8 @@ static void adam_block(const struct optim *o, float *p, const float *g_in, float
     }
 }
 
-void optim_prepare(struct optim *o)
+/* The step's constants. */
+static void prepare(struct optim *o)
 {
     o->step_lr = (float)optim_lr(o, o->t);
     /* Adam's lr·m̂/(√v̂ + eps) with the bias corrections as per-step constants:
@@ -156,7 +157,8 @@ void optim_prepare(struct optim *o)
     o->adam_rs2 = (float)(1.0 / sqrt(1.0 - pow(o->beta2, t)));
 }
 
-void optim_update(const struct optim *o, float *p, const float *g, size_t i0, size_t n)
+/* Steps n parameters from element i0 on, in place (p and g point at element i0). */
+static void update(const struct optim *o, float *p, const float *g, size_t i0, size_t n)
 {
     VAE_ASSERT(o->lo <= i0 && n <= o->hi - i0);
     float *s0 = o->state[0] ? o->state[0] + (i0 - o->lo) : NULL;
@@ -178,17 +180,12 @@ void optim_update(const struct optim *o, float *p, const float *g, size_t i0, si
     }
 }
 
-void optim_commit(struct optim *o)
-{
-    o->t++;
-}
-
 void optim_step_range(struct optim *o, float *params, const float *grads, size_t lo, size_t hi)
 {
     VAE_ASSERT(o->lo <= lo && lo <= hi && hi <= o->hi);
-    optim_prepare(o);
-    optim_update(o, params + lo, grads + lo, lo, hi - lo);
-    optim_commit(o);
+    prepare(o);
+    update(o, params + lo, grads + lo, lo, hi - lo);
+    o->t++;
 }
 
 double optim_sum_squares(const float *g, size_t n)

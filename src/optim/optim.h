@@ -55,17 +55,6 @@ void optim_step(struct optim *o, float *params, const float *grads);
 /* The same step for elements [lo, hi) only (a rank's share of node-shared
  * parameters); every rank calls it once per step, so o->t stays agreed. */
 void optim_step_range(struct optim *o, float *params, const float *grads, size_t lo, size_t hi);
-/*
- * The same step in parts, for a caller that has the parameters block by
- * block: optim_prepare sets the step's constants; optim_update steps n
- * parameters from element i0 on, in place (p and g point at element i0;
- * the state is this optimizer's); optim_commit counts the step. A rank that
- * steps its slice of node-shared parameters publishes each block as soon as
- * it is updated, while it is in L1 (reduction_step).
- */
-void optim_prepare(struct optim *o);
-void optim_update(const struct optim *o, float *p, const float *g, size_t i0, size_t n);
-void optim_commit(struct optim *o);
 
 /* Σ g² over g (n), in double: the global squared L2 norm, or a slice's share of it. */
 double optim_sum_squares(const float *g, size_t n);

@@ -70,8 +70,6 @@ int reduction_init(struct reduction *r, const struct comm *c, const struct confi
             vae_stash(m, comm_node_extra(r->node), rows, (size_t)q, (size_t)n_q);
             r->sliced = 1;
         }
-        r->own = mem_calloc(r->hi - r->lo ? r->hi - r->lo : 1, sizeof *r->own);
-        return r->own ? 0 : -1;
     }
     return 0;
 }
@@ -82,7 +80,6 @@ void reduction_free(struct reduction *r)
     comm_node_close(r->node);
     free(r->bucket_off);
     free(r->fixed);
-    free(r->own);
     memset(r, 0, sizeof *r);
 }
 
@@ -194,24 +191,11 @@ void reduction_write_range(const struct reduction *r, size_t *lo, size_t *hi)
         comm_node_part(r->node, lo, hi);
 }
 
-float *reduction_step(struct reduction *r, struct optim *o, float *params, const float *grads)
+void reduction_step(struct reduction *r, struct optim *o, float *params, const float *grads)
 {
-    if (!r->node) {
-        optim_step_range(o, params, grads, r->lo, r->hi);
-        return params;
-    }
-    /* The slice is stepped in the rank's own copy and each block streamed
-     * into the gather while in L1. */
-    comm_node_gather_begin(r->node);
-    optim_prepare(o);
-    for (size_t b0 = r->lo; b0 < r->hi; b0 += REDUCTION_BLOCK) {
-        size_t k = r->hi - b0 < REDUCTION_BLOCK ? r->hi - b0 : REDUCTION_BLOCK;
-        float *p = r->own + (b0 - r->lo);
-        optim_update(o, p, grads + b0, b0, k);
-        comm_node_gather_put(r->node, p, b0, k);
-    }
-    optim_commit(o);
-    return comm_node_gather_end(r->node);
+    optim_step_range(o, params, grads, r->lo, r->hi);
+    if (r->node)
+        comm_node_sync(r->node); /* every slice is in before the next forward reads the vector */
 }
 
 float *reduction_params(struct reduction *r)
@@ -221,8 +205,6 @@ float *reduction_params(struct reduction *r)
 
 void reduction_params_ready(struct reduction *r)
 {
-    if (!r->node)
-        return;
-    memcpy(r->own, comm_node_params(r->node) + r->lo, (r->hi - r->lo) * sizeof *r->own);
-    comm_node_sync(r->node);
+    if (r->node)
+        comm_node_sync(r->node);
 }

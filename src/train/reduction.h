@@ -45,7 +45,6 @@ struct reduction {
     size_t n_buckets, next_bucket; /* buckets >= next_bucket have been started */
     int64_t *fixed;                /* (n + 1) fixed mode's accumulator; last: overflow count */
     double ss;                     /* node mode: the reduced slice's sum of squares */
-    float *own;                    /* node mode: the rank's copy of its slice, which it steps */
     int sliced;                    /* node mode: parameter gradients of the slice only (vae_stash) */
     int poison;                    /* this step's gradient counts as non-finite */
     double t_grads;                /* seconds of the last reduction_finish spent computing gradients */
@@ -102,24 +101,19 @@ float *reduction_grads(struct reduction *r);
 void reduction_write_range(const struct reduction *r, size_t *lo, size_t *hi);
 
 /*
- * The optimizer step of this rank's slice of params from the reduced grads;
- * returns the parameters the next step reads. Node mode (collective; params,
- * the node's current vector, is not used): the rank steps its own copy of
- * its slice (reduction.own: in the cache, where the window's copy was
- * streamed out to memory) and streams each block into the window's other
- * gather vector, complete after one node barrier and returned. The node's
- * ranks read one copy, and each rank keeps 1/L of it. Else the whole of
- * params is updated in place and returned.
+ * The optimizer step of this rank's slice of params (in place) from the
+ * reduced grads. Node mode (collective): params is the node's window vector
+ * (reduction_params), which every rank of the node reads; each rank updates
+ * its slice, after the reduction's node sync, and a node barrier makes the
+ * whole vector visible before the next forward. Else the whole of params.
  */
-enum { REDUCTION_BLOCK = 2048 };
-float *reduction_step(struct reduction *r, struct optim *o, float *params, const float *grads);
+void reduction_step(struct reduction *r, struct optim *o, float *params, const float *grads);
 
 /*
  * Node mode: the window vector that holds the parameters before the first
  * step (else NULL). Each rank writes its slice [lo, hi) there (initial
  * values or a checkpoint's), then reduction_params_ready (collective; a
- * no-op outside node mode) takes the rank's copy of its slice and makes
- * every slice visible to every rank.
+ * no-op outside node mode) makes every slice visible to every rank.
  */
 float *reduction_params(struct reduction *r);
 void reduction_params_ready(struct reduction *r);

@@ -345,7 +345,7 @@ struct step_result trainer_step(struct trainer *t, int64_t step)
     s.finite = isfinite(s.norm);
     if (s.finite) {
         optim_clip(t->m.grads + r->lo, r->hi - r->lo, s.norm, t->cfg->clip_norm);
-        t->m.params = reduction_step(r, &t->opt, t->m.params, t->m.grads);
+        reduction_step(r, &t->opt, t->m.params, t->m.grads);
     }
     if (fault_diverge(step, t->rank) && !t->params_shared) /* a node's ranks read one copy: none drifts */
         t->m.params[0] += 1e-3f;
