@@ -12,7 +12,9 @@
  *     float mode on P ranks and reproducible mode (fixed point) on 1 rank
  *     both match float mode on 1 rank, so a gradient summed instead of
  *     averaged, or decoded from fixed point at the wrong scale, shows;
- *   - KL warm-up: its first steps equal steps at the β they should weigh.
+ *   - KL warm-up: its first steps equal steps at the β they should weigh;
+ *   - node mode's one parameter vector: no rank reads it before every rank
+ *     has written its slice, at start and after each step.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -21,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -29,6 +32,9 @@
 #include "data/shuffle.h"
 #define VAE_TEST_MPI_ASSERT
 #include "testutil.h"
+#include "model/vae.h"
+#include "optim/optim.h"
+#include "train/reduction.h"
 #include "train/train.h"
 
 /* 512 rows: not a multiple of 3, so on P = 3 shard boundaries fall inside
@@ -326,6 +332,64 @@ static void test_node_shared_and_allreduce_agree(void **state)
     }
 }
 
+/* The first element of p (n) that is not (i mod 97)/2 + add, or n if none. */
+static size_t first_wrong(const float *p, size_t n, float add)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != (float)(i % 97) * 0.5f + add)
+            return i;
+    return n;
+}
+
+static void test_node_params_published_whole(void **state)
+{
+    (void)state;
+    /* Node mode keeps one parameter vector per node: each rank writes its
+     * slice (initial values, then its optimizer step, in place) and the
+     * others read the whole of it. reduction_params_ready and reduction_step
+     * must hold every rank until every slice is written: here the ranks after
+     * the first write theirs 50 ms late, so a rank let through early reads
+     * their old values. */
+    struct config cfg;
+    small_config(&cfg, "publish");
+    cfg.optim = OPT_SGD;
+    cfg.lr = 1.0;
+    cfg.momentum = 0;
+    struct vae m;
+    long image[3] = {0, 0, 0};
+    assert_int_equal(vae_init(&m, &cfg, DIM, image, BATCH), 0);
+    struct reduction r;
+    assert_int_equal(reduction_init(&r, g_world, &cfg, &m), 0);
+    float *p = reduction_params(&r), *g = reduction_grads(&r);
+    if (!p) { /* one rank, or no node mode: nothing shared */
+        assert_true(comm_size(g_world) == 1 || !r.node);
+        reduction_free(&r);
+        vae_free(&m);
+        return;
+    }
+    struct optim o;
+    assert_int_equal(optim_init_slice(&o, &cfg, m.n_params, r.lo, r.hi, 10), 0);
+    const struct timespec late = {0, 50 * 1000 * 1000};
+    for (int round = 0; round < 3; round++) {
+        if (comm_rank(g_world) > 0)
+            nanosleep(&late, NULL);
+        for (size_t i = r.lo; i < r.hi; i++) {
+            if (round == 0)
+                p[i] = (float)(i % 97) * 0.5f;
+            g[i] = -1.0f; /* SGD with lr 1: each step adds 1 */
+        }
+        if (round == 0)
+            reduction_params_ready(&r);
+        else
+            reduction_step(&r, &o, p, g);
+        assert_int_equal(first_wrong(p, m.n_params, (float)round), m.n_params);
+        comm_barrier(g_world); /* every rank has read the vector, as backward has before a step */
+    }
+    optim_free(&o);
+    reduction_free(&r);
+    vae_free(&m);
+}
+
 int main(int argc, char **argv)
 {
     g_world = comm_init(&argc, &argv);
@@ -339,6 +403,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_kl_warmup_first_steps),
         cmocka_unit_test(test_overlap_and_blocking_agree),
         cmocka_unit_test(test_node_shared_and_allreduce_agree),
+        cmocka_unit_test(test_node_params_published_whole),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     /* A failure on any rank fails the job. */
