@@ -17,7 +17,6 @@
 
 #include "core/error.h"
 #include "core/log.h"
-#include "core/mem.h"
 #include "core/timer.h"
 
 struct comm {

@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/mem.h"
 #include "core/timer.h"
 
 /* Fixed point: value · 2^32 in int64. A micro-batch gradient element beyond
