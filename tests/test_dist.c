@@ -354,7 +354,6 @@ static void test_node_params_published_whole(void **state)
     small_config(&cfg, "publish");
     cfg.optim = OPT_SGD;
     cfg.lr = 1.0;
-    cfg.momentum = 0;
     struct vae m;
     long image[3] = {0, 0, 0};
     assert_int_equal(vae_init(&m, &cfg, DIM, image, BATCH), 0);
