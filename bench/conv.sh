@@ -9,11 +9,13 @@
 # through the libraries' own queries: vae_dist's start event reports
 # openblas_get_num_threads(), pytorch_conv.py checks OpenBLAS and torch's
 # intra-op pool. Medians over rounds, ratios, and the range of each ratio
-# over the rounds; writes bench/last_conv.json.
+# over the rounds; writes bench/last_conv.json. OpenBLAS's kernels are the
+# same on both sides too (bench/lib.sh).
 #   bench/conv.sh [REPS=5] [STEPS=60]
 # Needs build/ and data/fashion-mnist.h5 (scripts/run-main.sh makes both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 REPS=${1:-5}; STEPS=${2:-60}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 W=$(mktemp -d /tmp/vae_conv_XXXXXX)
@@ -21,8 +23,6 @@ trap 'rm -rf "$W"' EXIT
 TORCH=0
 /usr/bin/python3 -c "import torch" 2>/dev/null && TORCH=1
 build/vae_dist synth --out "$W/rgb64.h5" --image 3,64,64 --n-train 2048 --n-test 256 >/dev/null
-median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-range() { sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.2f-%.2f", lo, hi }'; }
 vae_sps() { # NP DATA CHANNELS: mean samples/s of the step events after the first; checks the BLAS threads
     mpirun -x OPENBLAS_NUM_THREADS -np "$1" build/vae_dist train --config configs/conv.ini --resume none \
         --set run.dir="$W/r" --set data.path="$2" --set model.channels="$3" --set train.max_steps="$STEPS" \
@@ -33,7 +33,6 @@ vae_sps() { # NP DATA CHANNELS: mean samples/s of the step events after the firs
         END { printf "%.1f\n", s / m }' "$W/r/metrics.jsonl"
     rm -rf "$W/r"
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.3f", a / b; else printf "NaN" }'; }
 json="{"
 for model in "fashion:data/fashion-mnist.h5:1,28,28:32,64" "rgb64:$W/rgb64.h5:3,64,64:32,64,128"; do
     IFS=: read -r name data image channels <<<"$model"

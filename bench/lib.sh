@@ -4,15 +4,24 @@
 
 # The OpenBLAS kernels, the same for everything a benchmark runs (vae_dist,
 # PyTorch, the GEMM bound): BLAS_KERNELS, an OPENBLAS_CORETYPE name
-# ("Haswell", "SkylakeX", "Cooperlake"), or unset for OpenBLAS's own choice
-# for this CPU. An OPENBLAS_CORETYPE inherited from the environment does not
-# count: this machine's sets Haswell, whose AVX2 kernels run the model's
-# GEMMs 1.6x slower than the AVX-512 ones OpenBLAS picks here by itself
-# (docs/performance.md). KERNELS is the name the library reports; vae_run
-# checks vae_dist's, and bench/bench_threads.py PyTorch's (BENCH_BLAS_KERNELS).
+# ("Haswell", "SkylakeX", "Cooperlake"), or unset for the ones vae_dist
+# runs by itself: OpenBLAS's own choice for this CPU, or the CPU's widest
+# where OpenBLAS's are narrower (model/linear.h; OpenBLAS 0.3.21 picks its
+# SSE3 Prescott kernels on Intel's model 207, whose AVX-512 ones run the
+# model's GEMMs 4.9x faster). An OPENBLAS_CORETYPE inherited from the
+# environment does not count: one test machine's sets Haswell, whose AVX2
+# kernels run the model's GEMMs 1.6x slower than AVX-512 ones
+# (docs/performance.md). The choice is exported as OPENBLAS_CORETYPE, so that
+# PyTorch's OpenBLAS runs the same kernels; KERNELS is the name the library
+# reports; vae_run checks vae_dist's, the GEMM bound's is checked here, and
+# bench/bench_threads.py checks PyTorch's (BENCH_BLAS_KERNELS).
 if [ -n "${BLAS_KERNELS:-}" ]; then export OPENBLAS_CORETYPE=$BLAS_KERNELS; else unset OPENBLAS_CORETYPE; fi
-KERNELS=$(OPENBLAS_NUM_THREADS=1 build/bench/vae_gemm_bench --reps 1 | sed -n 's/.*"kernels": "\([^"]*\)".*/\1/p')
-[ -n "$KERNELS" ] || { echo "bench: build/bench/vae_gemm_bench did not name its OpenBLAS kernels" >&2; exit 1; }
+KERNELS=$(build/vae_dist --version | sed -n 's/.*| OpenBLAS \([A-Za-z0-9]*\) kernels$/\1/p')
+[ -n "$KERNELS" ] || { echo "bench: build/vae_dist --version did not name its OpenBLAS kernels" >&2; exit 1; }
+export OPENBLAS_CORETYPE=$KERNELS
+gemm_kernels=$(OPENBLAS_NUM_THREADS=1 build/bench/vae_gemm_bench --reps 1 | sed -n 's/.*"kernels": "\([^"]*\)".*/\1/p')
+[ "$gemm_kernels" = "$KERNELS" ] ||
+    { echo "bench: OPENBLAS_CORETYPE=$KERNELS gave the GEMM bound OpenBLAS '$gemm_kernels' kernels" >&2; exit 1; }
 export BENCH_BLAS_KERNELS=$KERNELS
 
 median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }

@@ -5,6 +5,15 @@
 # with injected anomalies), and their errors; then the same for a conv model
 # on 3-channel pictures.
 . "$(dirname "$0")/e2e_lib.sh"
+# OpenBLAS's kernels: a name in OPENBLAS_CORETYPE is the user's and stays;
+# without one, a CPU with AVX-512 runs AVX-512 kernels, whatever OpenBLAS's
+# own choice for its model (OpenBLAS 0.3.21 picks SSE3 ones on newer CPUs).
+k=$(OPENBLAS_CORETYPE=Prescott "$VAE" --version)
+check "OPENBLAS_CORETYPE=Prescott is kept ($k)" grep -q "OpenBLAS Prescott kernels" <<<"$k"
+k=$(env -u OPENBLAS_CORETYPE "$VAE" --version)
+if grep -qw avx512bw /proc/cpuinfo && grep -qw avx512vl /proc/cpuinfo; then
+    check "AVX-512 kernels without OPENBLAS_CORETYPE ($k)" grep -qE "OpenBLAS (SkylakeX|Cooperlake|SapphireRapids) kernels" <<<"$k"
+fi
 "$VAE" synth --out "$WORK/img.h5" --n-train 1024 --n-test 100 --dim 64 >/dev/null
 run_np 2 train --resume none --set data.path="$WORK/img.h5" --set run.dir="$WORK/img" --set model.hidden=32 \
     --set model.latent=4 --set train.batch_size=32 --set train.epochs=3 >/dev/null 2>&1

@@ -637,6 +637,36 @@ static void test_stash_grads_match_full_backward(void **state)
     }
 }
 
+/* The kernels vae_dist names for this CPU when OpenBLAS's own are narrower
+ * (cli/main.c starts again with them): never for kernels as wide as the
+ * CPU's, nor for names the table does not know, and never narrower than the
+ * kernels it replaces. */
+static void test_kernels_for_cpu(void **state)
+{
+    (void)state;
+    const char *cpu = linear_kernels_for_cpu("Prescott");
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512cd")) {
+        assert_non_null(cpu);
+        assert_string_equal(cpu, __builtin_cpu_supports("avx512bf16") ? "Cooperlake" : "SkylakeX");
+        assert_non_null(linear_kernels_for_cpu("Haswell"));
+        assert_non_null(linear_kernels_for_cpu("Zen"));
+    } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        assert_string_equal(cpu, "Haswell");
+        assert_null(linear_kernels_for_cpu("Zen"));
+    }
+#endif
+    if (cpu)
+        assert_null(linear_kernels_for_cpu(cpu));
+    assert_null(linear_kernels_for_cpu("SkylakeX"));
+    assert_null(linear_kernels_for_cpu("Cooperlake"));
+    assert_null(linear_kernels_for_cpu("SapphireRapids"));
+    assert_null(linear_kernels_for_cpu("SomeNewerCore"));
+}
+
 static void test_vmath_matches_libm(void **state)
 {
     (void)state;
@@ -685,6 +715,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_linear_grad_range_matches_ref),
         cmocka_unit_test(test_stash_grads_match_full_backward),
         cmocka_unit_test(test_vmath_matches_libm),
+        cmocka_unit_test(test_kernels_for_cpu),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     comm_finalize();

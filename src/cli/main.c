@@ -572,8 +572,27 @@ static int cmd_serial(const char *cmd, int argc, char **argv)
     return !strcmp(cmd, "prep") ? cmd_prep(argc, argv) : cmd_synth(argc, argv);
 }
 
+/* OpenBLAS picks its kernels by CPU model when it loads, and falls back to
+ * narrower ones than the CPU runs on a model newer than itself (linear.h).
+ * Unless the user named kernels in OPENBLAS_CORETYPE, start again with it
+ * naming the CPU's, before anything else (MPI_Init above all);
+ * VAE_DIST_OPENBLAS_OWN keeps OpenBLAS's own choice for the start line.
+ * Returns when there is nothing to change, or when the exec fails. */
+static void use_cpu_kernels(char **argv)
+{
+    const char *own = linear_kernels();
+    const char *cpu = linear_kernels_for_cpu(own);
+    if (!cpu || getenv("OPENBLAS_CORETYPE"))
+        return;
+    if (!setenv("OPENBLAS_CORETYPE", cpu, 1) && !setenv("VAE_DIST_OPENBLAS_OWN", own, 1))
+        execv("/proc/self/exe", argv);
+    unsetenv("OPENBLAS_CORETYPE");
+    unsetenv("VAE_DIST_OPENBLAS_OWN");
+}
+
 int main(int argc, char **argv)
 {
+    use_cpu_kernels(argv);
     const char *cmd = argc > 1 && argv[1][0] != '-' ? argv[1] : "train";
     int first = argc > 1 && argv[1][0] != '-' ? 2 : 1;
     if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help"))) {
@@ -581,7 +600,7 @@ int main(int argc, char **argv)
         return VAE_EXIT_OK;
     }
     if (argc > 1 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V"))) {
-        printf("vae_dist %s\n", VAE_VERSION);
+        printf("vae_dist %s | OpenBLAS %s kernels\n", VAE_VERSION, linear_kernels());
         return VAE_EXIT_OK;
     }
     if (!strcmp(cmd, "config")) {

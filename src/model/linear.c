@@ -115,19 +115,51 @@ const char *linear_kernels(void)
     return openblas_get_corename();
 }
 
-int linear_kernels_below_cpu(void)
+/* OpenBLAS's x86-64 kernels by the widest vectors they use: 1 SSE, 2 AVX,
+ * 3 AVX2 and FMA, 4 AVX-512. Names this table does not know (a newer
+ * OpenBLAS's) are taken to be as good as any CPU. */
+static int kernels_level(const char *name)
+{
+    static const struct {
+        const char *name;
+        int level;
+    } known[] = {
+        {"SapphireRapids", 4}, {"Cooperlake", 4},  {"SkylakeX", 4},   {"Haswell", 3},   {"Zen", 3},
+        {"Excavator", 3},      {"Steamroller", 2}, {"Piledriver", 2}, {"Bulldozer", 2}, {"Sandybridge", 2}};
+    static const char *const sse[] = {
+        "Katmai",     "Coppermine", "Northwood", "Prescott", "Banias",        "Atom",      "Core2", "Penryn",
+        "Dunnington", "Nehalem",    "Athlon",    "Opteron",  "Opteron(SSE3)", "Barcelona", "Nano",  "Bobcat"};
+    for (size_t i = 0; name && i < sizeof known / sizeof *known; i++)
+        if (!strcmp(name, known[i].name))
+            return known[i].level;
+    for (size_t i = 0; name && i < sizeof sse / sizeof *sse; i++)
+        if (!strcmp(name, sse[i]))
+            return 1;
+    return 5;
+}
+
+const char *linear_kernels_for_cpu(const char *kernels)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
-    static const char *const avx512[] = {"SkylakeX", "Cooperlake", "SapphireRapids"};
-    const char *core = linear_kernels();
-    for (size_t i = 0; core && i < sizeof avx512 / sizeof *avx512; i++)
-        if (!strcmp(core, avx512[i]))
-            return 0;
-    __builtin_cpu_init(); /* libgcc's answer includes the OS's support for the ZMM state */
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd") &&
-           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
-           __builtin_cpu_supports("avx512vl");
+    __builtin_cpu_init(); /* libgcc's answer includes the OS's support for the YMM and ZMM state */
+    const char *best = NULL;
+    int level = 1;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vl")) {
+        /* The names OpenBLAS itself gives such a CPU when it does not know its model. */
+        best = __builtin_cpu_supports("avx512bf16") ? "Cooperlake" : "SkylakeX";
+        level = 4;
+    } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        best = "Haswell";
+        level = 3;
+    } else if (__builtin_cpu_supports("avx")) {
+        best = "Sandybridge";
+        level = 2;
+    }
+    return kernels_level(kernels) < level ? best : NULL;
 #else
-    return 0;
+    (void)kernels;
+    return NULL;
 #endif
 }

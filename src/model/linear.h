@@ -39,10 +39,14 @@ void linear_set_threads(int n);
 int linear_threads(void);
 
 /* The name of the kernels OpenBLAS runs ("Cooperlake", "Haswell"): its
- * DYNAMIC_ARCH build picks them by CPU when it loads, or as
- * OPENBLAS_CORETYPE says (docs/performance.md: 1.6x apart here). */
+ * DYNAMIC_ARCH build picks them by CPU model when it loads, or as
+ * OPENBLAS_CORETYPE says (docs/performance.md). */
 const char *linear_kernels(void);
-/* Nonzero when those kernels leave out AVX-512 that this CPU and its OS run. */
-int linear_kernels_below_cpu(void);
+/* The kernels this CPU and its OS run ("Cooperlake", "SkylakeX", "Haswell",
+ * "Sandybridge") when the kernels named are narrower than them, else NULL:
+ * OpenBLAS 0.3.21 (Debian 12) falls back to its SSE3 Prescott kernels on CPU
+ * models newer than itself (Intel's model 207), 5x slower at this program's
+ * GEMMs than its AVX-512 ones there. */
+const char *linear_kernels_for_cpu(const char *kernels);
 
 #endif
