@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <libgen.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -575,17 +576,27 @@ static int cmd_serial(const char *cmd, int argc, char **argv)
 /* OpenBLAS picks its kernels by CPU model when it loads, and falls back to
  * narrower ones than the CPU runs on a model newer than itself (linear.h).
  * Unless the user named kernels in OPENBLAS_CORETYPE, start again with it
- * naming the CPU's, before anything else (MPI_Init above all);
+ * naming the CPU's, before anything else (MPI_Init above all), as the same
+ * file (so the process keeps its name for pgrep and kill);
  * VAE_DIST_OPENBLAS_OWN keeps OpenBLAS's own choice for the start line.
- * Returns when there is nothing to change, or when the exec fails. */
+ * train's stop signals are held back across the exec: one that arrives
+ * meanwhile waits for the new image's handler (main). Returns when there is
+ * nothing to change, or when the exec fails. */
 static void use_cpu_kernels(char **argv)
 {
     const char *own = linear_kernels();
     const char *cpu = linear_kernels_for_cpu(own);
-    if (!cpu || getenv("OPENBLAS_CORETYPE"))
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe);
+    if (!cpu || getenv("OPENBLAS_CORETYPE") || n <= 0 || (size_t)n >= sizeof exe)
         return;
+    exe[n] = '\0';
+    sigset_t stop, old;
+    train_signals(&stop);
+    sigprocmask(SIG_BLOCK, &stop, &old);
     if (!setenv("OPENBLAS_CORETYPE", cpu, 1) && !setenv("VAE_DIST_OPENBLAS_OWN", own, 1))
-        execv("/proc/self/exe", argv);
+        execv(exe, argv);
+    sigprocmask(SIG_SETMASK, &old, NULL);
     unsetenv("OPENBLAS_CORETYPE");
     unsetenv("VAE_DIST_OPENBLAS_OWN");
 }
@@ -595,6 +606,16 @@ int main(int argc, char **argv)
     use_cpu_kernels(argv);
     const char *cmd = argc > 1 && argv[1][0] != '-' ? argv[1] : "train";
     int first = argc > 1 && argv[1][0] != '-' ? 2 : 1;
+    /* First of all, before the slow part of start-up (MPI_Init): a SIGTERM
+     * that arrives while the job starts still ends in a checkpoint and exit
+     * 42. Then the signals held back across use_cpu_kernels' exec go through. */
+    if (!strcmp(cmd, "train"))
+        train_install_signals();
+    if (getenv("VAE_DIST_OPENBLAS_OWN")) {
+        sigset_t stop;
+        train_signals(&stop);
+        sigprocmask(SIG_UNBLOCK, &stop, NULL);
+    }
     if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help"))) {
         fputs(usage_main, stdout);
         return VAE_EXIT_OK;
@@ -614,10 +635,6 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "prep") || !strcmp(cmd, "synth"))
         return cmd_serial(cmd, argc - first, argv + first);
-    /* Before MPI_Init, the slow part of start-up: a SIGTERM that arrives
-     * while the job starts still ends in a checkpoint and exit 42. */
-    if (!strcmp(cmd, "train"))
-        train_install_signals();
     struct comm *c = comm_init(&argc, &argv);
     /* The thread policy: one BLAS thread per rank unless the user says otherwise. */
     if (!getenv("OPENBLAS_NUM_THREADS"))

@@ -8,6 +8,7 @@
 #ifndef VAE_TRAIN_H
 #define VAE_TRAIN_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,5 +38,7 @@ void train_result_free(struct train_result *res);
 
 /* SIGTERM, SIGUSR1, SIGUSR2 set a flag the ranks agree on after the next step. Local. */
 void train_install_signals(void);
+/* Those signals, as a set (held back across cli/main.c's exec). */
+void train_signals(sigset_t *set);
 
 #endif
