@@ -601,14 +601,12 @@ static void use_cpu_kernels(char **argv)
     unsetenv("VAE_DIST_OPENBLAS_OWN");
 }
 
-int main(int argc, char **argv)
+/* First of all, before the slow part of start-up (MPI_Init): train's
+ * handler, so that a SIGTERM that arrives while the job starts still ends in
+ * a checkpoint and exit 42. Then the signals held back across
+ * use_cpu_kernels' exec go through. */
+static void take_stop_signals(const char *cmd)
 {
-    use_cpu_kernels(argv);
-    const char *cmd = argc > 1 && argv[1][0] != '-' ? argv[1] : "train";
-    int first = argc > 1 && argv[1][0] != '-' ? 2 : 1;
-    /* First of all, before the slow part of start-up (MPI_Init): a SIGTERM
-     * that arrives while the job starts still ends in a checkpoint and exit
-     * 42. Then the signals held back across use_cpu_kernels' exec go through. */
     if (!strcmp(cmd, "train"))
         train_install_signals();
     if (getenv("VAE_DIST_OPENBLAS_OWN")) {
@@ -616,6 +614,14 @@ int main(int argc, char **argv)
         train_signals(&stop);
         sigprocmask(SIG_UNBLOCK, &stop, NULL);
     }
+}
+
+int main(int argc, char **argv)
+{
+    use_cpu_kernels(argv);
+    const char *cmd = argc > 1 && argv[1][0] != '-' ? argv[1] : "train";
+    int first = argc > 1 && argv[1][0] != '-' ? 2 : 1;
+    take_stop_signals(cmd);
     if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help"))) {
         fputs(usage_main, stdout);
         return VAE_EXIT_OK;
