@@ -586,9 +586,11 @@ static void use_cpu_kernels(char **argv)
 {
     const char *own = linear_kernels();
     const char *cpu = linear_kernels_for_cpu(own);
+    if (!cpu || getenv("OPENBLAS_CORETYPE"))
+        return;
     char exe[4096];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe);
-    if (!cpu || getenv("OPENBLAS_CORETYPE") || n <= 0 || (size_t)n >= sizeof exe)
+    if (n <= 0 || (size_t)n >= sizeof exe)
         return;
     exe[n] = '\0';
     sigset_t stop, old;

@@ -123,18 +123,18 @@ static int kernels_level(const char *name)
     static const struct {
         const char *name;
         int level;
-    } known[] = {
-        {"SapphireRapids", 4}, {"Cooperlake", 4},  {"SkylakeX", 4},   {"Haswell", 3},   {"Zen", 3},
-        {"Excavator", 3},      {"Steamroller", 2}, {"Piledriver", 2}, {"Bulldozer", 2}, {"Sandybridge", 2}};
-    static const char *const sse[] = {
-        "Katmai",     "Coppermine", "Northwood", "Prescott", "Banias",        "Atom",      "Core2", "Penryn",
-        "Dunnington", "Nehalem",    "Athlon",    "Opteron",  "Opteron(SSE3)", "Barcelona", "Nano",  "Bobcat"};
+    } known[] = {{"SapphireRapids", 4}, {"Cooperlake", 4},    {"SkylakeX", 4},
+                 {"Haswell", 3},        {"Zen", 3},           {"Excavator", 3},
+                 {"Steamroller", 2},    {"Piledriver", 2},    {"Bulldozer", 2},
+                 {"Sandybridge", 2},    {"Katmai", 1},        {"Coppermine", 1},
+                 {"Northwood", 1},      {"Prescott", 1},      {"Banias", 1},
+                 {"Atom", 1},           {"Core2", 1},         {"Penryn", 1},
+                 {"Dunnington", 1},     {"Nehalem", 1},       {"Athlon", 1},
+                 {"Opteron", 1},        {"Opteron(SSE3)", 1}, {"Barcelona", 1},
+                 {"Nano", 1},           {"Bobcat", 1}};
     for (size_t i = 0; name && i < sizeof known / sizeof *known; i++)
         if (!strcmp(name, known[i].name))
             return known[i].level;
-    for (size_t i = 0; name && i < sizeof sse / sizeof *sse; i++)
-        if (!strcmp(name, sse[i]))
-            return 1;
     return 5;
 }
 
