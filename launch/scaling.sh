@@ -16,17 +16,23 @@
 # points at P >= 2 test it). With the default reduction (comm.shared_memory:
 # L ranks per node share a window, N = P/L nodes, each rank steps 1/L of
 # the optimizer):
-#   step(P, b) = k_compute + b·(c_compute + c_data) + t_optim/L + t_node(L) + allreduce(N, bytes/L)
+#   step(P, b) = fwd(b) + grads(L, b) + b·c_data + t_optim/L + t_node(L) + allreduce(N, bytes/L)
 #   t_node(L): the node exchange (reduce the own slice, norm, gather, and the
 #              next forward's read of the other slices) measured
 #              on L ranks of one node (vae_allreduce_bench node)
 # With the reduction set to one allreduce (comm.shared_memory = false):
-#   step(P, b) = k_compute + b·(c_compute + c_data) + t_optim + allreduce(P, bytes)
+#   step(P, b) = fwd(b) + grads(1, b) + b·c_data + t_optim + allreduce(P, bytes)
 #   allreduce(P, n) = 2(P−1)·α + 2(P−1)/P · n/β      (ring; α, β fitted on 2 ranks,
 #                                                     one per node where there are several)
 # L = RANKS_PER_NODE (default: Slurm's tasks per node, else the cores here).
-# Compute is k_compute + b·c_compute: the line through the two 1-rank runs
-# (batch BATCH and LOCAL_BATCH); fewer rows per GEMM cost more per row. Runs with P above the core count
+# Compute comes from 1-rank runs at every per-rank batch b the study uses
+# (B/P, and LOCAL_BATCH; one_rank.csv), linear between them and past them:
+# fwd(b), t_compute less t_grads (forward and input gradients), and grads(b),
+# t_grads (the parameter gradients); fewer rows per GEMM cost more per row.
+# Where the node's ranks compute sliced parameter gradients (the runs' start
+# lines say; past the largest P measured, as there), each computes 1/L of
+# them over the node's L·b rows: grads(L, b) = grads(L·b)/L, else grads(b).
+# Runs with P above the core count
 # share cores ("oversubscribed" in the CSV and the plots): they measure the
 # code's correctness under contention, not its speed.
 set -euo pipefail
@@ -59,18 +65,24 @@ run() {
     fi
 }
 median() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+# The run (a line of run_stats) with the median throughput, which stands for its point.
+median_row() {
+    local med
+    med=$(awk '{ print $1 }' "$1" | median)
+    awk -v m="$med" '{ d = ($1 > m) ? $1 - m : m - $1; if (!n++ || d < best) { best = d; r = $0 } } END { print r }' "$1"
+}
 
 # Mean over a run's step events after the first: samples/s and phase stats (ms).
 run_stats() {
     awk '/"event": "step"/ { if (++k == 1) next; line = $0; m++
-        n = split("samples_per_s t_data t_compute t_compute_min t_compute_max t_allreduce_wait t_allreduce_wait_min t_allreduce_wait_max t_optim", keys, " ")
+        n = split("samples_per_s t_data t_compute t_compute_min t_compute_max t_allreduce_wait t_allreduce_wait_min t_allreduce_wait_max t_optim t_grads", keys, " ")
         for (i = 1; i <= n; i++) { key = "\"" keys[i] "\": "; p = index(line, key)
             v[i] += substr(line, p + length(key)) + 0 } }
         END { if (!m) { print "no step events after the first in " FILENAME > "/dev/stderr"; exit 1 }
-              printf "%.1f", v[1] / m; for (i = 2; i <= 9; i++) printf " %.4f", 1e3 * v[i] / m; printf "\n" }' "$1"
+              printf "%.1f", v[1] / m; for (i = 2; i <= 10; i++) printf " %.4f", 1e3 * v[i] / m; printf "\n" }' "$1"
 }
 
-echo "mode,ranks,cores,oversubscribed,global_batch,samples_per_s,speedup,efficiency,data_ms,compute_ms_mean,compute_ms_min,compute_ms_max,allreduce_ms_mean,allreduce_ms_min,allreduce_ms_max,optim_ms" >"$OUTDIR/scaling.csv"
+echo "mode,ranks,cores,oversubscribed,global_batch,samples_per_s,speedup,efficiency,data_ms,compute_ms_mean,compute_ms_min,compute_ms_max,allreduce_ms_mean,allreduce_ms_min,allreduce_ms_max,optim_ms,grads_ms,sliced" >"$OUTDIR/scaling.csv"
 for mode in strong weak; do
     base=""
     for ((p = 1; p <= MAX_P; p *= 2)); do
@@ -81,16 +93,35 @@ for mode in strong weak; do
                 --set train.log_every=$LOG_EVERY --set ckpt.every_seconds=0
             run_stats "$W/$mode-$p-$rep/metrics.jsonl" >>"$W/$mode-$p.txt"
         done
-        # The run with the median throughput stands for the point.
-        med=$(awk '{ print $1 }' "$W/$mode-$p.txt" | median)
-        row=$(awk -v m="$med" '{ d = ($1 > m) ? $1 - m : m - $1; if (!n++ || d < best) { best = d; r = $0 } } END { print r }' "$W/$mode-$p.txt")
-        read -r sps data cm cmin cmax am amin amax opt <<<"$row"
+        # Did the node's ranks compute sliced parameter gradients (the start line's reduction)?
+        sliced=$(grep -q "sliced parameter gradients" "$W/$mode-$p-1.log" && echo yes || echo no)
+        read -r sps data cm cmin cmax am amin amax opt grads <<<"$(median_row "$W/$mode-$p.txt")"
         [ -z "$base" ] && base=$sps
         speed=$(awk -v a="$sps" -v b="$base" 'BEGIN { print a / b }')
         eff=$(awk -v a="$speed" -v p="$p" 'BEGIN { print a / p }')
-        echo "$mode,$p,$CORES,$([ $p -gt "$CORES" ] && echo yes || echo no),$gb,$sps,$(printf %.4f "$speed"),$(printf %.4f "$eff"),$data,$cm,$cmin,$cmax,$am,$amin,$amax,$opt" >>"$OUTDIR/scaling.csv"
+        echo "$mode,$p,$CORES,$([ $p -gt "$CORES" ] && echo yes || echo no),$gb,$sps,$(printf %.4f "$speed"),$(printf %.4f "$eff"),$data,$cm,$cmin,$cmax,$am,$amin,$amax,$opt,$grads,$sliced" >>"$OUTDIR/scaling.csv"
         echo "measured $mode P=$p batch=$gb: $sps samples/s (speedup $(printf %.3f "$speed"))"
     done
+done
+
+# 1 rank at every per-rank batch the strong runs use (B/P), for the model's
+# compute term: fewer rows per GEMM cost more per row, and a line through two
+# batches does not extrapolate to a few rows.
+echo "batch,samples_per_s,compute_ms,grads_ms" >"$OUTDIR/one_rank.csv"
+for b in $( { for ((p = 1; p <= MAX_P && BATCH / p >= 1; p *= 2)); do echo $((BATCH / p)); done
+              echo "$LOCAL_BATCH"; } | sort -un); do
+    f="$W/strong-1.txt"
+    [ "$b" = "$BATCH" ] || f="$W/weak-1.txt"
+    if [ "$b" != "$BATCH" ] && [ "$b" != "$LOCAL_BATCH" ]; then
+        f="$W/one-$b.txt"
+        for rep in $(seq "$REPS"); do
+            run 1 "$W/one-$b-$rep.log" "$BUILD/vae_dist" train --config "$CONFIG" --resume none \
+                --set run.dir="$W/one-$b-$rep" --set train.batch_size="$b" --set train.max_steps="$STEPS" \
+                --set train.log_every=$LOG_EVERY --set ckpt.every_seconds=0
+            run_stats "$W/one-$b-$rep/metrics.jsonl" >>"$f"
+        done
+    fi
+    median_row "$f" | awk -v b="$b" '{ printf "%d,%s,%s,%s\n", b, $1, $3, $10 }' >>"$OUTDIR/one_rank.csv"
 done
 
 # Allreduce α (latency) and β (bandwidth) from the microbenchmark on 2 ranks
@@ -127,25 +158,26 @@ read -r alpha inv_beta <<<"$(awk -v n="$grad_bytes" '{ x[NR] = $2; y[NR] = $3 }
           for (i = 1; i < NR; i++) if (n >= x[i] && n <= x[i + 1]) t = y[i] + (y[i + 1] - y[i]) * (n - x[i]) / (x[i + 1] - x[i])
           if (n < x[1]) t = y[1]
           printf "%.9g %.9g\n", a, (t - 2 * a) / n }' "$W/ar.txt")"
-# Per-sample compute and data, and the optimizer, from the 1-rank strong run.
-# Compute as a line through the two 1-rank runs (k + b·c; with one batch, c alone).
-read -r k1 c1 d1 o1 <<<"$(awk -F, -v B="$BATCH" -v b0="$LOCAL_BATCH" '$2 == 1 && $1 == "strong" { tB = $10 / 1e3; d = $9 / 1e3 / B; o = $16 / 1e3 }
-    $2 == 1 && $1 == "weak" { t0 = $10 / 1e3 }
-    END { c = (B != b0) ? (tB - t0) / (B - b0) : tB / B; k = tB - c * B
-          if (k < 0) { k = 0; c = tB / B }
-          printf "%.9g %.9g %.9g %.9g\n", k, c, d, o }' "$OUTDIR/scaling.csv")"
+# Per-sample data and the optimizer from the 1-rank strong run; compute from
+# the 1-rank runs at each batch (one_rank.csv, "batch:fwd:grads" in seconds).
+read -r d1 o1 <<<"$(awk -F, -v B="$BATCH" '$2 == 1 && $1 == "strong" { printf "%.9g %.9g\n", $9 / 1e3 / B, $16 / 1e3 }' \
+    "$OUTDIR/scaling.csv")"
+one=$(awk -F, 'NR > 1 { printf "%d:%.9g:%.9g ", $1, ($3 - $4) / 1e3, $4 / 1e3 }' "$OUTDIR/one_rank.csv")
 # t_node(L) as measured ("L:seconds ..."); the model takes the largest L measured up to its own.
 tnode=$(awk '{ printf "%s:%s ", $2, $4 }' "$W/node.txt")
 if [ "$node_mode" = 1 ] && [ -n "$(cat "$W/node.txt")" ]; then
-    formula="step(P, b) = k_compute + b*(c_compute + c_data) + t_optim/L + t_node(L) + 2(N-1)*alpha + 2(N-1)/N * (bytes/L)/beta, L = min(P, $RPN) ranks per node, N = P/L nodes
+    formula="step(P, b) = fwd(b) + grads(L, b) + b*c_data + t_optim/L + t_node(L) + 2(N-1)*alpha + 2(N-1)/N * (bytes/L)/beta, L = min(P, $RPN) ranks per node, N = P/L nodes
+grads(L, b) = grads(L*b)/L where the node's ranks compute sliced parameter gradients (each 1/L of them over the node's L*b rows), else grads(b)
 t_node(L) in s, L:t_node: $tnode(node_exchange.txt; for an L not measured, the largest measured below it)"
 else
     node_mode=0
-    formula="step(P, b) = k_compute + b*(c_compute + c_data) + t_optim + 2(P-1)*alpha + 2(P-1)/P * bytes/beta"
+    formula="step(P, b) = fwd(b) + grads(b) + b*c_data + t_optim + 2(P-1)*alpha + 2(P-1)/P * bytes/beta"
 fi
 cat >"$OUTDIR/model.txt" <<M
 $formula
-k_compute = $k1 s, c_compute = $c1 s/sample (the 1-rank runs at batch $BATCH and $LOCAL_BATCH), c_data = $d1 s/sample, t_optim = $o1 s (the 1-rank strong run)
+fwd(b) and grads(b): t_compute less t_grads, and t_grads, of 1-rank runs at batch b (one_rank.csv), linear between the batches measured and past them; b:fwd:grads in s: $one
+c_data = $d1 s/sample, t_optim = $o1 s (the 1-rank strong run)
+sliced parameter gradients at P (as the runs' start lines said; beyond, the largest P measured): $(awk -F, 'NR > 1 { printf "%s %s:%s ", $1, $2, $18 }' "$OUTDIR/scaling.csv")
 alpha = $alpha s (half the 4 KiB allreduce on 2 ranks), 1/beta = $inv_beta s/byte (beta = $(awk -v b="$inv_beta" 'BEGIN { printf "%.2f", 1 / b / 1e9 }') GB/s at the gradient size), from the 2-rank allreduce benchmark (allreduce_2ranks.txt)
 bytes = $grad_bytes (gradient of the configured model)
 M
@@ -153,15 +185,28 @@ echo "mode,ranks,global_batch,samples_per_s_projected,speedup_projected" >"$OUTD
 for mode in strong weak; do
     for p in 1 2 4 8 16 32 64 128 256 512 1024; do
         [ $mode = strong ] && [ "$p" -gt "$BATCH" ] && continue
-        awk -v mode=$mode -v p="$p" -v B="$BATCH" -v b0="$LOCAL_BATCH" -v k="$k1" -v c="$c1" -v d="$d1" -v o="$o1" \
-            -v a="$alpha" -v ib="$inv_beta" -v n="$grad_bytes" -v node="$node_mode" -v rpn="$RPN" -v tn="$tnode" '
+        sl=$(awk -F, -v mode=$mode '$1 == mode { printf "%s:%d ", $2, $18 == "yes" }' "$OUTDIR/scaling.csv")
+        awk -v mode=$mode -v p="$p" -v B="$BATCH" -v b0="$LOCAL_BATCH" -v one="$one" \
+            -v d="$d1" -v o="$o1" -v a="$alpha" -v ib="$inv_beta" -v n="$grad_bytes" -v node="$node_mode" -v rpn="$RPN" \
+            -v tn="$tnode" -v sl="$sl" '
             function ring(P, bytes) { return P > 1 ? 2 * (P - 1) * a + 2 * (P - 1) / P * bytes * ib : 0 }
+            # column c (2: fwd, 3: grads) of one_rank at batch x: linear between measured batches, and past them
+            function at(x, c,   i, y) {
+                if (nb == 1) return t[1, c] * x / t[1, 1]
+                for (i = 1; i < nb - 1 && x > t[i + 1, 1]; i++) ;
+                y = t[i, c] + (t[i + 1, c] - t[i, c]) * (x - t[i, 1]) / (t[i + 1, 1] - t[i, 1])
+                return y > 0 ? y : 0 }
+            function compute(P, b, L,   q) {
+                for (q = P; q > 1 && !(q in sliced); q--) ;
+                return at(b, 2) + (sliced[q] ? at(L * b, 3) / L : at(b, 3)) }
             function step(P, b,   L, N, l) {
-                if (!node || P == 1) return k + b * (c + d) + o + ring(P, n)
+                if (!node || P == 1) return compute(1, b, 1) + b * d + o + ring(P, n)
                 L = P < rpn ? P : rpn; N = P / L
                 for (l = L; l > 2 && !(l in tnode); l--) ;
-                return k + b * (c + d) + o / L + tnode[l] + ring(N, n / L) }
+                return compute(P, b, L) + b * d + o / L + tnode[l] + ring(N, n / L) }
             BEGIN { m = split(tn, kv, " "); for (i = 1; i <= m; i++) { split(kv[i], x, ":"); tnode[x[1]] = x[2] }
+                    m = split(sl, kv, " "); for (i = 1; i <= m; i++) { split(kv[i], x, ":"); sliced[x[1]] = x[2] }
+                    nb = split(one, kv, " "); for (i = 1; i <= nb; i++) { split(kv[i], x, ":"); t[i, 1] = x[1]; t[i, 2] = x[2]; t[i, 3] = x[3] }
                     if (mode == "strong") { s = B / step(p, B / p); s1 = B / step(1, B) }
                     else { s = p * b0 / step(p, b0); s1 = b0 / step(1, b0) }
                     printf "%s,%d,%d,%.1f,%.4f\n", mode, p, (mode == "strong") ? B : p * b0, s, s / s1 }' \

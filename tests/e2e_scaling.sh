@@ -22,6 +22,13 @@ check "scaling.sh 2 10 exits 0 (exit $rc)" test "$rc" -eq 0 || echo "$out" | tai
 rows=$(awk -F, 'NR > 1 && $6 > 0' "$WORK/out/scaling.csv" 2>/dev/null | cut -d, -f1,2,5 | tr '\n' ' ')
 check "scaling.csv: strong 1, 2 at batch 64 and weak 1, 2 at 32 and 64, each with samples/s ($rows)" \
     test "$rows" = "strong,1,64 strong,2,64 weak,1,32 weak,2,64 "
+check "scaling.csv: each point's parameter-gradient ms, within its compute ms, and whether they were sliced" \
+    awk -F, 'NR > 1 { n++; if (!($17 > 0 && $17 <= $10 && $18 ~ /^(yes|no)$/)) bad++ } END { exit !(n == 4 && !bad) }' \
+    "$WORK/out/scaling.csv"
+check "one_rank.csv: 1-rank compute and parameter gradients at the per-rank batches 32 and 64" \
+    bash -c "[ \"\$(awk -F, 'NR > 1 && \$3 > 0 && \$4 > 0 && \$4 <= \$3 { print \$1 }' '$WORK/out/one_rank.csv' | tr '\n' ' ')\" = '32 64 ' ]"
+check "model.txt: fwd(b) and grads(b) from the 1-rank runs" grep -qE 'b:fwd:grads in s: 32:[0-9.e-]+:[0-9.e-]+ 64:' \
+    "$WORK/out/model.txt"
 check "node_exchange.txt: the node exchange measured on 2 ranks" \
     grep -qE '^node 2 [0-9]+ [0-9.e-]+$' "$WORK/out/node_exchange.txt"
 check "model.txt: the node-mode model with a measured t_node" \

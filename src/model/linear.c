@@ -18,13 +18,19 @@ void linear_forward(float *y, const float *x, const float *w, const float *b, si
 void linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
                      size_t n_b, size_t n_in, size_t n_out)
 {
+    linear_backward_weights(dw, db, dy, x, n_b, n_in, n_out);
+    linear_backward_input(dx, dy, w, n_b, n_in, n_out);
+}
+
+void linear_backward_weights(float *dw, float *db, const float *dy, const float *x, size_t n_b, size_t n_in,
+                             size_t n_out)
+{
     /* dw (O, I) += dyᵀ (O, B) · x (B, I) */
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n_out, (int)n_in, (int)n_b, 1.0f, dy,
                 (int)n_out, x, (int)n_in, 1.0f, dw, (int)n_in);
     for (size_t r = 0; r < n_b; r++)
         for (size_t o = 0; o < n_out; o++)
             db[o] += dy[r * n_out + o];
-    linear_backward_input(dx, dy, w, n_b, n_in, n_out);
 }
 
 void linear_backward_input(float *dx, const float *dy, const float *w, size_t n_b, size_t n_in, size_t n_out)

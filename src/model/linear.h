@@ -17,6 +17,10 @@ void linear_forward(float *y, const float *x, const float *w, const float *b, si
 void linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
                      size_t n_b, size_t n_in, size_t n_out);
 
+/* The parameter gradients alone, added: dw += dyᵀ · x, db += dy's column sums. */
+void linear_backward_weights(float *dw, float *db, const float *dy, const float *x, size_t n_b, size_t n_in,
+                             size_t n_out);
+
 /* The input gradient alone: dx = dy · w (nothing when dx is NULL). */
 void linear_backward_input(float *dx, const float *dy, const float *w, size_t n_b, size_t n_in, size_t n_out);
 /*

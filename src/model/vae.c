@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/rng.h"
+#include "core/timer.h"
 #include "model/act.h"
 #include "model/bernoulli.h"
 #include "model/conv.h"
@@ -276,9 +277,13 @@ static void layer_backward(struct vae *m, const struct vae_layer *ly, float *dx,
     const float *w = m->params + ly->w_off;
     float *dw = m->grads + ly->w_off, *db = m->grads + ly->b_off;
     switch (ly->kind) {
-    case LAYER_LINEAR:
-        linear_backward(dx, dw, db, dy, in, w, n_b, ly->n_in, ly->n_out);
+    case LAYER_LINEAR: {
+        double t0 = timer_now();
+        linear_backward_weights(dw, db, dy, in, n_b, ly->n_in, ly->n_out);
+        m->t_grads += timer_now() - t0;
+        linear_backward_input(dx, dy, w, n_b, ly->n_in, ly->n_out);
         break;
+    }
     case LAYER_CONV:
         conv2d_backward(dx, dw, db, ly->keep, m->conv_tmp, dy, w, n_b, &ly->g);
         break;

@@ -75,6 +75,10 @@ struct vae {
     float *stash;
     size_t stash_rows;
     size_t stash_rank, stash_ranks;
+
+    /* Seconds backward spent on fully connected layers' parameter gradients;
+     * the caller resets it (train reports it as t_grads). */
+    double t_grads;
 };
 
 /* Per-batch sums of the loss terms (over samples). */

@@ -27,16 +27,19 @@ static const char *const step_names[M_PHASES + 3 * N_PHASES] = {"step",
                                                                 "t_allreduce_wait",
                                                                 "t_optim",
                                                                 "t_ckpt",
+                                                                "t_grads",
                                                                 "t_data_min",
                                                                 "t_compute_min",
                                                                 "t_allreduce_wait_min",
                                                                 "t_optim_min",
                                                                 "t_ckpt_min",
+                                                                "t_grads_min",
                                                                 "t_data_max",
                                                                 "t_compute_max",
                                                                 "t_allreduce_wait_max",
                                                                 "t_optim_max",
-                                                                "t_ckpt_max"};
+                                                                "t_ckpt_max",
+                                                                "t_grads_max"};
 
 int report_init(struct report *rp, const struct comm *c, const char *run_dir, int64_t step)
 {

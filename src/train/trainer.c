@@ -285,6 +285,7 @@ static struct vae_loss gradient_float(struct trainer *t, size_t k0, int64_t step
     double t0 = timer_now();
     fill_batch(t, k0, t->n_local, step);
     double t1 = timer_now();
+    m->t_grads = 0;
     reduction_begin(&t->red, m->grads, fault_nan_gradient(step, t->rank, t->size));
     int overlap = reduction_overlaps(&t->red);
     struct vae_loss l =
@@ -294,6 +295,7 @@ static struct vae_loss gradient_float(struct trainer *t, size_t k0, int64_t step
     reduction_finish(&t->red, m->grads);
     t->t_phase[PH_DATA] += t1 - t0;
     t->t_phase[PH_COMPUTE] += t2 - t1 + t->red.t_grads; /* sliced: the slice's parameter gradients */
+    t->t_phase[PH_GRADS] += m->t_grads + t->red.t_grads;
     t->t_phase[PH_WAIT] += timer_now() - t2 - t->red.t_grads;
     return l;
 }
@@ -310,6 +312,7 @@ static struct vae_loss gradient_fixed(struct trainer *t, size_t k0, int64_t step
         fill_batch(t, k0 + k, mb, step);
         double t1 = timer_now();
         memset(m->grads, 0, m->n_params * sizeof *m->grads);
+        m->t_grads = 0;
         struct vae_loss l =
             vae_forward_backward(m, t->x, t->eps, mb, beta, 1.0f / (float)t->cfg->batch_size, NULL, NULL);
         reduction_fixed_add(&t->red, m->grads);
@@ -317,6 +320,7 @@ static struct vae_loss gradient_fixed(struct trainer *t, size_t k0, int64_t step
         sum.kl += l.kl;
         t->t_phase[PH_DATA] += t1 - t0;
         t->t_phase[PH_COMPUTE] += timer_now() - t1;
+        t->t_phase[PH_GRADS] += m->t_grads;
     }
     double t2 = timer_now();
     reduction_fixed_finish(&t->red, m->grads, fault_nan_gradient(step, t->rank, t->size));

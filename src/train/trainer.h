@@ -20,8 +20,10 @@
 #include "optim/optim.h"
 #include "train/reduction.h"
 
-/* Where a step's time goes (seconds accumulated in trainer.t_phase). */
-enum phase { PH_DATA, PH_COMPUTE, PH_WAIT, PH_OPT, PH_CKPT, N_PHASES };
+/* Where a step's time goes (seconds accumulated in trainer.t_phase).
+ * PH_GRADS is part of PH_COMPUTE: the fully connected layers' parameter
+ * gradients (in the sliced mode, the slice's over the node's rows). */
+enum phase { PH_DATA, PH_COMPUTE, PH_WAIT, PH_OPT, PH_CKPT, PH_GRADS, N_PHASES };
 
 struct trainer {
     const struct config *cfg;
