@@ -32,10 +32,11 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.3f", a / b; 
 # of THREADS OpenBLAS threads each (--bind-to none, so threads are not
 # serialised on one core), check that the start event reports THREADS from
 # openblas_get_num_threads() and the start line the kernels KERNELS, and print
-# "samples/s compute_ms reduction_ms optim_ms data_ms spread_ms": means over
-# the step events (every 50 steps) after the first, which holds the warm-up;
-# spread_ms is the slowest rank's compute time per step less the fastest's,
-# what the others wait for.
+# "samples/s compute_ms reduction_ms optim_ms data_ms spread_ms grads_ms":
+# means over the step events (every 50 steps) after the first, which holds
+# the warm-up; spread_ms is the slowest rank's compute time per step less the
+# fastest's, what the others wait for; grads_ms the parameter gradients' part
+# of compute_ms (t_grads).
 vae_run() {
     local dir=$1 np=$2 threads=$3 steps=$4; shift 4
     rm -rf "$dir"
@@ -49,9 +50,9 @@ vae_run() {
     awk '/"event": "step"/ { if (++k == 1) next;
         for (i = 1; i <= NF; i++) { gsub(/[",{}]/, "", $i) }
         for (i = 1; i < NF; i++) v[$i] += $(i + 1); m++ }
-        END { printf "%.1f %.3f %.3f %.3f %.3f %.3f\n", v["samples_per_s:"] / m, 1e3 * v["t_compute:"] / m,
+        END { printf "%.1f %.3f %.3f %.3f %.3f %.3f %.3f\n", v["samples_per_s:"] / m, 1e3 * v["t_compute:"] / m,
               1e3 * v["t_allreduce_wait:"] / m, 1e3 * v["t_optim:"] / m, 1e3 * v["t_data:"] / m,
-              1e3 * (v["t_compute_max:"] - v["t_compute_min:"]) / m }' "$dir/metrics.jsonl"
+              1e3 * (v["t_compute_max:"] - v["t_compute_min:"]) / m, 1e3 * v["t_grads:"] / m }' "$dir/metrics.jsonl"
     rm -rf "$dir" "$dir.log"
 }
 

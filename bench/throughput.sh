@@ -9,7 +9,8 @@
 # interleaved (so machine noise hits all alike), measured as bench/compare.sh
 # measures (bench/lib.sh: the same step count, warm-up and thread check);
 # the table gives the median over runs, its ratio against the 1-rank median,
-# the range of the per-round ratio, per-phase milliseconds per step, and the
+# the range of the per-round ratio, per-phase milliseconds per step (with the
+# parameter gradients' part of the compute, grads_ms), and the
 # ranks' compute spread (slowest less fastest, per step).
 # Each round also measures the parts of a 2-rank step, each without the
 # other rank (bench/lib.sh parts_round): two independent 1-rank runs of half
@@ -46,7 +47,7 @@ for rep in $(seq "$REPS"); do
 done
 col() { awk -v n="$1" -v k="$2" '$1 == n { print $k }' "$OUT/runs.txt" | median; }
 echo "model 784-400-20, global batch 128, $STEPS steps, $REPS runs each, $(nproc) cores, OpenBLAS $KERNELS kernels"
-printf "%-14s %10s %8s %11s %12s %12s %10s %8s %10s\n" config samples/s vs_np1 range compute_ms reduction_ms optim_ms data_ms spread_ms
+printf "%-14s %10s %8s %11s %12s %9s %12s %10s %8s %10s\n" config samples/s vs_np1 range compute_ms grads_ms reduction_ms optim_ms data_ms spread_ms
 base=$(col np1 3)
 json="{\"blas_kernels\": \"$KERNELS\", "
 for c in "${configs[@]}"; do
@@ -54,9 +55,9 @@ for c in "${configs[@]}"; do
     rr=$(join <(awk -v n="$name" '$1 == n { print $2, $3 }' "$OUT/runs.txt" | sort) \
               <(awk '$1 == "np1" { print $2, $3 }' "$OUT/runs.txt" | sort) | awk '{ print $2 / $3 }' | range)
     s=$(col "$name" 3)
-    printf "%-14s %10.0f %8.3f %11s %12.3f %12.3f %10.3f %8.3f %10.3f\n" "$name" "$s" "$(ratio "$s" "$base")" "$rr" \
-        "$(col "$name" 4)" "$(col "$name" 5)" "$(col "$name" 6)" "$(col "$name" 7)" "$(col "$name" 8)"
-    json+="\"$name\": {\"samples_per_s\": $s, \"ratio_vs_np1\": $(ratio "$s" "$base"), \"ratio_range\": \"$rr\", \"compute_ms\": $(col "$name" 4), \"allreduce_wait_ms\": $(col "$name" 5), \"optim_ms\": $(col "$name" 6), \"data_ms\": $(col "$name" 7), \"compute_spread_ms\": $(col "$name" 8)}, "
+    printf "%-14s %10.0f %8.3f %11s %12.3f %9.3f %12.3f %10.3f %8.3f %10.3f\n" "$name" "$s" "$(ratio "$s" "$base")" "$rr" \
+        "$(col "$name" 4)" "$(col "$name" 9)" "$(col "$name" 5)" "$(col "$name" 6)" "$(col "$name" 7)" "$(col "$name" 8)"
+    json+="\"$name\": {\"samples_per_s\": $s, \"ratio_vs_np1\": $(ratio "$s" "$base"), \"ratio_range\": \"$rr\", \"compute_ms\": $(col "$name" 4), \"grads_ms\": $(col "$name" 9), \"allreduce_wait_ms\": $(col "$name" 5), \"optim_ms\": $(col "$name" 6), \"data_ms\": $(col "$name" 7), \"compute_spread_ms\": $(col "$name" 8)}, "
 done
 # The speedup the parts predict, per round, against that round's 1-rank run.
 pred=$(join <(awk '$1 == "np1" { $1 = ""; print }' "$OUT/runs.txt" | sort) \
