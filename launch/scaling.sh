@@ -110,17 +110,17 @@ done
 echo "batch,samples_per_s,compute_ms,grads_ms" >"$OUTDIR/one_rank.csv"
 for b in $( { for ((p = 1; p <= MAX_P && BATCH / p >= 1; p *= 2)); do echo $((BATCH / p)); done
               echo "$LOCAL_BATCH"; } | sort -un); do
-    f="$W/strong-1.txt"
-    [ "$b" = "$BATCH" ] || f="$W/weak-1.txt"
-    if [ "$b" != "$BATCH" ] && [ "$b" != "$LOCAL_BATCH" ]; then
-        f="$W/one-$b.txt"
-        for rep in $(seq "$REPS"); do
-            run 1 "$W/one-$b-$rep.log" "$BUILD/vae_dist" train --config "$CONFIG" --resume none \
-                --set run.dir="$W/one-$b-$rep" --set train.batch_size="$b" --set train.max_steps="$STEPS" \
-                --set train.log_every=$LOG_EVERY --set ckpt.every_seconds=0
-            run_stats "$W/one-$b-$rep/metrics.jsonl" >>"$f"
-        done
-    fi
+    case $b in
+        "$BATCH") f="$W/strong-1.txt" ;;
+        "$LOCAL_BATCH") f="$W/weak-1.txt" ;;
+        *)  f="$W/one-$b.txt"
+            for rep in $(seq "$REPS"); do
+                run 1 "$W/one-$b-$rep.log" "$BUILD/vae_dist" train --config "$CONFIG" --resume none \
+                    --set run.dir="$W/one-$b-$rep" --set train.batch_size="$b" --set train.max_steps="$STEPS" \
+                    --set train.log_every=$LOG_EVERY --set ckpt.every_seconds=0
+                run_stats "$W/one-$b-$rep/metrics.jsonl" >>"$f"
+            done ;;
+    esac
     median_row "$f" | awk -v b="$b" '{ printf "%d,%s,%s,%s\n", b, $1, $3, $10 }' >>"$OUTDIR/one_rank.csv"
 done
 
@@ -183,9 +183,9 @@ bytes = $grad_bytes (gradient of the configured model)
 M
 echo "mode,ranks,global_batch,samples_per_s_projected,speedup_projected" >"$OUTDIR/projection.csv"
 for mode in strong weak; do
+    sl=$(awk -F, -v mode=$mode '$1 == mode { printf "%s:%d ", $2, $18 == "yes" }' "$OUTDIR/scaling.csv")
     for p in 1 2 4 8 16 32 64 128 256 512 1024; do
         [ $mode = strong ] && [ "$p" -gt "$BATCH" ] && continue
-        sl=$(awk -F, -v mode=$mode '$1 == mode { printf "%s:%d ", $2, $18 == "yes" }' "$OUTDIR/scaling.csv")
         awk -v mode=$mode -v p="$p" -v B="$BATCH" -v b0="$LOCAL_BATCH" -v one="$one" \
             -v d="$d1" -v o="$o1" -v a="$alpha" -v ib="$inv_beta" -v n="$grad_bytes" -v node="$node_mode" -v rpn="$RPN" \
             -v tn="$tnode" -v sl="$sl" '
