@@ -69,11 +69,13 @@ grad_bytes() {
 
 # parts_round DIR STEPS HALF_BATCH GRAD_BYTES [train flags...]: the parts of
 # a 2-rank step on this machine, measured now, each without the other rank.
-# Prints "compute_ms exchange_ms": the compute per step of a rank at half
-# the global batch while the other core works too (two independent 1-rank
-# runs at once, the slower one; nothing exchanged), and the node exchange of
-# the gradient (vae_allreduce_bench node: what a 2-rank step moves between
-# the ranks, with nothing else running).
+# Prints "compute_ms exchange_ms alone_ms": the compute per step of a rank at
+# half the global batch while the other core works too (two independent
+# 1-rank runs at once, the slower one; nothing exchanged), the node exchange
+# of the gradient (vae_allreduce_bench node: what a 2-rank step moves between
+# the ranks, with nothing else running), and the compute per step of one
+# 1-rank run at half the batch with the other core idle (alone_ms; what the
+# busy core costs is compute_ms / alone_ms).
 # from_parts NP1 PARTS: the 2-rank speedup those parts predict, from vae_run's
 # line of the 1-rank run and parts_round's line: 1-rank step / (compute +
 # (optimizer + data)/2 + exchange). An estimate, not a bound: the parts come
@@ -86,7 +88,8 @@ parts_round() {
     printf '%s\n%s\n' "$(cat "$dir-a.txt")" "$other" | sort -g -k2 | tail -1 | awk '{ printf "%s ", $2 }'
     rm -f "$dir-a.txt"
     mpirun -np 2 --bind-to none build/bench/vae_allreduce_bench 30 node "$bytes" 2>&1 |
-        awk '/^node / { printf "%.4f\n", $4 * 1e3 }'
+        awk '/^node / { printf "%.4f ", $4 * 1e3 }'
+    vae_run "$dir-c" 1 1 "$steps" "$@" --set train.batch_size="$half" | awk '{ print $2 }'
 }
 from_parts() {
     awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ")

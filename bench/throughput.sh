@@ -17,7 +17,12 @@
 # the batch at once (a strong-scaled rank's compute while the other core
 # works too) and the node exchange microbenchmark. The speedup they predict
 # is the 1-rank step over (that compute + half the 1-rank optimizer and
-# data + the exchange).
+# data + the exchange); a third run, one half-batch run with the other core
+# idle, says what the busy core costs that compute. And each round measures
+# what this machine gives two cores at once without vae_dist's code
+# (vae_corun_bench: register arithmetic, and Adam over a 2-rank slice of the
+# parameters, each alone and in two processes at once): the ceiling of any
+# 2-rank speedup here.
 # OpenBLAS's kernels: BLAS_KERNELS, default its own choice (bench/lib.sh).
 #   [BLAS_KERNELS=Haswell] bench/throughput.sh [REPS=5] [STEPS=300] [extra --set ...]
 # Needs build/vae_dist and data/fashion-mnist.h5 (scripts/run-main.sh makes both).
@@ -44,6 +49,10 @@ for rep in $(seq "$REPS"); do
     done
     echo "parts $rep $(parts_round "$OUT/h" "$STEPS" $((${B:-128} / 2)) "$bytes" --config configs/default.ini "$@")" \
         >>"$OUT/runs.txt"
+    build/bench/vae_corun_bench --rounds 1 --params $((bytes / 8)) |
+        sed 's/[{}",]//g' | awk -v r="$rep" '{ for (i = 1; i < NF; i++) v[$i] = $(i + 1)
+            print "machine", r, v["arith_pair_speedup:"], v["adam_pair_speedup:"], v["adam_alone_ms:"],
+                  v["adam_pair_ms:"], v["arith_pair_spread:"] }' >>"$OUT/runs.txt"
 done
 col() { awk -v n="$1" -v k="$2" '$1 == n { print $k }' "$OUT/runs.txt" | median; }
 echo "model 784-400-20, global batch 128, $STEPS steps, $REPS runs each, $(nproc) cores, OpenBLAS $KERNELS kernels"
@@ -66,6 +75,13 @@ pred=$(join <(awk '$1 == "np1" { $1 = ""; print }' "$OUT/runs.txt" | sort) \
 echo "2 ranks from their parts: $(median <<<"$pred")x ($(range <<<"$pred")) = 1-rank step / (compute at batch" \
      "$((${B:-128} / 2)) with both cores busy, $(col parts 3) ms + half the 1-rank optimizer and data + node exchange," \
      "$(col parts 4) ms)"
-json+="\"np2_from_parts\": {\"ratio\": $(median <<<"$pred"), \"ratio_range\": \"$(range <<<"$pred")\", \"corun_half_compute_ms\": $(col parts 3), \"node_exchange_ms\": $(col parts 4)}, "
+echo "compute at batch $((${B:-128} / 2)) on 1 rank: $(col parts 5) ms with the other core idle, $(col parts 3) ms with it" \
+     "busy ($(ratio "$(col parts 3)" "$(col parts 5)")x)"
+rng() { awk -v n="$1" -v k="$2" '$1 == n { print $k }' "$OUT/runs.txt" | range; }
+echo "this machine, two processes at once against one (vae_corun_bench): register arithmetic $(col machine 3)x" \
+     "($(rng machine 3)), Adam over $((bytes / 8)) parameters $(col machine 4)x ($(rng machine 4)): $(col machine 5) ms" \
+     "alone, $(col machine 6) ms the slower of two; the slower core's arithmetic $(col machine 7)x the faster's time"
+json+="\"np2_from_parts\": {\"ratio\": $(median <<<"$pred"), \"ratio_range\": \"$(range <<<"$pred")\", \"corun_half_compute_ms\": $(col parts 3), \"alone_half_compute_ms\": $(col parts 5), \"node_exchange_ms\": $(col parts 4)}, "
+json+="\"machine_two_cores\": {\"arith_speedup\": $(col machine 3), \"arith_speedup_range\": \"$(rng machine 3)\", \"adam_params\": $((bytes / 8)), \"adam_speedup\": $(col machine 4), \"adam_speedup_range\": \"$(rng machine 4)\", \"adam_alone_ms\": $(col machine 5), \"adam_pair_ms\": $(col machine 6), \"arith_spread\": $(col machine 7)}, "
 echo "${json%, }}" >bench/last_throughput.json
 echo "runs: $(wc -l <"$OUT/runs.txt"); JSON: bench/last_throughput.json"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # launch/scaling.sh end to end, small: strong and weak scaling on 1 and 2
-# ranks of a tiny model on synthetic data, the microbenchmarks, the model and
+# ranks of a tiny model on synthetic data, the microbenchmarks (with
+# bench/corun_bench.c, the machine's own two-core figures), the model and
 # its projection, the files it promises; and a run that fails stops the
 # study loudly instead of writing a table.
 . "$(dirname "$0")/e2e_lib.sh"
@@ -39,6 +40,12 @@ check "projection.csv: weak scaling projected to 1024 ranks" grep -qE '^weak,102
 if command -v gnuplot >/dev/null; then
     check "the three plots" test -s "$WORK/out/throughput.png" -a -s "$WORK/out/efficiency.png" -a -s "$WORK/out/phases.png"
 fi
+m=$(timeout 60 "$BUILD/bench/vae_corun_bench" --rounds 1 --ms 20 --params 4096)
+check "vae_corun_bench: arithmetic and Adam, alone and two at once, each with a positive figure ($m)" \
+    awk -v m="$m" 'BEGIN { n = split(m, f, /[,{}]/); for (i = 1; i <= n; i++)
+        if (f[i] ~ /_(ms|speedup|spread)":/) { k++; split(f[i], v, ": "); if (!(v[2] > 0)) bad++ }
+        exit !(k == 8 && !bad) }'
+expect_error "vae_corun_bench with 0 rounds" "must be positive" "$BUILD/bench/vae_corun_bench" --rounds 0
 check "the run directories are removed" bash -c "[ -z \"\$(ls -A '$WORK/out/runs')\" ]"
 sed -i "s|^path = .*|path = $WORK/missing.h5|" "$WORK/c.ini"
 expect_error "a run that fails stops the study with its log" "scaling.sh: this run failed" \
