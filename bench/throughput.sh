@@ -55,6 +55,7 @@ for rep in $(seq "$REPS"); do
                   v["adam_pair_ms:"], v["arith_pair_spread:"] }' >>"$OUT/runs.txt"
 done
 col() { awk -v n="$1" -v k="$2" '$1 == n { print $k }' "$OUT/runs.txt" | median; }
+rng() { awk -v n="$1" -v k="$2" '$1 == n { print $k }' "$OUT/runs.txt" | range; }
 echo "model 784-400-20, global batch 128, $STEPS steps, $REPS runs each, $(nproc) cores, OpenBLAS $KERNELS kernels"
 printf "%-14s %10s %8s %11s %12s %9s %12s %10s %8s %10s\n" config samples/s vs_np1 range compute_ms grads_ms reduction_ms optim_ms data_ms spread_ms
 base=$(col np1 3)
@@ -77,7 +78,6 @@ echo "2 ranks from their parts: $(median <<<"$pred")x ($(range <<<"$pred")) = 1-
      "$(col parts 4) ms)"
 echo "compute at batch $((${B:-128} / 2)) on 1 rank: $(col parts 5) ms with the other core idle, $(col parts 3) ms with it" \
      "busy ($(ratio "$(col parts 3)" "$(col parts 5)")x)"
-rng() { awk -v n="$1" -v k="$2" '$1 == n { print $k }' "$OUT/runs.txt" | range; }
 echo "this machine, two processes at once against one (vae_corun_bench): register arithmetic $(col machine 3)x" \
      "($(rng machine 3)), Adam over $((bytes / 8)) parameters $(col machine 4)x ($(rng machine 4)): $(col machine 5) ms" \
      "alone, $(col machine 6) ms the slower of two; the slower core's arithmetic $(col machine 7)x the faster's time"
