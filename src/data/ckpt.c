@@ -538,27 +538,10 @@ static int read_longs(hid_t f, const char *path, struct ckpt_meta *meta)
     return check_header(path, meta, n_params);
 }
 
-/* The config text attribute, of the size stored (malloc'd into meta->config). */
+/* The config text attribute (malloc'd into meta->config): one string of at most 1 MiB. */
 static int read_config_text(hid_t f, const char *path, struct ckpt_meta *meta)
 {
-    hid_t a = H5Aopen(f, "config", H5P_DEFAULT);
-    hid_t t = a >= 0 ? H5Aget_type(a) : -1;
-    size_t len = t >= 0 ? H5Tget_size(t) : 0;
-    if (a < 0 || t < 0 || H5Tget_class(t) != H5T_STRING || H5Tis_variable_str(t) || len == 0 ||
-        len > (1u << 20)) {
-        log_error("%s: attribute 'config' missing or not a fixed-length string", path);
-    } else {
-        meta->config = calloc(len + 1, 1);
-        if (meta->config && H5Aread(a, t, meta->config) < 0) {
-            free(meta->config);
-            meta->config = NULL;
-        }
-    }
-    if (t >= 0)
-        H5_CHECK(H5Tclose(t));
-    if (a >= 0)
-        H5_CHECK(H5Aclose(a));
-    return meta->config ? 0 : -1;
+    return h5_attr_get_text(f, path, "config", (size_t)1 << 20, &meta->config);
 }
 
 /* Validate the header of an open checkpoint. */
@@ -628,14 +611,8 @@ static int check_layout(hid_t f, const char *path, const struct tensor_view *wan
     struct layout_row *rows = calloc(dims[0] + 1, sizeof *rows);
     VAE_ASSERT(rows);
     hid_t t = layout_type(0);
-    hid_t d = H5Dopen2(f, "/model/layout", H5P_DEFAULT);
-    herr_t r = d >= 0 ? H5Dread(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows) : -1;
-    if (d >= 0)
-        H5_CHECK(H5Dclose(d));
+    int rc = h5_read_all(f, path, "/model/layout", t, dims[0], rows);
     H5_CHECK(H5Tclose(t));
-    int rc = r < 0 ? -1 : 0;
-    if (rc)
-        log_error("%s: cannot read '/model/layout'", path);
     if (!rc && dims[0] != n_want) {
         log_error("%s: the checkpoint has %zu tensors, the configured model %zu (different number "
                   "of layers or likelihood)",

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,89 +98,160 @@ static int attr_missing(hid_t obj, const char *path, const char *name)
     return -1;
 }
 
-/* A variable-length string attribute (h5py's default for str) into out. */
-static int read_vlen_string(hid_t a, hid_t t, const char *path, const char *name, char *out, size_t out_bytes)
+/* What a stored value is, for messages: "a scalar 64-bit integer", "a (41) array of 61-byte strings". */
+static void describe(hid_t t, hid_t s, char *out, size_t out_bytes)
 {
-    hid_t s = H5Aget_space(a), mt = H5Tcopy(H5T_C_S1);
-    H5_CHECK(H5Tset_size(mt, H5T_VARIABLE));
-    H5_CHECK(H5Tset_cset(mt, H5Tget_cset(t))); /* h5py writes UTF-8; HDF5 converts no charset */
-    char *v = NULL;
-    int rc = -1;
-    if (s < 0 || H5Sget_simple_extent_npoints(s) != 1 || H5Aread(a, mt, &v) < 0 || !v)
-        log_error("%s: cannot read attribute '%s' (expected one string)", path, name);
-    else if (strlen(v) >= out_bytes)
-        log_error("%s: attribute '%s' should be a string under %zu bytes, found %zu", path, name, out_bytes,
-                  strlen(v));
-    else {
-        strcpy(out, v);
-        rc = 0;
+    static const char *const names[H5T_NCLASSES] = {
+        [H5T_INTEGER] = "integer",   [H5T_FLOAT] = "float",
+        [H5T_TIME] = "time",         [H5T_STRING] = "string",
+        [H5T_BITFIELD] = "bitfield", [H5T_OPAQUE] = "opaque value",
+        [H5T_COMPOUND] = "compound", [H5T_REFERENCE] = "reference",
+        [H5T_ENUM] = "enum",         [H5T_VLEN] = "variable-length sequence",
+        [H5T_ARRAY] = "array type"};
+    H5T_class_t cls = t >= 0 ? H5Tget_class(t) : H5T_NO_CLASS;
+    const char *kind = cls > H5T_NO_CLASS && cls < H5T_NCLASSES && names[cls] ? names[cls] : "unknown type";
+    char size[32] = "variable-length";
+    if (t >= 0 && H5Tis_variable_str(t) <= 0)
+        snprintf(size, sizeof size, "%zu-byte", H5Tget_size(t));
+    H5S_class_t sc = s >= 0 ? H5Sget_simple_extent_type(s) : H5S_NO_CLASS;
+    hsize_t dims[H5S_MAX_RANK];
+    int rank = sc == H5S_SIMPLE ? H5Sget_simple_extent_dims(s, dims, NULL) : 0;
+    if (sc == H5S_NULL || sc == H5S_NO_CLASS) {
+        snprintf(out, out_bytes, "an attribute of %s %s with no value", size, kind);
+        return;
     }
+    if (sc == H5S_SCALAR || rank <= 0) {
+        snprintf(out, out_bytes, "one %s %s", size, kind);
+        return;
+    }
+    int at = snprintf(out, out_bytes, "a (");
+    for (int k = 0; k < rank && at > 0 && (size_t)at < out_bytes; k++)
+        at +=
+            snprintf(out + at, out_bytes - (size_t)at, "%s%llu", k ? ", " : "", (unsigned long long)dims[k]);
+    if (at > 0 && (size_t)at < out_bytes)
+        snprintf(out + at, out_bytes - (size_t)at, ") array of %s %ss", size, kind);
+}
+
+/*
+ * Open attribute `name` of obj that must hold exactly one value of class
+ * cls: scalar, or a simple dataspace of one element. Returns the attribute
+ * (its type in *type; the caller closes both), or -1 with a message naming
+ * path, attribute, `want` and what was found.
+ */
+static hid_t open_one(hid_t obj, const char *path, const char *name, H5T_class_t cls, const char *want,
+                      hid_t *type)
+{
+    *type = -1;
+    if (attr_missing(obj, path, name))
+        return -1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    hid_t t = a >= 0 ? H5Aget_type(a) : -1, s = a >= 0 ? H5Aget_space(a) : -1;
+    H5S_class_t sc = s >= 0 ? H5Sget_simple_extent_type(s) : H5S_NO_CLASS;
+    int one = (sc == H5S_SCALAR || sc == H5S_SIMPLE) && H5Sget_simple_extent_npoints(s) == 1;
+    if (a < 0 || t < 0 || s < 0) {
+        log_error("%s: cannot read attribute '%s' (damaged file)", path, name);
+    } else if (!one || H5Tget_class(t) != cls) {
+        char found[160];
+        describe(t, s, found, sizeof found);
+        log_error("%s: attribute '%s' should be %s, found %s", path, name, want, found);
+    } else {
+        *type = t;
+        H5_CHECK(H5Sclose(s));
+        return a;
+    }
+    if (s >= 0)
+        H5_CHECK(H5Sclose(s));
+    if (t >= 0)
+        H5_CHECK(H5Tclose(t));
+    if (a >= 0)
+        H5_CHECK(H5Aclose(a));
+    return -1;
+}
+
+int h5_attr_get_text(hid_t obj, const char *path, const char *name, size_t max_bytes, char **out)
+{
+    *out = NULL;
+    hid_t t, a = open_one(obj, path, name, H5T_STRING, "one string", &t);
+    if (a < 0)
+        return -1;
+    int vlen = H5Tis_variable_str(t) > 0;
+    size_t len = vlen ? 0 : H5Tget_size(t);
+    char *v = NULL;
+    hid_t mt = H5Tcopy(H5T_C_S1);
+    H5_CHECK(mt);
+    H5_CHECK(H5Tset_cset(mt, H5Tget_cset(t))); /* h5py writes UTF-8; HDF5 converts no charset */
+    if (vlen) {
+        H5_CHECK(H5Tset_size(mt, H5T_VARIABLE));
+        if (H5Aread(a, mt, &v) < 0)
+            v = NULL;
+        len = v ? strlen(v) : 0;
+    } else if (len <= max_bytes) {
+        /* One element of len bytes, read into len + 1: the terminator is ours. */
+        H5_CHECK(H5Tset_size(mt, len + 1));
+        H5_CHECK(H5Tset_strpad(mt, H5T_STR_NULLTERM));
+        *out = calloc(len + 2, 1);
+        if (*out && H5Aread(a, mt, *out) < 0) {
+            free(*out);
+            *out = NULL;
+        }
+    }
+    int rc = -1;
+    if (len > max_bytes)
+        log_error("%s: attribute '%s' should be a string of at most %zu bytes, found %zu", path, name,
+                  max_bytes, len);
+    else if (vlen && v && (*out = strdup(v)))
+        rc = 0;
+    else if (!vlen && *out)
+        rc = 0;
+    else
+        log_error("%s: cannot read attribute '%s' (damaged file, or out of memory)", path, name);
     if (v)
         H5free_memory(v);
     H5_CHECK(H5Tclose(mt));
-    if (s >= 0)
-        H5_CHECK(H5Sclose(s));
+    H5_CHECK(H5Tclose(t));
+    H5_CHECK(H5Aclose(a));
+    if (rc) {
+        free(*out);
+        *out = NULL;
+    }
     return rc;
 }
 
 int h5_attr_get_string(hid_t obj, const char *path, const char *name, char *out, size_t out_bytes)
 {
-    int rc = -1;
-    hid_t a = -1, t = -1, mt = -1;
-    if (attr_missing(obj, path, name))
+    char *v;
+    if (h5_attr_get_text(obj, path, name, out_bytes - 1, &v))
         return -1;
-    a = H5Aopen(obj, name, H5P_DEFAULT);
-    t = a >= 0 ? H5Aget_type(a) : -1;
-    if (t >= 0 && H5Tget_class(t) == H5T_STRING && H5Tis_variable_str(t) > 0) {
-        rc = read_vlen_string(a, t, path, name, out, out_bytes);
-        goto out_close;
-    }
-    if (t < 0 || H5Tget_class(t) != H5T_STRING || H5Tget_size(t) >= out_bytes) {
-        log_error("%s: attribute '%s' should be a string under %zu bytes", path, name, out_bytes);
-        goto out_close;
-    }
-    mt = H5Tcopy(H5T_C_S1);
-    H5_CHECK(H5Tset_size(mt, out_bytes));
-    H5_CHECK(H5Tset_strpad(mt, H5T_STR_NULLTERM));
-    H5_CHECK(H5Tset_cset(mt, H5Tget_cset(t)));
-    memset(out, 0, out_bytes);
-    if (H5Aread(a, mt, out) < 0) {
-        log_error("%s: cannot read attribute '%s'", path, name);
-        goto out_close;
-    }
-    out[out_bytes - 1] = 0;
-    rc = 0;
-out_close:
-    if (mt >= 0)
-        H5_CHECK(H5Tclose(mt));
-    if (t >= 0)
-        H5_CHECK(H5Tclose(t));
-    if (a >= 0)
-        H5_CHECK(H5Aclose(a));
-    return rc;
+    strcpy(out, v);
+    free(v);
+    return 0;
 }
 
 int h5_attr_get_long(hid_t obj, const char *path, const char *name, long *out)
 {
-    int rc = -1;
-    if (attr_missing(obj, path, name))
+    hid_t t, a = open_one(obj, path, name, H5T_INTEGER, "one integer", &t);
+    if (a < 0)
         return -1;
-    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-    hid_t t = a >= 0 ? H5Aget_type(a) : -1;
-    hid_t s = a >= 0 ? H5Aget_space(a) : -1;
-    if (t < 0 || s < 0 || H5Tget_class(t) != H5T_INTEGER || H5Sget_simple_extent_npoints(s) != 1) {
-        log_error("%s: attribute '%s' should be one integer", path, name);
-    } else if (H5Aread(a, H5T_NATIVE_LONG, out) < 0) {
-        log_error("%s: cannot read attribute '%s'", path, name);
-    } else {
+    int is_unsigned = H5Tget_sign(t) == H5T_SGN_NONE;
+    size_t bytes = H5Tget_size(t);
+    int64_t s = 0;
+    uint64_t u = 0;
+    int rc = -1;
+    if (bytes > 8)
+        log_error("%s: attribute '%s' should be an integer of at most 8 bytes, found %zu bytes", path, name,
+                  bytes);
+    else if (H5Aread(a, is_unsigned ? H5T_NATIVE_UINT64 : H5T_NATIVE_INT64, is_unsigned ? (void *)&u : &s) <
+             0)
+        log_error("%s: cannot read attribute '%s' (damaged file)", path, name);
+    else if (is_unsigned && u > (uint64_t)LONG_MAX)
+        log_error("%s: attribute '%s' is %llu, beyond the signed 64-bit range", path, name,
+                  (unsigned long long)u);
+    else {
+        *out = is_unsigned ? (long)u : (long)s;
         rc = 0;
     }
-    if (s >= 0)
-        H5_CHECK(H5Sclose(s));
-    if (t >= 0)
-        H5_CHECK(H5Tclose(t));
-    if (a >= 0)
-        H5_CHECK(H5Aclose(a));
+    H5_CHECK(H5Tclose(t));
+    H5_CHECK(H5Aclose(a));
     return rc;
 }
 
@@ -209,12 +281,55 @@ int h5_attr_put_long(hid_t obj, const char *name, long value)
     return rc;
 }
 
-/* 0 if libhdf5 can decode every filter of dataset d (compression a file
- * was written with: lzf from h5py, say); else -1 with a message naming it. */
-static int check_filters(hid_t d, const char *path, const char *dset)
+/* 0 if every component of dset ("/a/b/x") is a hard link; else -1 with a message. */
+static int check_links(hid_t file, const char *path, const char *dset)
+{
+    char part[256];
+    size_t n = strlen(dset);
+    if (n >= sizeof part) {
+        log_error("%s: object name '%.40s...' is too long", path, dset);
+        return -1;
+    }
+    for (size_t i = 1; i <= n; i++) {
+        if (i < n && dset[i] != '/')
+            continue;
+        memcpy(part, dset, i);
+        part[i] = 0;
+        H5L_info_t li;
+        if (H5Lget_info(file, part, &li, H5P_DEFAULT) < 0) {
+            log_error("%s: cannot look up '%s' (damaged file)", path, part);
+            return -1;
+        }
+        if (li.type != H5L_TYPE_HARD) {
+            log_error("%s: '%s' is a %s link; vae_dist reads only objects stored under their own name "
+                      "(HINT: copy the data there instead of linking it)",
+                      path, part, li.type == H5L_TYPE_SOFT ? "soft" : "external or user-defined");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* 0 if dataset d keeps its values in the file, in a layout and with filters
+ * this libhdf5 can read (compression a file was written with: lzf from h5py,
+ * say, is not); else -1 with a message naming it. External files (any path
+ * on this machine, a FIFO even) and virtual datasets are refused. */
+static int check_storage(hid_t d, const char *path, const char *dset)
 {
     hid_t dcpl = H5Dget_create_plist(d);
     int n = dcpl >= 0 ? H5Pget_nfilters(dcpl) : -1, rc = n < 0 ? -1 : 0;
+    H5D_layout_t layout = dcpl >= 0 ? H5Pget_layout(dcpl) : H5D_LAYOUT_ERROR;
+    int external = dcpl >= 0 ? H5Pget_external_count(dcpl) : -1;
+    if (rc == 0 && (external != 0 || layout == H5D_VIRTUAL || layout == H5D_LAYOUT_ERROR)) {
+        log_error("%s: dataset '%s' keeps its values %s; vae_dist reads only values stored in the file "
+                  "(HINT: rewrite it as a plain dataset, e.g. with h5py: f2['x'] = f['x'][...])",
+                  path, dset,
+                  external != 0           ? "in external files"
+                  : layout == H5D_VIRTUAL ? "in a virtual mapping"
+                                          : "in "
+                                            "an unknown layout");
+        rc = -1;
+    }
     for (int i = 0; i < n && rc == 0; i++) {
         char name[64] = "";
         unsigned flags;
@@ -240,6 +355,8 @@ int h5_dataset_shape(hid_t file, const char *path, const char *dset, int *rank, 
         log_error("%s: dataset '%s' is missing", path, dset);
         return -1;
     }
+    if (check_links(file, path, dset))
+        return -1;
     hid_t d = H5Dopen2(file, dset, H5P_DEFAULT);
     if (d < 0) {
         log_error("%s: cannot open '%s' as a dataset (damaged file, or not a dataset)", path, dset);
@@ -251,7 +368,7 @@ int h5_dataset_shape(hid_t file, const char *path, const char *dset, int *rank, 
     int rc = -1;
     if (r < 1 || r > 4 || H5Sget_simple_extent_dims(s, h, NULL) < 0) {
         log_error("%s: dataset '%s' should have 1 to 4 dimensions, found %d", path, dset, r);
-    } else if (check_filters(d, path, dset) == 0) {
+    } else if (check_storage(d, path, dset) == 0) {
         *rank = r;
         for (int k = 0; k < 4; k++)
             dims[k] = (size_t)h[k];
@@ -263,6 +380,29 @@ int h5_dataset_shape(hid_t file, const char *path, const char *dset, int *rank, 
     H5_CHECK(H5Tclose(t));
     H5_CHECK(H5Sclose(s));
     H5_CHECK(H5Dclose(d));
+    return rc;
+}
+
+int h5_read_all(hid_t f, const char *path, const char *name, hid_t mem_type, size_t n_values, void *buf)
+{
+    hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
+    hid_t s = d >= 0 ? H5Dget_space(d) : -1;
+    hssize_t n = s >= 0 ? H5Sget_simple_extent_npoints(s) : -1;
+    int rc = -1;
+    if (d < 0 || n < 0)
+        log_error("%s: cannot open dataset '%s'", path, name);
+    else if ((size_t)n != n_values)
+        log_error("%s: dataset '%s' should hold %zu values, found %lld", path, name, n_values, (long long)n);
+    else if (H5Dread(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
+        log_error("%s: cannot read dataset '%s' (damaged, or of a type that does not convert to what "
+                  "vae_dist writes there)",
+                  path, name);
+    else
+        rc = 0;
+    if (s >= 0)
+        H5_CHECK(H5Sclose(s));
+    if (d >= 0)
+        H5_CHECK(H5Dclose(d));
     return rc;
 }
 

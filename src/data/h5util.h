@@ -50,15 +50,45 @@ const char *h5_create_failure(const char *path);
 /* Open read-only; -1 with a message (not HDF5, unreadable) on failure. */
 hid_t h5_open_read(const struct comm *c, const char *path);
 
-/* Attributes on an object; return 0, or -1 with a message naming path/name. */
+/*
+ * The one way vae_dist reads what a file holds: these readers, and the
+ * dataset readers below, check the class, sign, size, rank and element
+ * count against what the caller expects before anything is read, so that a
+ * file from elsewhere (an array where one value belongs, a string longer
+ * than the buffer, an enum for an integer) is refused with a message naming
+ * path, object, what was expected and what was found. No H5Aread or H5Dread
+ * outside this file.
+ *
+ * Attributes hold exactly one value (scalar, or a 1-element array). Each
+ * returns 0, or -1 with that message.
+ *   h5_attr_get_text:   one fixed- or variable-length string of at most
+ *                       max_bytes bytes, malloc'd into *out (caller frees).
+ *   h5_attr_get_string: the same into out (out_bytes with the terminator).
+ *   h5_attr_get_long:   one integer of at most 8 bytes that fits a long.
+ */
+int h5_attr_get_text(hid_t obj, const char *path, const char *name, size_t max_bytes, char **out);
 int h5_attr_get_string(hid_t obj, const char *path, const char *name, char *out, size_t out_bytes);
 int h5_attr_get_long(hid_t obj, const char *path, const char *name, long *out);
 int h5_attr_put_string(hid_t obj, const char *name, const char *value);
 int h5_attr_put_long(hid_t obj, const char *name, long value);
 
-/* Rank and dims of a dataset (up to 4; dims beyond the rank are 1); -1 with a message when missing. */
+/*
+ * Rank and dims of a dataset (up to 4; dims beyond the rank are 1), its
+ * class, element size and sign; -1 with a message when it is missing, is
+ * reached through a soft or external link (every component of dset must be
+ * a hard link: a checkpoint's /optim/m must not be its /model/params), keeps
+ * its values outside the file (external or virtual storage) or needs a
+ * filter this libhdf5 lacks. The dataset readers below assume it passed.
+ */
 int h5_dataset_shape(hid_t file, const char *path, const char *dset, int *rank, size_t dims[4],
                      H5T_class_t *cls, size_t *elem_bytes, int *is_signed);
+
+/*
+ * Independent read of all n_values values of dataset `name` (checked with
+ * h5_dataset_shape) into buf as mem_type; -1 with a message naming path and
+ * dataset when it holds another count or cannot be converted to mem_type.
+ */
+int h5_read_all(hid_t f, const char *path, const char *name, hid_t mem_type, size_t n_values, void *buf);
 
 /*
  * Collective read of rows [lo, hi) of the 1-D or 2-D (N, n_cols) dataset
