@@ -21,7 +21,7 @@ cmake --build build-asan -j"$(nproc)" >/dev/null
 cd build-asan
 LD_PRELOAD=$PWD/tests/libvae_keep_loaded.so ASAN_OPTIONS=detect_leaks=1:verify_asan_link_order=0:fast_unwind_on_malloc=0 \
     LSAN_OPTIONS=suppressions=$PWD/../tests/lsan.supp UBSAN_OPTIONS=halt_on_error=1 \
-    ctest --output-on-failure --timeout 900 -R "test_config|test_data|test_grad|test_eval|test_ckpt|test_dist|cli_errors|guards|tools|rundir"
+    ctest --output-on-failure --timeout 900 -R "test_config|test_data|test_grad|test_eval|test_ckpt|test_dist|cli_errors|guards|tools|rundir|hostile"
 cd ..
 # The fuzzers: clang's libFuzzer over the config reader and the dataset and
 # checkpoint readers, regression inputs first (tests/fuzz/run.sh).

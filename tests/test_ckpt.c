@@ -271,9 +271,9 @@ static void saved_init(struct saved *s)
     small_config(&s->cfg, "straight");
     assert_int_equal(vae_init(&s->m, &s->cfg, 16, NULL, 4), 0);
     assert_int_equal(optim_init(&s->o, &s->cfg, s->m.n_params, 100), 0);
-    s->buf[0] = (struct ckpt_buffer){"/model/params", s->m.params, s->m.n_params, 0, 0};
-    s->buf[1] = (struct ckpt_buffer){"/optim/state0", s->o.state[0], s->o.n, 0, 0};
-    s->buf[2] = (struct ckpt_buffer){"/optim/state1", s->o.state[1], s->o.n, 0, 0};
+    s->buf[0] = (struct ckpt_buffer){"/model/params", s->m.params, s->m.n_params, 0, 0, 0};
+    s->buf[1] = (struct ckpt_buffer){"/optim/state0", s->o.state[0], s->o.n, 0, 0, 0};
+    s->buf[2] = (struct ckpt_buffer){"/optim/state1", s->o.state[1], s->o.n, 0, 0, 1};
     s->ct = (struct ckpt_content){s->m.tensor, s->m.n_tensors, s->buf, 1 + s->o.n_states, 0, 0, 0};
 }
 
@@ -281,6 +281,7 @@ static void saved_init(struct saved *s)
 static int saved_save(struct saved *s, const char *run, int64_t step)
 {
     struct ckpt_meta meta = {.step = step,
+                             .steps_skipped = step, /* optim_t 0: none taken */
                              .epoch = (long)(step / 20),
                              .n_params = s->m.n_params,
                              .optim = s->o.kind,
@@ -438,8 +439,10 @@ static size_t cut(size_t n, int r, int p, int reversed)
 }
 
 /* A state buffer held in slices, as node mode holds it, saved on P ranks;
- * loaded on P ranks into other slices, and on one rank whole; a non-finite
- * value in one rank's slice stops every rank. */
+ * loaded on P ranks into other slices, and on one rank whole. A non-finite
+ * value in one rank's slice stops the save on every rank (the committed file
+ * stays), and a negative one where the state must be >= 0 stops every
+ * rank's load, although only the first slice holds one. */
 static void test_sliced_state_roundtrip(void **state)
 {
     (void)state;
@@ -471,16 +474,17 @@ static void test_sliced_state_roundtrip(void **state)
         assert_non_null(mine);
         for (size_t i = lo; i < hi; i++)
             mine[i - lo] = bad && i == n - 2 ? NAN : (float)i * 0.25f - 3.0f;
-        struct ckpt_buffer buf[2] = {{"/model/params", params, n, 0, 0}, {"/optim/state0", mine, n, lo, hi}};
+        struct ckpt_buffer buf[2] = {{"/model/params", params, n, 0, 0, 0},
+                                     {"/optim/state0", mine, n, lo, hi, 0}};
         struct ckpt_content ct = {&layout, 1, buf, 2, lo, hi, 0};
-        assert_int_equal(ckpt_save(g_world, run, &meta, &ct, 3), 0);
+        assert_int_equal(ckpt_save(g_world, run, &meta, &ct, 3), bad ? -1 : 0);
         free(mine);
 
         /* Other slices: rank r now holds what rank p - 1 - r held. */
         lo = cut(n, r, p, 1), hi = cut(n, r + 1, p, 1);
         mine = malloc((hi - lo + 1) * sizeof *mine);
         assert_non_null(mine);
-        buf[1] = (struct ckpt_buffer){"/optim/state0", mine, n, lo, hi};
+        buf[1] = (struct ckpt_buffer){"/optim/state0", mine, n, lo, hi, bad};
         ct.lo = lo, ct.hi = hi;
         struct ckpt_meta want = {.optim = OPT_SGD};
         assert_int_equal(ckpt_load(g_world, path, &want, &ct, NULL), bad ? -1 : 0);
@@ -490,7 +494,7 @@ static void test_sliced_state_roundtrip(void **state)
                          mine[i - lo], lo, hi, r, p);
         free(mine);
         if (r == 0) { /* whole, on one rank */
-            buf[1] = (struct ckpt_buffer){"/optim/state0", whole, n, 0, 0};
+            buf[1] = (struct ckpt_buffer){"/optim/state0", whole, n, 0, 0, bad};
             ct.lo = ct.hi = 0;
             assert_int_equal(ckpt_load(comm_self(), path, &want, &ct, NULL), bad ? -1 : 0);
             for (size_t i = 0; !bad && i < n; i++)

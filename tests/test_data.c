@@ -361,7 +361,7 @@ static const char *write_checkpoint(void)
     mkdir(ck, 0755);
     float params[6] = {0.5f, -1, 2, 0, 0.25f, 3};
     struct tensor_view layout = {"w", 0, 2, 3, {2, 3, 0, 0}};
-    struct ckpt_buffer buf = {"/model/params", params, 6, 0, 0};
+    struct ckpt_buffer buf = {"/model/params", params, 6, 0, 0, 0};
     struct ckpt_content ct = {&layout, 1, &buf, 1, 0, 0, 0};
     struct ckpt_meta meta = {.step = 7,
                              .epoch = 1,
@@ -444,7 +444,7 @@ static void test_checkpoint_non_finite_refused(void **state)
     H5Fclose(f);
     float params[6];
     struct tensor_view layout = {"w", 0, 2, 3, {2, 3, 0, 0}};
-    struct ckpt_buffer buf = {"/model/params", params, 6, 0, 0};
+    struct ckpt_buffer buf = {"/model/params", params, 6, 0, 0, 0};
     struct ckpt_content ct = {&layout, 1, &buf, 1, 0, 0, 0};
     struct ckpt_meta want = {.optim = -1};
     struct capture cap;

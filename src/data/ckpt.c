@@ -203,6 +203,25 @@ static hid_t layout_type(int with_shape)
     return t;
 }
 
+/* Values [lo, hi) of b finite, and >= 0 where they must be; else -1 with a
+ * message naming `path` and the element, ending with `consequence`. Local:
+ * the caller agrees on it (a buffer held in slices differs from rank to rank). */
+static int check_values(const char *path, const struct ckpt_buffer *b, size_t lo, size_t hi,
+                        const char *consequence)
+{
+    size_t held = b->held_hi ? b->held_lo : 0;
+    for (size_t i = lo; i < hi; i++) {
+        float v = b->data[i - held];
+        if (!isfinite(v) || (b->nonneg && v < 0)) {
+            log_error("%s: '%s' holds %s value at element %zu (%g)%s: %s", path, b->name,
+                      isfinite(v) ? "a negative" : "a non-finite", i, (double)v,
+                      isfinite(v) ? ", where the optimizer keeps sums of squares" : "", consequence);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Rank 0 writes every row; the others take part in the collective write with none. */
 static int write_layout(const struct comm *c, hid_t f, const struct tensor_view *layout, size_t n)
 {
@@ -363,6 +382,7 @@ static int write_meta(const struct comm *c, hid_t f, const struct ckpt_meta *m)
     rc |= h5_attr_put_long(f, "n_params", (long)m->n_params);
     rc |= h5_attr_put_long(f, "optim", m->optim);
     rc |= h5_attr_put_long(f, "optim_t", (long)m->optim_t);
+    rc |= h5_attr_put_long(f, "steps_skipped", (long)m->steps_skipped);
     rc |= h5_attr_put_string(f, "config", m->config ? m->config : "");
     rc |= h5_attr_put_long(f, "data_n_train", m->data_n_train);
     rc |= h5_attr_put_long(f, "data_n_dim", m->data_n_dim);
@@ -430,11 +450,21 @@ int ckpt_save(const struct comm *c, const char *run_dir, const struct ckpt_meta 
     snprintf(final, sizeof final, "%s/ckpt/%s", run_dir, base);
     snprintf(tmp, sizeof tmp, "%s.tmp", final);
     double t0 = timer_now(), bytes = content_bytes(ct);
-    if (check_room(c, run_dir, meta->step, bytes))
+    /* A model gone non-finite (or an optimizer state that breaks its
+     * invariant) is never committed: under ckpt.keep it would push the good
+     * checkpoints out, and no resume could load it. Each rank checks what it writes. */
+    int ok = 1;
+    for (size_t i = 0; ok && i < ct->n_buf; i++) {
+        size_t lo = ct->lo, hi = ct->hi;
+        if (!hi)
+            dataset_block(ct->buf[i].n, 1, comm_size(c), comm_rank(c), &lo, &hi);
+        ok = check_values(final, &ct->buf[i], lo, hi, "not written; the committed checkpoints are kept") == 0;
+    }
+    if (!comm_agree(c, ok) || check_room(c, run_dir, meta->step, bytes))
         return -1;
     comm_watch_begin("the collective checkpoint write");
     size_t direct_bytes = 0;
-    int ok = write_file(c, tmp, meta, ct, &direct_bytes) == 0;
+    ok = write_file(c, tmp, meta, ct, &direct_bytes) == 0;
     comm_watch_end();
     double t_written = timer_now();
     if (ok && comm_rank(c) == 0)
@@ -472,6 +502,15 @@ static int check_header(const char *path, const struct ckpt_meta *m, long n_para
         return out_of_range(path, "step", 0, max_step, (long long)m->step);
     if (m->optim_t < 0 || m->optim_t > m->step)
         return out_of_range(path, "optim_t", 0, (long long)m->step, (long long)m->optim_t);
+    /* Every step is either taken (counted by optim_t, which Adam's bias
+     * correction and the schedules read) or skipped: a checkpoint that says
+     * otherwise was edited or damaged, and would resume on another path. */
+    if (m->steps_skipped >= 0 && m->optim_t + m->steps_skipped != m->step) {
+        log_error("%s: checkpoint attributes optim_t = %lld and steps_skipped = %lld do not add up to step = "
+                  "%lld (every step is taken or skipped): damaged or edited",
+                  path, (long long)m->optim_t, (long long)m->steps_skipped, (long long)m->step);
+        return -1;
+    }
     if (m->epoch < 0 || m->epoch > m->step)
         return out_of_range(path, "epoch", 0, (long long)m->step, m->epoch);
     if (m->world_size < 1 || m->world_size > (1L << 24))
@@ -522,6 +561,13 @@ static int read_longs(hid_t f, const char *path, struct ckpt_meta *meta)
     meta->seed = (uint64_t)seed;
     meta->n_params = (size_t)n_params;
     meta->optim_t = optim_t;
+    /* Optional: checkpoints before it say -1. */
+    long skipped = -1;
+    if (H5Aexists(f, "steps_skipped") > 0 && h5_attr_get_long(f, path, "steps_skipped", &skipped))
+        return -1;
+    if (skipped < -1 || skipped > step)
+        return out_of_range(path, "steps_skipped", 0, step, skipped);
+    meta->steps_skipped = skipped;
     /* Optional: checkpoints before it, and data without a checksum, say -1. */
     meta->data_crc32 = -1;
     if (H5Aexists(f, "data_crc32") > 0 && h5_attr_get_long(f, path, "data_crc32", &meta->data_crc32))
@@ -636,21 +682,6 @@ static int check_layout(hid_t f, const char *path, const struct tensor_view *wan
     return rc;
 }
 
-/* Every value this rank holds of a loaded buffer finite (the caller agrees
- * on it: a buffer held in slices may differ from rank to rank). */
-static int check_finite(const char *path, const struct ckpt_buffer *b)
-{
-    size_t lo = b->held_hi ? b->held_lo : 0, hi = b->held_hi ? b->held_hi : b->n;
-    for (size_t i = lo; i < hi; i++) {
-        if (!isfinite(b->data[i - lo])) {
-            log_error("%s: '%s' holds a non-finite value at element %zu (%g): the checkpoint is unusable",
-                      path, b->name, i, (double)b->data[i - lo]);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 /* The header against what the caller needs (see ckpt_load). */
 static int check_meta(const char *path, const struct ckpt_meta *got, const struct ckpt_meta *want,
                       const struct ckpt_content *ct)
@@ -698,8 +729,9 @@ int ckpt_load(const struct comm *c, const char *path, const struct ckpt_meta *wa
         size_t lo = ct->lo, hi = ct->hi;
         if (!hi)
             dataset_block(b->n, 1, comm_size(c), comm_rank(c), &lo, &hi);
-        ok =
-            read_flat(c, f, path, b, lo, hi, !ct->buffered) == 0 && comm_agree(c, check_finite(path, b) == 0);
+        ok = read_flat(c, f, path, b, lo, hi, !ct->buffered) == 0 &&
+             comm_agree(c, check_values(path, b, b->held_hi ? b->held_lo : 0, b->held_hi ? b->held_hi : b->n,
+                                        "the checkpoint is unusable") == 0);
     }
     H5_CHECK(H5Fclose(f));
     comm_watch_end();

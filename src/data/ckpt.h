@@ -4,7 +4,8 @@
  * the parameters, described tensor by tensor by a layout:
  *
  *   /              attrs format = "vae_dist-checkpoint", version, step, epoch,
- *                        seed, world_size, n_params, optim, optim_t, config,
+ *                        seed, world_size, n_params, optim, optim_t,
+ *                        steps_skipped (optional), config,
  *                        data_n_train, data_n_dim, image_channels (optional),
  *                        image_rows, image_cols,
  *                        data_crc32 (of the training data's /train/x; -1: none)
@@ -46,8 +47,10 @@ struct ckpt_meta {
     size_t n_params;
     long optim; /* enum optim_kind */
     int64_t optim_t;
-    long params_crc32;                           /* read only: CRC-32 of /model/params */
-    long data_n_train, data_n_dim;               /* the training data's shape */
+    int64_t steps_skipped;         /* steps skipped as non-finite up to step: optim_t + steps_skipped = step
+                                      (read: -1 in checkpoints before it) */
+    long params_crc32;             /* read only: CRC-32 of /model/params */
+    long data_n_train, data_n_dim; /* the training data's shape */
     long image_channels, image_rows, image_cols; /* C, H, W; 0s: not images */
     long data_crc32;                             /* its /train/x crc32, -1: unknown */
     char *config;                                /* resolved config text (read: malloc'd) */
@@ -60,6 +63,7 @@ struct ckpt_buffer {
     float *data;
     size_t n;
     size_t held_lo, held_hi;
+    int nonneg; /* every value must be >= 0 (a sum of squares): checked on load */
 };
 
 /*

@@ -48,7 +48,7 @@ static int trained_load(const struct comm *c, const struct infer_args *a, struct
     long image[3] = {l->meta.image_channels, l->meta.image_rows, l->meta.image_cols};
     ok = ok && vae_init(&l->m, &l->cfg, (size_t)l->meta.data_n_dim, image, EVAL_CHUNK) == 0;
     struct ckpt_meta want = {.optim = -1};
-    struct ckpt_buffer params = {"/model/params", l->m.params, l->m.n_params, 0, 0};
+    struct ckpt_buffer params = {"/model/params", l->m.params, l->m.n_params, 0, 0, 0};
     struct ckpt_content ct = {l->m.tensor, l->m.n_tensors, &params, 1, 0, 0, 0};
     if (!comm_agree(c, ok) || ckpt_load(c, a->checkpoint, &want, &ct, NULL)) {
         vae_free(&l->m);

@@ -67,6 +67,20 @@ void optim_free(struct optim *o)
     o->state[0] = o->state[1] = NULL;
 }
 
+int optim_state_nonneg(const struct optim *o, size_t s)
+{
+    switch (o->kind) {
+    case OPT_ADAGRAD:
+    case OPT_RMSPROP:
+        return s == 0;
+    case OPT_ADAM:
+    case OPT_ADAMW:
+        return s == 1;
+    default:
+        return 0;
+    }
+}
+
 double optim_lr(const struct optim *o, int64_t t)
 {
     if (o->schedule != SCHED_CONSTANT && t < o->warmup_steps)

@@ -47,6 +47,13 @@ int optim_init_slice(struct optim *o, const struct config *cfg, size_t n, size_t
                      long total_steps);
 void optim_free(struct optim *o);
 
+/*
+ * Nonzero when state vector s must hold no negative value: a sum or running
+ * mean of squares (adagrad and rmsprop r, adam v). A loaded checkpoint that
+ * breaks it would turn the parameters into NaN at the first step.
+ */
+int optim_state_nonneg(const struct optim *o, size_t s);
+
 /* Learning rate at step t (0-based) under the schedule. */
 double optim_lr(const struct optim *o, int64_t t);
 

@@ -151,11 +151,13 @@ static struct ckpt_content content_of(struct trainer *t, struct ckpt_buffer buf[
     static const char *const state_names[2] = {"/optim/state0", "/optim/state1"};
     /* Node mode: this rank's slice of the shared parameters and of the state. */
     int part = t->opt.hi - t->opt.lo < t->opt.n;
-    buf[0] = (struct ckpt_buffer){"/model/params", t->m.params + (part ? t->opt.lo : 0), t->m.n_params,
-                                  part ? t->opt.lo : 0, part ? t->opt.hi : 0};
+    buf[0] = (struct ckpt_buffer){"/model/params",      t->m.params + (part ? t->opt.lo : 0),
+                                  t->m.n_params,        part ? t->opt.lo : 0,
+                                  part ? t->opt.hi : 0, 0};
     for (size_t s = 0; s < t->opt.n_states; s++)
-        buf[1 + s] = (struct ckpt_buffer){state_names[s], t->opt.state[s], t->opt.n, part ? t->opt.lo : 0,
-                                          part ? t->opt.hi : 0};
+        buf[1 + s] =
+            (struct ckpt_buffer){state_names[s],       t->opt.state[s],      t->opt.n,
+                                 part ? t->opt.lo : 0, part ? t->opt.hi : 0, optim_state_nonneg(&t->opt, s)};
     struct ckpt_content ct = {t->m.tensor, t->m.n_tensors, buf, 1 + t->opt.n_states, 0, 0, 0};
     reduction_write_range(&t->red, &ct.lo, &ct.hi);
     return ct;
@@ -225,6 +227,7 @@ int trainer_resume(struct trainer *t, const char *resume, int64_t *step)
     reduction_params_ready(&t->red); /* every rank loaded its slice */
     int rc = check_resumed_config(t, &got);
     t->opt.t = got.optim_t;
+    t->skipped = got.steps_skipped >= 0 ? got.steps_skipped : got.step - got.optim_t;
     *step = got.step;
     ckpt_meta_free(&got);
     return rc;
@@ -243,6 +246,7 @@ int trainer_save(struct trainer *t, int64_t step)
         .n_params = t->m.n_params,
         .optim = t->opt.kind,
         .optim_t = t->opt.t,
+        .steps_skipped = t->skipped,
         .config = config_to_string(t->cfg),
         .data_n_train = (long)t->info.n_train,
         .data_n_dim = (long)t->info.n_dim,
@@ -350,6 +354,8 @@ struct step_result trainer_step(struct trainer *t, int64_t step)
     if (s.finite) {
         optim_clip(t->m.grads + r->lo, r->hi - r->lo, s.norm, t->cfg->clip_norm);
         reduction_step(r, &t->opt, t->m.params, t->m.grads);
+    } else {
+        t->skipped++;
     }
     if (fault_diverge(step, t->rank) && !t->params_shared) /* a node's ranks read one copy: none drifts */
         t->m.params[0] += 1e-3f;

@@ -38,6 +38,7 @@ struct trainer {
     struct vae m;
     int params_shared; /* node mode: m.params is the node's window vector (reduction_step) */
     struct optim opt;
+    int64_t skipped; /* steps skipped as non-finite since step 0 (resumed runs included) */
     struct reduction red;
     float *x;                 /* (B/P, D) the batch */
     float *eps;               /* (B/P, Z) its noise */
