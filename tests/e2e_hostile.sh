@@ -8,7 +8,14 @@
 #      match): refused on load, resume falls back to the older good one; a
 #      soft link for a state buffer, an optim_t that does not add up: refused;
 #   3. a resumed run whose every step is skipped exits 1 and commits nothing;
-# (the cases of the later fixes follow in this file).
+#   4. the disk fills during `encode --out` (no crash at exit, no partial
+#      file) and, briefly, during a periodic checkpoint (the run goes on and
+#      exits 0 with its final checkpoint, no crash in MPI_Finalize);
+#   5. --out that is the --checkpoint or the --data file (through a symlink):
+#      refused, the input unchanged;
+#   6. run.dir = /, or a directory of someone else's files: refused;
+#   7. data.path = /proc/self/mem, and FIFOs named run.dir/metrics.jsonl,
+#      run.dir/config.ini and --out: a clear error, never a hang.
 # Crafted files need h5py (python3-h5py): those cases are skipped without it.
 . "$(dirname "$0")/e2e_lib.sh"
 HOSTILE="$(dirname "$0")/hostile.py"
@@ -85,4 +92,75 @@ check "every resumed step skipped: says so" \
     bash -c "echo \"\$1\" | grep -q 'all 5 steps of this run were skipped'" _ "$out"
 check "every resumed step skipped: the checkpoints are those of the reference run" \
     test "$(ls "$WORK/skip/ckpt" | grep '^step' | tr '\n' ' ')" = "step-00000020.h5 step-00000030.h5 step-00000040.h5 "
+
+# 4: disk full. A tmpfs of 16 KiB: encode's 2 ranks fail mid-write (exit 139 before).
+disk="$WORK/tinyfs"; mkdir -p "$disk"
+"$VAE" synth --out "$WORK/big.h5" --n-train 4096 --n-test 64 --dim 16 >/dev/null
+if mount -t tmpfs -o size=16k tmpfs "$disk" 2>/dev/null; then
+    expect_error "disk full before encode --out: exit 1, not a crash" \
+        "no room to write the output: No space left on device" \
+        run_np 2 encode --checkpoint "$C40" --data "$WORK/big.h5" --split train --out "$disk/lat.h5"
+    check "disk full before encode: nothing left" test -z "$(ls -A "$disk")"
+    # Room to start (the 64 KiB ballast), not for the 68 KiB of results.
+    mount -o remount,size=96k "$disk"
+    expect_error "disk full during encode --out: exit 1, not a crash" \
+        "writing the output failed (disk full?); nothing written" \
+        run_np 2 encode --checkpoint "$C40" --data "$WORK/big.h5" --split train --out "$disk/lat.h5"
+    check "disk full during encode: no partial output left" test -z "$(ls -A "$disk")"
+    umount "$disk"
+    # Room for a few checkpoints, then a filler takes all but 20 KiB; the
+    # checkpoint of step 20 fails mid-write (the free-space check skipped, as
+    # when another job fills the disk after it); the filler goes; the run goes on.
+    one=$(stat -c %s "$C40")
+    mount -t tmpfs -o size=$((8 * one + 1048576)) tmpfs "$disk"
+    free_kb=$(df -k --output=avail "$disk" | tail -1)
+    fallocate -l $(((free_kb - 20) * 1024)) "$disk/filler"
+    env VAE_TEST_SKIP_ROOM_CHECK=1 VAE_TEST_STEP_DELAY_MS=40 timeout -k 5 120 mpirun -x VAE_TEST_SKIP_ROOM_CHECK \
+        -x VAE_TEST_STEP_DELAY_MS -np 2 "$VAE" train --resume none $(args "$disk/run") \
+        --set train.max_steps=60 --set ckpt.keep=2 >"$WORK/brief.log" 2>&1 &
+    bg=$!
+    for _ in $(seq 600); do grep -q 'previous checkpoints are kept' "$WORK/brief.log" && break; sleep 0.05; done
+    rm -f "$disk/filler"
+    wait $bg; rc=$?
+    check "disk full for a moment during a checkpoint: the run goes on and exits 0 (exit $rc)" test "$rc" -eq 0
+    check "disk full for a moment: the failure was reported" grep -q 'previous checkpoints are kept' "$WORK/brief.log"
+    check "disk full for a moment: the final checkpoint loads" \
+        bash -c "timeout 60 mpirun -np 1 '$VAE' eval --checkpoint '$disk/run/ckpt/step-00000060.h5' >/dev/null 2>&1"
+    umount "$disk"
+else
+    echo "ok - disk-full cases skipped (cannot mount a tmpfs here)"
+fi
+
+# 5: --out that is an input, directly or through a symlink.
+cp "$C40" "$WORK/c-keep.h5"; cp "$WORK/d.h5" "$WORK/d-keep.h5"; ln -s d-keep.h5 "$WORK/d-link.h5"
+sum_before=$(cat "$WORK/c-keep.h5" "$WORK/d-keep.h5" | md5sum)
+expect_error "score --out equal to --checkpoint: refused" "is the --checkpoint file" \
+    run_np 2 score --checkpoint "$WORK/c-keep.h5" --data "$WORK/d.h5" --out "$WORK/c-keep.h5"
+expect_error "encode --out a symlink to --data: refused" "is the --data file" \
+    run_np 2 encode --checkpoint "$WORK/c-keep.h5" --data "$WORK/d-keep.h5" --out "$WORK/d-link.h5"
+check "--out onto an input: both inputs unchanged" test "$(cat "$WORK/c-keep.h5" "$WORK/d-keep.h5" | md5sum)" = "$sum_before"
+
+# 6: run directories that are not a run's. A missing data.path after the
+# run.dir check: were the check gone, / would get only the run's first files.
+expect_error "run.dir = /: refused" "run.dir = / is the root directory" \
+    run_np 1 train --resume none --set run.dir=/ --set data.path="$WORK/missing.h5"
+mkdir -p "$WORK/home"; touch "$WORK/home/thesis.tex" "$WORK/home/notes.txt"
+expect_error "run.dir holding someone else's files: refused" "holds 2 entries that vae_dist did not write" \
+    run_np 1 train --resume none --set run.dir="$WORK/home" --set data.path="$WORK/d.h5"
+check "run.dir holding someone else's files: nothing written there" test "$(ls "$WORK/home" | wc -l)" -eq 2
+
+# 7: things that block when opened, and pseudo-files.
+short() { timeout -k 5 30 mpirun -np 2 "$VAE" "$@"; }
+expect_error "data.path = /proc/self/mem: refused, no hang" "found a kernel pseudo-file" \
+    short train --resume none $(args "$WORK/r-mem") --set data.path=/proc/self/mem
+for f in metrics.jsonl config.ini; do
+    mkdir -p "$WORK/r-fifo-$f"; mkfifo "$WORK/r-fifo-$f/$f"
+    expect_error "a FIFO named run.dir/$f: refused, no hang" "would replace a FIFO" \
+        short train --resume none $(args "$WORK/r-fifo-$f") --set train.max_steps=12
+done
+mkfifo "$WORK/out.png" "$WORK/out.h5"
+expect_error "sample --out a FIFO: refused, no hang" "would replace a FIFO" \
+    short sample --checkpoint "$C40" --n 4 --out "$WORK/out.png"
+expect_error "encode --out a FIFO: refused, no hang" "would replace a FIFO" \
+    short encode --checkpoint "$C40" --data "$WORK/d.h5" --out "$WORK/out.h5"
 finish

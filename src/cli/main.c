@@ -21,6 +21,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/path.h"
 #include "data/ckpt.h"
 #include "data/dataset.h"
 #include "data/idx.h"
@@ -425,6 +426,14 @@ static int check_tool_paths(const char *cmd, const struct infer_args *a)
         if (paths[i] && strlen(paths[i]) >= CONFIG_STR_MAX) {
             log_error("%s: a path of %zu bytes; paths are limited to %d bytes", cmd, strlen(paths[i]),
                       CONFIG_STR_MAX - 1);
+            return VAE_EXIT_USAGE;
+        }
+    }
+    for (size_t i = 0; a->out && i < 2; i++) {
+        if (path_same_file(a->out, paths[i])) {
+            log_error("%s: --out %s is the %s file (%s): writing would replace the input (HINT: choose "
+                      "another --out)",
+                      cmd, a->out, i ? "--data" : "--checkpoint", paths[i]);
             return VAE_EXIT_USAGE;
         }
     }

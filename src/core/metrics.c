@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/path.h"
 
 /* This process's run id, made once: "20261125T190301Z-12345". */
 static const char *run_id(void)
@@ -32,11 +33,8 @@ int metrics_open(struct metrics *mt, const char *run_dir, int rank)
         return 0;
     char path[4200];
     snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
-    mt->f = fopen(path, "a");
-    if (!mt->f) {
-        log_error("%s: cannot open for appending: %s", path, strerror(errno));
-        return -1;
-    }
+    mt->f = path_fopen_output(path, "a", "metrics log");
+    return mt->f ? 0 : -1;
     return 0;
 }
 

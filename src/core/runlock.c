@@ -10,12 +10,15 @@
 
 #include "core/config.h"
 #include "core/log.h"
+#include "core/path.h"
 
 int runlock_acquire(const char *dir)
 {
     char path[CONFIG_STR_MAX + 16];
     snprintf(path, sizeof path, "%s/lock", dir);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (path_check_output(path, "run lock"))
+        return -1;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0644);
     if (fd < 0) {
         log_error("%s: cannot create the run lock: %s", path, strerror(errno));
         return -1;

@@ -301,7 +301,7 @@ static int commit(const char *run_dir, const char *tmp, const char *final, const
     fsync_path(dir);
     snprintf(latest, sizeof latest, "%s/latest", dir);
     snprintf(latest_tmp, sizeof latest_tmp, "%s/latest.tmp", dir);
-    FILE *f = fopen(latest_tmp, "w");
+    FILE *f = path_fopen_output(latest_tmp, "w", "latest pointer");
     int ok = f && fprintf(f, "%s\n", base) > 0;
     if (f && (fflush(f) || fsync(fileno(f))))
         ok = 0;
@@ -398,6 +398,14 @@ static int write_meta(const struct comm *c, hid_t f, const struct ckpt_meta *m)
 static int write_file(const struct comm *c, const char *tmp, const struct ckpt_meta *meta,
                       const struct ckpt_content *ct, size_t *direct_bytes)
 {
+    if (!comm_agree(c, comm_rank(c) || path_check_output(tmp, "checkpoint") == 0))
+        return -1;
+    if (h5_ballast(c, tmp)) {
+        if (comm_rank(c) == 0)
+            log_error("%s: no room to start the checkpoint: %s; previous checkpoints are kept", tmp,
+                      strerror(errno));
+        return -1;
+    }
     h5_quiet();
     hid_t fapl = h5_fapl_create(c);
     /* Every object of 4 KiB or more starts on a 4 KiB boundary: what O_DIRECT needs. */
@@ -406,13 +414,22 @@ static int write_file(const struct comm *c, const char *tmp, const struct ckpt_m
     H5_CHECK(H5Pclose(fapl));
     int ok = f >= 0;
     if (!comm_agree(c, ok)) {
-        if (f >= 0)
-            H5_CHECK(H5Fclose(f));
+        h5_close_written(c, f, tmp, 1);
         if (!ok)
             log_error("%s: cannot create the checkpoint: %s; previous checkpoints are kept", tmp,
                       h5_create_failure(tmp));
         return -1;
     }
+    /* The room checked before may be gone (another job fills the disk): a
+     * reservation fails now, while the file holds next to nothing. */
+    /* The data; the ballast covers the structure's last writes. */
+    double reserve = content_bytes(ct) * 1.01;
+    ok = comm_rank(c) || h5_reserve(tmp, reserve) == 0;
+    if (!ok)
+        log_error("%s: cannot reserve %.1f MB for the checkpoint: %s; previous checkpoints are kept", tmp,
+                  reserve / 1e6, strerror(errno));
+    if (!comm_agree(c, ok))
+        return h5_close_written(c, f, tmp, 0);
     /* Each part agreed before the next: after a failure every rank stops
      * together instead of waiting in different collectives. */
     ok = comm_agree(c, (write_meta(c, f, meta) | write_group(f, "/model") | write_group(f, "/optim")) == 0);
@@ -428,18 +445,7 @@ static int write_file(const struct comm *c, const char *tmp, const struct ckpt_m
     }
     comm_free(node);
     ok = ok && comm_agree(c, write_layout(c, f, ct->layout, ct->n_layout) == 0);
-    if (!ok) {
-        /*
-         * The file is lost. Free its blocks before closing it: libhdf5
-         * (1.10) keeps a file whose closing flush fails half-destroyed and
-         * crashes on it in MPI_Finalize. Truncated, the flush finds room.
-         */
-        if (comm_rank(c) == 0 && truncate(tmp, 0))
-            log_warn("%s: cannot truncate the failed checkpoint: %s", tmp, strerror(errno));
-        comm_barrier(c);
-    }
-    ok = H5Fclose(f) >= 0 && ok;
-    return comm_agree(c, ok) ? 0 : -1;
+    return h5_close_written(c, f, tmp, ok);
 }
 
 int ckpt_save(const struct comm *c, const char *run_dir, const struct ckpt_meta *meta,

@@ -1,14 +1,19 @@
 /* Dataset validation, sharded collective reads and writing (see dataset.h). */
 #include "data/dataset.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "core/error.h"
 #include "core/log.h"
 #include "core/mem.h"
+#include "core/path.h"
 #include "core/rng.h"
 #include "data/h5util.h"
 
@@ -380,12 +385,19 @@ static int write_split(hid_t f, const char *split, size_t n, size_t n_dim, int i
 int dataset_write(const char *path, const struct dataset_info *info, const void *x_train,
                   const uint8_t *y_train, const void *x_test, const uint8_t *y_test)
 {
+    if (path_check_output(path, "dataset"))
+        return -1;
+    if (h5_ballast(NULL, path)) {
+        log_error("%s: no room to write the dataset: %s", path, strerror(errno));
+        return -1;
+    }
     h5_quiet();
     hid_t fapl = h5_fapl_create(NULL);
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5_CHECK(H5Pclose(fapl));
     if (f < 0) {
         log_error("%s: cannot create the dataset file: %s", path, h5_create_failure(path));
+        h5_close_written(NULL, f, path, 0);
         return -1;
     }
     int rc = 0;
@@ -397,26 +409,41 @@ int dataset_write(const char *path, const struct dataset_info *info, const void 
     rc |= write_split(f, "train", info->n_train, info->n_dim, info->is_u8, x_train, y_train);
     if (x_test && info->n_test)
         rc |= write_split(f, "test", info->n_test, info->n_dim, info->is_u8, x_test, y_test);
-    if (H5Fclose(f) < 0)
-        rc = -1;
-    if (rc)
+    if (h5_close_written(NULL, f, path, rc == 0)) {
         log_error("%s: writing the dataset failed (disk full?)", path);
-    return rc ? -1 : 0;
+        unlink(path);
+        return -1;
+    }
+    return 0;
 }
 
 int dataset_write_columns(const struct comm *c, const char *path, const char *format, size_t n_total,
                           size_t first_row, size_t n_rows, const struct column *cols, size_t n_cols,
                           const uint8_t *labels)
 {
+    /* Written beside it and renamed into place: a failure leaves no partial
+     * file, and whatever was at path (another result, or an input given by
+     * mistake) is replaced only by a whole one. */
+    char tmp[PATH_MAX + 16];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int lead = comm_rank(c) == 0;
+    if (!comm_agree(c,
+                    strlen(path) < PATH_MAX && (!lead || (path_check_output(path, "output") == 0 &&
+                                                          path_check_output(tmp, "temporary output") == 0))))
+        return -1;
+    if (h5_ballast(c, tmp)) {
+        if (lead)
+            log_error("%s: no room to write the output: %s", path, strerror(errno));
+        return -1;
+    }
     h5_quiet();
     hid_t fapl = h5_fapl_create(c);
-    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5_CHECK(H5Pclose(fapl));
     if (!comm_agree(c, f >= 0)) {
-        if (f >= 0)
-            H5_CHECK(H5Fclose(f));
-        else
-            log_error("%s: cannot create the output file: %s", path, h5_create_failure(path));
+        h5_close_written(c, f, tmp, 1);
+        if (f < 0)
+            log_error("%s: cannot create the output file: %s", tmp, h5_create_failure(tmp));
         return -1;
     }
     int rc = h5_attr_put_string(f, "format", format);
@@ -426,12 +453,16 @@ int dataset_write_columns(const struct comm *c, const char *path, const char *fo
                             first_row, n_rows, cols[i].data);
     if (labels)
         rc |= h5_write_rows(f, "y", H5T_STD_U8LE, H5T_NATIVE_UINT8, n_total, 1, first_row, n_rows, labels);
-    rc |= H5Fclose(f) < 0 ? -1 : 0;
-    if (!comm_agree(c, rc == 0)) {
-        log_error("%s: writing the output failed (disk full?)", path);
-        return -1;
+    int ok = h5_close_written(c, f, tmp, rc == 0) == 0;
+    if (ok && lead && rename(tmp, path)) {
+        log_error("%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
+        ok = 0;
+    } else if (!ok && lead) {
+        log_error("%s: writing the output failed (disk full?); nothing written", path);
     }
-    return 0;
+    if (!ok && lead)
+        unlink(tmp);
+    return comm_agree(c, ok) ? 0 : -1;
 }
 
 /* Image row i of class y, C×H×W: a soft blob whose place is set by the class and whose size,

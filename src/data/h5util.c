@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/error.h"
@@ -68,7 +69,11 @@ hid_t h5_open_read(const struct comm *c, const char *path)
         return -1;
     hid_t fapl = h5_fapl(c);
     log_hold();
+    /* Collective inside libhdf5, where a rank that reads other bytes than
+     * the rest (a file changing under the job) waits in another collective. */
+    comm_watch_begin("opening an HDF5 file collectively");
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    comm_watch_end();
     H5_CHECK(H5Pclose(fapl));
     if (f < 0)
         log_error("%s: not a readable HDF5 file (truncated, corrupt or another format)", path);
@@ -80,6 +85,89 @@ hid_t h5_open_read(const struct comm *c, const char *path)
         return -1;
     }
     return f;
+}
+
+int h5_reserve(const char *path, double bytes)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)bytes);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc && errno != EOPNOTSUPP && errno != ENOSYS ? -1 : 0;
+}
+
+/* The blocks of path past its end (what h5_reserve kept and the file did not use) freed. */
+static void release_reserve(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0)
+        return;
+    if (fstat(fd, &st) == 0 &&
+        fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, st.st_size, (off_t)1 << 40) &&
+        ftruncate(fd, st.st_size + 1) == 0 && ftruncate(fd, st.st_size)) /* no hole punching: grow, shrink */
+        log_warn("%s: cannot release the disk reserved past its end: %s", path, strerror(errno));
+    close(fd);
+}
+
+#define BALLAST_BYTES ((off_t)64 << 10)
+
+static void ballast_name(const char *path, char *out, size_t out_bytes)
+{
+    snprintf(out, out_bytes, "%s.room", path);
+}
+
+int h5_ballast(const struct comm *c, const char *path)
+{
+    int ok = 1;
+    if (!c || comm_rank(c) == 0) {
+        char room[PATH_MAX + 8];
+        ballast_name(path, room, sizeof room);
+        int fd = open(room, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NONBLOCK, 0644);
+        ok = fd >= 0 || (errno != ENOSPC && errno != EDQUOT);
+        if (fd >= 0 && fallocate(fd, 0, 0, BALLAST_BYTES) && (errno == ENOSPC || errno == EDQUOT)) {
+            int saved = errno;
+            unlink(room);
+            errno = saved;
+            ok = 0;
+        }
+        int saved = errno;
+        if (fd >= 0)
+            close(fd);
+        errno = saved;
+    }
+    return (c ? comm_agree(c, ok) : ok) ? 0 : -1;
+}
+
+int h5_close_written(const struct comm *c, hid_t f, const char *path, int ok)
+{
+    int lead = !c || comm_rank(c) == 0;
+    char room[PATH_MAX + 8];
+    ballast_name(path, room, sizeof room);
+    /* Flushed first (collective), so that a disk that fills only now fails
+     * here, where the file can still be emptied, and not in the close. */
+    ok = f >= 0 && H5Fflush(f, H5F_SCOPE_GLOBAL) >= 0 && ok;
+    ok = c ? comm_agree(c, ok) : ok;
+    if (!ok) {
+        if (lead && f >= 0 && truncate(path, 0))
+            log_warn("%s: cannot truncate the failed file: %s", path, strerror(errno));
+        if (lead)
+            unlink(room);
+        if (c)
+            comm_barrier(c);
+    }
+    /* Not retried on failure: libhdf5 has then half-destroyed the file. */
+    int closed = f >= 0 && H5Fclose(f) >= 0;
+    if (lead) {
+        release_reserve(path);
+        unlink(room);
+    }
+    if (c)
+        closed = comm_agree(c, closed);
+    return ok && closed ? 0 : -1;
 }
 
 /* 0 if attribute `name` exists; else -1 with a message telling a missing

@@ -47,6 +47,37 @@ hid_t h5_fapl_create(const struct comm *c);
  */
 const char *h5_create_failure(const char *path);
 
+/*
+ * Files vae_dist writes survive a disk that fills under them. libhdf5 (1.10)
+ * keeps a file whose closing flush fails half-destroyed, and crashes on it
+ * in MPI_Finalize. So, before creating path, h5_ballast sets aside 64 KiB
+ * beside it (path.room; 0, or -1 with errno ENOSPC or EDQUOT when even
+ * that finds no room: create nothing then; other errors are left to the
+ * create that follows); and h5_close_written, after a failed write or a
+ * failed flush, truncates the file and deletes the ballast before closing,
+ * so that the closing flush finds room. Both are called by every rank;
+ * only c's rank 0 touches the disk.
+ *
+ * h5_close_written closes f (f < 0: a file not created; the ballast goes);
+ * ok: every write succeeded on this rank.
+ * Collective over c (NULL: this process alone). Returns 0 when everything
+ * was written and closed, else -1 (agreed); the file's contents are then
+ * lost (the caller removes it).
+ */
+int h5_ballast(const struct comm *c, const char *path);
+int h5_close_written(const struct comm *c, hid_t f, const char *path, int ok);
+
+/*
+ * Reserve `bytes` of disk for the file at path (just created, still empty
+ * or nearly) without changing its size (fallocate KEEP_SIZE), so that the
+ * writes that follow cannot meet a full disk half-way: a file that fails
+ * there leaves libhdf5 a closing flush that fails too, and it crashes on
+ * the half-closed file in MPI_Finalize. Local (one rank calls it). Returns
+ * 0, or -1 with errno (ENOSPC: no room); a file system without fallocate
+ * gets no reservation and 0.
+ */
+int h5_reserve(const char *path, double bytes);
+
 /* Open read-only; -1 with a message (not HDF5, unreadable) on failure. */
 hid_t h5_open_read(const struct comm *c, const char *path);
 

@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/path.h"
 #include "core/rng.h"
 #include "data/ckpt.h"
 #include "data/dataset.h"
@@ -78,7 +79,13 @@ static int trained_read_split(const struct comm *c, const struct infer_args *a, 
         return -1;
     }
     const char *path = a->data ? a->data : l->cfg.data_path;
-    if (dataset_open(c, path, &l->info))
+    /* The stored data.path too: `--data` left out still names an input. */
+    int same = cmd && path_same_file(a->out, path);
+    if (same)
+        log_error("%s: --out %s is the data file %s: writing would replace the input (HINT: choose another "
+                  "--out)",
+                  cmd, a->out, path);
+    if (!comm_agree(c, !same) || dataset_open(c, path, &l->info))
         return -1;
     if (l->info.n_dim != (size_t)l->meta.data_n_dim) {
         log_error("%s: samples have D = %zu, the model in %s was trained on D = %ld", path, l->info.n_dim,

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "core/path.h"
 
 /* The libpng calls, alone in a function: libpng reports errors by longjmp.
  * color_type: PNG_COLOR_TYPE_GRAY (1 byte a pixel). */
@@ -32,11 +33,9 @@ static int write_rows(FILE *f, png_bytep *lines, size_t w, size_t h, int color_t
 /* Create path and write the rows into it; -1 with a message naming path. */
 static int save(const char *path, png_bytep *rows, size_t w, size_t h, int color_type)
 {
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        log_error("%s: cannot create: %s", path, strerror(errno));
+    FILE *f = path_fopen_output(path, "wb", "picture");
+    if (!f)
         return -1;
-    }
     int rc = write_rows(f, rows, w, h, color_type);
     if (fclose(f))
         rc = -1;

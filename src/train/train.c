@@ -4,9 +4,12 @@
  *   skip policy → replica check → progress / log interval → epoch end →
  *   checkpoint when due → stop after a signal's checkpoint.
  */
+#define _DEFAULT_SOURCE /* realpath */
 #include "train/train.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -18,6 +21,7 @@
 #include "core/error.h"
 #include "core/fault.h"
 #include "core/log.h"
+#include "core/path.h"
 #include "core/runlock.h"
 #include "core/timer.h"
 #include "model/linear.h"
@@ -87,6 +91,50 @@ static int make_dirs(const char *dir)
 }
 
 /*
+ * 0 if dir may take a run: missing, empty, or holding a vae_dist run (any of
+ * the names one writes), and not /. Else -1 with a message: a run writes
+ * config.ini, status, metrics.jsonl and ckpt/ into it, and a typo such as
+ * run.dir=/ or a home directory would scatter them among files of others.
+ * Rank 0.
+ */
+static int check_run_dir(const char *dir)
+{
+    static const char *const ours[] = {"config.ini", "metrics.jsonl", "status", "lock", "ckpt", "loss.png"};
+    char real[PATH_MAX];
+    if (realpath(dir, real) && !strcmp(real, "/")) {
+        log_error("run.dir = %s is the root directory; a run writes its files there (HINT: set run.dir to a "
+                  "directory of its own, e.g. runs/NAME)",
+                  dir);
+        return -1;
+    }
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0; /* missing: made below; not a directory: make_dirs says so */
+    char other[256] = "";
+    long n_other = 0;
+    int known = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        int mine = 0;
+        for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++)
+            mine |= !strcmp(e->d_name, ours[i]);
+        known |= mine;
+        if (!mine && n_other++ == 0)
+            snprintf(other, sizeof other, "%s", e->d_name);
+    }
+    closedir(d);
+    if (n_other == 0 || known)
+        return 0;
+    log_error(
+        "run.dir = %s holds %ld entr%s that vae_dist did not write (e.g. '%s') and no vae_dist run "
+        "(config.ini, metrics.jsonl, ckpt/); a run would write its files among them (HINT: set run.dir to "
+        "a new or empty directory, or to an earlier run's)",
+        dir, n_other, n_other == 1 ? "y" : "ies", other);
+    return -1;
+}
+
+/*
  * Rank 0 makes run.dir and run.dir/ckpt and takes the run lock, before
  * anything reads a checkpoint. Collective; 0 or -1 (agreed).
  */
@@ -97,7 +145,9 @@ static int open_run_dir(struct run *r, const struct config *cfg, const struct co
         char ckpt[CONFIG_STR_MAX + 8];
         struct stat st;
         snprintf(ckpt, sizeof ckpt, "%s/ckpt", cfg->run_dir);
-        if (make_dirs(cfg->run_dir) || make_dirs(ckpt)) {
+        if (check_run_dir(cfg->run_dir)) {
+            ok = 0;
+        } else if (make_dirs(cfg->run_dir) || make_dirs(ckpt)) {
             log_error("%s: cannot make the run directory and its ckpt/ subdirectory: %s", cfg->run_dir,
                       strerror(errno));
             ok = 0;
@@ -123,11 +173,11 @@ static int write_config(const struct config *cfg, const struct comm *c)
     if (comm_rank(c) == 0) {
         char path[CONFIG_STR_MAX + 16];
         snprintf(path, sizeof path, "%s/config.ini", cfg->run_dir);
-        FILE *f = fopen(path, "w");
+        FILE *f = path_fopen_output(path, "w", "resolved config");
         ok = f && config_write(cfg, f) == 0;
         if (f && fclose(f))
             ok = 0;
-        if (!ok)
+        if (f && !ok)
             log_error("%s: cannot write config.ini: %s", path, strerror(errno));
     }
     return comm_agree(c, ok) ? 0 : -1;
@@ -367,12 +417,12 @@ static void write_status(const struct run *r, int status)
 {
     char path[CONFIG_STR_MAX + 16];
     snprintf(path, sizeof path, "%s/status", r->cfg->run_dir);
-    FILE *f = fopen(path, "w");
+    FILE *f = path_fopen_output(path, "w", "run status");
     const char *what = status == VAE_EXIT_OK       ? "done"
                        : status == VAE_EXIT_SIGNAL ? "stopped-by-signal-after-checkpoint"
                                                    : "error";
     int ok = f && fprintf(f, "%d %lld %s\n", status, (long long)r->step, what) > 0;
-    if ((f && fclose(f)) || !ok)
+    if (f && (fclose(f) || !ok))
         log_warn("%s: cannot write the run status: %s", path, strerror(errno));
 }
 
