@@ -21,7 +21,7 @@ export ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1:max_allocation_si
 export LSAN_OPTIONS=suppressions=$here/../lsan.supp
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 failed=0
-for t in config dataset ckpt; do
+for t in config dataset ckpt h5struct; do
     bin="$build/tests/fuzz/fuzz_$t"
     opts=(-close_fd_mask=3 -rss_limit_mb=2048 -malloc_limit_mb=4096 -timeout=10 -artifact_prefix="$out/$t-")
     if compgen -G "$here/regress/$t/*" >/dev/null; then
