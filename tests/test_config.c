@@ -111,7 +111,12 @@ static void test_unknown_section(void **state)
     const char *p = write_ini("[trian]\nepochs = 3\n");
     assert_int_equal(capture(config_load_file, &c, p), -1);
     assert_non_null(strstr(captured, "unknown section [trian]"));
-    assert_non_null(strstr(captured, ":2:"));
+    assert_non_null(strstr(captured, ":1:"));
+    unlink(p);
+    /* An empty one too: a typo all the same (issue 31 took 10,000 of them). */
+    p = write_ini("[train]\nepochs = 3\n[trian]\n");
+    assert_int_equal(capture(config_load_file, &c, p), -1);
+    assert_non_null(strstr(captured, ":3: unknown section [trian]"));
     unlink(p);
 }
 
@@ -135,6 +140,8 @@ static void test_bad_values(void **state)
         {"train.seed=-1", "non-negative integer"},
         {"optim.beta2=1", "[optim] beta2: expected a number in [0, 1) (1 excluded), found '1'"},
         {"optim.momentum=-0.5", "[0, 1)"},
+        {"train.log_every=0x10", "[train] log_every: expected an integer in [1, 1000000000], found '0x10'"},
+        {"optim.lr=0x1p-10", "found '0x1p-10'"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         assert_int_equal(capture(set_cli, &c, cases[i].set), -1);

@@ -204,7 +204,8 @@ static int parse_size(const char *flag, const char *v, double lo, double hi, dou
 {
     char *end;
     double d = v ? strtod(v, &end) : 0;
-    if (!v || end == v || *end || d < lo || d > hi) {
+    /* Decimal only: strtod also takes "0x10", "nan" and "inf". */
+    if (!v || end == v || *end || v[strspn(v, "0123456789+-.eE")] || !(d >= lo && d <= hi)) {
         log_error("%s: expected a number in [%g, %g], found '%s'", flag, lo, hi, v ? v : "");
         return -1;
     }

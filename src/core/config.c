@@ -173,6 +173,9 @@ static int parse_double(const char *s, double *out)
 {
     char *end;
     errno = 0;
+    /* Decimal only (docs/config.md): strtod also takes "0x10". */
+    if (s[strspn(s, "0123456789+-.eE \t")])
+        return -1;
     double v = strtod(s, &end);
     while (*end == ' ' || *end == '\t')
         end++;
@@ -417,6 +420,14 @@ static int ini_section(struct ini_ctx *ctx, char *s)
     }
     *close = 0;
     strcpy(ctx->section, trim(s + 1));
+    /* Refused here, not at its first key: an empty unknown section is a typo too. */
+    if (!section_known(ctx->section)) {
+        char allowed[256];
+        list_names(allowed, sizeof allowed, NULL);
+        snprintf(ctx->err, sizeof ctx->err, "unknown section [%s]; allowed sections: %s", ctx->section,
+                 allowed);
+        return -1;
+    }
     return 0;
 }
 

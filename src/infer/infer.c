@@ -1,11 +1,13 @@
 /* eval, sample, recon, encode, score (see infer.h). */
 #include "infer/infer.h"
 
+#include <errno.h>
 #include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/config.h"
 #include "core/error.h"
@@ -135,12 +137,20 @@ int infer_eval(const struct comm *c, const struct infer_args *a)
     eval_shard(c, &l.m, &l.s, l.cfg.seed, a->k, NULL, NULL, &r);
     struct metrics out = {comm_rank(c) == 0 ? stdout : NULL, 0};
     eval_event(&out, a, &l, &r, comm_size(c));
-    /* Append to the run's metrics when the checkpoint sits in a run directory. */
-    char dir[CONFIG_STR_MAX + 8];
+    /* Append to the run's metrics when the checkpoint sits in a run directory
+     * (one that holds metrics.jsonl: none is made elsewhere). A run directory
+     * that cannot take it (read-only, shared) costs the line, not the result. */
+    char dir[CONFIG_STR_MAX + 8], log[CONFIG_STR_MAX + 32];
     snprintf(dir, sizeof dir, "%s", a->checkpoint);
     char *run = dirname(dirname(dir));
+    snprintf(log, sizeof log, "%s/metrics.jsonl", run);
+    int in_run = comm_rank(c) == 0 && access(log, F_OK) == 0;
+    if (in_run && access(log, W_OK)) {
+        log_warn("%s: cannot append the eval event (%s); the result above stands", log, strerror(errno));
+        in_run = 0;
+    }
     struct metrics mt;
-    if (comm_rank(c) == 0 && metrics_open(&mt, run, 0) == 0) {
+    if (in_run && metrics_open(&mt, run, 0) == 0) {
         eval_event(&mt, a, &l, &r, comm_size(c));
         if (metrics_close(&mt))
             log_warn(
@@ -174,10 +184,23 @@ int infer_sample(const struct comm *c, const struct infer_args *a)
             log_error("sample: --out FILE.png and --n N (N >= 1) are required");
         goto out_free;
     }
+    if (a->n > 10000) {
+        log_error("sample: --n %ld: one grid picture holds at most 10000 samples", a->n);
+        goto out_free;
+    }
     /* z_i ~ N(0, I) = Philox(seed, RNG_PRIOR, 0, i): the same picture on any rank count. */
     size_t n = (size_t)a->n, n_z = l.m.n_latent, n_d = l.m.n_in;
     float *z = malloc(EVAL_CHUNK * n_z * sizeof *z), *img = malloc(n * n_d * sizeof *img);
-    VAE_ASSERT(z && img);
+    if (!z || !img)
+        log_error(
+            "sample: --n %zu pictures of %zu values need %.1f GB of memory, which this machine does not "
+            "give (HINT: a smaller --n)",
+            n, n_d, (double)n * (double)n_d * sizeof *img / 1e9);
+    if (!comm_agree(c, z && img)) {
+        free(z);
+        free(img);
+        goto out_free;
+    }
     for (size_t i0 = 0; i0 < n; i0 += EVAL_CHUNK) {
         size_t b = n - i0 < EVAL_CHUNK ? n - i0 : EVAL_CHUNK;
         for (size_t i = 0; i < b; i++)

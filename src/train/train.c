@@ -91,8 +91,10 @@ static int make_dirs(const char *dir)
 }
 
 /*
- * 0 if dir may take a run: missing, empty, or holding a vae_dist run (any of
- * the names one writes), and not /. Else -1 with a message: a run writes
+ * 0 if dir may take a run: missing, empty (job files aside: a batch
+ * system's logs and the job's own script or config, *.out *.err *.log *.ini
+ * *.sh *.sbatch), or holding a vae_dist run (any of the names one writes),
+ * and not /. Else -1 with a message: a run writes
  * config.ini, status, metrics.jsonl and ckpt/ into it, and a typo such as
  * run.dir=/ or a home directory would scatter them among files of others.
  * Rank 0.
@@ -120,6 +122,10 @@ static int check_run_dir(const char *dir)
         for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++)
             mine |= !strcmp(e->d_name, ours[i]);
         known |= mine;
+        const char *dot = strrchr(e->d_name, '.');
+        static const char *const job[] = {".out", ".err", ".log", ".ini", ".sh", ".sbatch"};
+        for (size_t i = 0; dot && i < sizeof job / sizeof job[0]; i++)
+            mine |= !strcmp(dot, job[i]);
         if (!mine && n_other++ == 0)
             snprintf(other, sizeof other, "%s", e->d_name);
     }
