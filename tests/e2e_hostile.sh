@@ -116,13 +116,13 @@ if mount -t tmpfs -o size=16k tmpfs "$disk" 2>/dev/null; then
         run_np 2 encode --checkpoint "$C40" --data "$WORK/big.h5" --split train --out "$disk/lat.h5"
     check "disk full during encode: no partial output left" test -z "$(ls -A "$disk")"
     umount "$disk"
-    # Room for a few checkpoints, then a filler takes all but 20 KiB; the
+    # Room for a few checkpoints, then a filler takes all but 12 KiB; the
     # checkpoint of step 20 fails mid-write (the free-space check skipped, as
     # when another job fills the disk after it); the filler goes; the run goes on.
     one=$(stat -c %s "$C40")
     mount -t tmpfs -o size=$((8 * one + 1048576)) tmpfs "$disk"
     free_kb=$(df -k --output=avail "$disk" | tail -1)
-    fallocate -l $(((free_kb - 20) * 1024)) "$disk/filler"
+    fallocate -l $(((free_kb - 12) * 1024)) "$disk/filler"
     env VAE_TEST_SKIP_ROOM_CHECK=1 VAE_TEST_STEP_DELAY_MS=40 timeout -k 5 120 mpirun -x VAE_TEST_SKIP_ROOM_CHECK \
         -x VAE_TEST_STEP_DELAY_MS -np 2 "$VAE" train --resume none $(args "$disk/run") \
         --set train.max_steps=60 --set ckpt.keep=2 >"$WORK/brief.log" 2>&1 &
