@@ -330,6 +330,59 @@ static void test_unwritable_dir_keeps_checkpoints(void **state)
     saved_free(&sv);
 }
 
+/* Every optimizer, the last kind included, round-trips through a checkpoint
+ * with its state buffers: saved at step 5 and loaded bit for bit. */
+static void test_every_optimizer_round_trip(void **state)
+{
+    (void)state;
+    for (int kind = 0; kind < N_OPTIMS; kind++) {
+        char run[512], dir[600], path[700];
+        snprintf(run, sizeof run, "%s/optim-%d", g_dir, kind);
+        snprintf(dir, sizeof dir, "%s/ckpt", run);
+        if (comm_rank(g_world) == 0) {
+            assert_int_equal(mkdir(run, 0755), 0);
+            assert_int_equal(mkdir(dir, 0755), 0);
+        }
+        comm_barrier(g_world);
+        struct saved sv;
+        small_config(&sv.cfg, "unused");
+        sv.cfg.optim = kind;
+        sv.cfg.momentum = 0.5; /* sgd keeps a state only with momentum */
+        assert_int_equal(vae_init(&sv.m, &sv.cfg, 16, NULL, 4), 0);
+        assert_int_equal(optim_init(&sv.o, &sv.cfg, sv.m.n_params, 100), 0);
+        assert_true(sv.o.n_states >= 1);
+        for (size_t s = 0; s < sv.o.n_states; s++)
+            for (size_t i = 0; i < sv.o.n; i++)
+                sv.o.state[s][i] = 0.25f * (float)(i % 7) + (float)s;
+        sv.buf[0] = (struct ckpt_buffer){"/model/params", sv.m.params, sv.m.n_params, 0, 0, 0};
+        for (size_t s = 0; s < sv.o.n_states; s++)
+            sv.buf[1 + s] =
+                (struct ckpt_buffer){s ? "/optim/state1" : "/optim/state0", sv.o.state[s], sv.o.n, 0, 0,
+                                     optim_state_nonneg(&sv.o, s)};
+        sv.ct = (struct ckpt_content){sv.m.tensor, sv.m.n_tensors, sv.buf, 1 + sv.o.n_states, 0, 0, 0};
+        struct ckpt_meta meta = {.step = 5,
+                                 .optim = kind,
+                                 .optim_t = 5,
+                                 .n_params = sv.m.n_params,
+                                 .data_n_train = 256,
+                                 .data_n_dim = 16};
+        assert_int_equal(ckpt_save(g_world, run, &meta, &sv.ct, 3), 0);
+        float *want = malloc(sv.o.n * sizeof *want);
+        assert_non_null(want);
+        memcpy(want, sv.o.state[sv.o.n_states - 1], sv.o.n * sizeof *want);
+        memset(sv.o.state[sv.o.n_states - 1], 0, sv.o.n * sizeof *want);
+        snprintf(path, sizeof path, "%s/step-00000005.h5", dir);
+        struct ckpt_meta ask = {.optim = kind, .data_n_train = 256, .data_n_dim = 16}, got;
+        if (ckpt_load(g_world, path, &ask, &sv.ct, &got))
+            fail_msg("optimizer %s (kind %d): its checkpoint does not load", config_optim_name(kind), kind);
+        assert_int_equal(got.optim, kind);
+        ckpt_meta_free(&got);
+        assert_memory_equal(sv.o.state[sv.o.n_states - 1], want, sv.o.n * sizeof *want);
+        free(want);
+        saved_free(&sv);
+    }
+}
+
 static void test_failed_rename_keeps_latest(void **state)
 {
     (void)state;
@@ -520,6 +573,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_truncated_falls_back),
         cmocka_unit_test(test_shape_mismatch_named),
         cmocka_unit_test(test_unwritable_dir_keeps_checkpoints),
+        cmocka_unit_test(test_every_optimizer_round_trip),
         cmocka_unit_test(test_failed_rename_keeps_latest),
         cmocka_unit_test(test_direct_write_matches_buffered),
         cmocka_unit_test(test_sliced_state_roundtrip),

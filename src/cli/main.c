@@ -534,18 +534,13 @@ static int cmd_info(const struct comm *c, int argc, char **argv)
     char crc[16];
     snprintf(crc, sizeof crc, "%08lx", meta.params_crc32);
     metrics_str(&out, "params_crc32", crc);
-    const char *keys[] = {"version",        "step",       "epoch",         "seed",         "world_size",
-                          "n_params",       "optim_t",    "steps_skipped", "data_n_train", "data_n_dim",
-                          "image_channels", "image_rows", "image_cols",    "data_crc32"};
-    double vals[] = {(double)meta.version,        (double)meta.step,
-                     (double)meta.epoch,          (double)meta.seed,
-                     (double)meta.world_size,     (double)meta.n_params,
-                     (double)meta.optim_t,        meta.steps_skipped >= 0 ? (double)meta.steps_skipped : NAN,
-                     (double)meta.data_n_train,   (double)meta.data_n_dim,
-                     (double)meta.image_channels, (double)meta.image_rows,
-                     (double)meta.image_cols,     meta.data_crc32 >= 0 ? (double)meta.data_crc32 : NAN};
-    for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++)
-        metrics_num(&out, keys[i], vals[i]);
+    metrics_num(&out, "version", (double)meta.version);
+    for (size_t i = 0; i < ckpt_header_count(); i++) {
+        double v;
+        const char *name = ckpt_header_field(&meta, i, &v);
+        if (strcmp(name, "optim")) /* shown by name above */
+            metrics_num(&out, name, v);
+    }
     metrics_str(&out, "config", meta.config);
     metrics_end(&out);
     ckpt_meta_free(&meta);

@@ -26,6 +26,7 @@ struct key {
     const char *const *names; /* K_ENUM: NULL-terminated */
     const char *def;          /* default, as text */
     const char *doc;
+    int fixed; /* FIXED: a resumed run must keep it (see config_diff) */
 };
 
 static const char *const arch_names[] = {"mlp", "conv", NULL};
@@ -35,95 +36,110 @@ static const char *const lik_names[] = {"bernoulli", "gaussian", "gaussian_learn
 static const char *const optim_names[] = {"sgd", "adagrad", "rmsprop", "adam", "adamw", NULL};
 static const char *const sched_names[] = {"constant", "warmup", "cosine", NULL};
 
+/*
+ * FIXED keys change the model, the order of the data or the noise: a run
+ * resumed with another value would not continue the one checkpointed, so
+ * the resume is refused. Every other key (lr and its schedule, epochs,
+ * max_steps, logging, checkpointing, comm) may change.
+ */
+#define FIXED    1
 #define F(field) offsetof(struct config, field)
 #define NONE     NULL
 static const struct key keys[] = {
     {"data", "path", K_STR, F(data_path), 0, 0, NONE, "data/fashion-mnist.h5",
-     "HDF5 dataset made by `vae_dist prep`"},
+     "HDF5 dataset made by `vae_dist prep`", 0},
     {"data", "shuffle", K_BOOL, F(shuffle), 0, 0, NONE, "true",
-     "one global permutation of the training set per epoch"},
+     "one global permutation of the training set per epoch", FIXED},
     {"model", "arch", K_ENUM, F(arch), 0, 0, arch_names, "mlp",
-     "mlp: fully connected; conv: convolutional stages, then fully connected layers"},
+     "mlp: fully connected; conv: convolutional stages, then fully connected layers", FIXED},
     {"model", "channels", K_LIST, F(channels), 1, 1 << 16, NONE, "32,64",
-     "conv: output channels of each encoder stage (the decoder mirrors them back to the input's)"},
-    {"model", "kernel", K_LIST, F(kernel), 1, 64, NONE, "4", "conv: kernel size, one value or one per stage"},
-    {"model", "stride", K_LIST, F(stride), 1, 64, NONE, "2", "conv: stride, one value or one per stage"},
-    {"model", "padding", K_LIST, F(padding), 0, 64, NONE, "1", "conv: padding, one value or one per stage"},
+     "conv: output channels of each encoder stage (the decoder mirrors them back to the input's)", FIXED},
+    {"model", "kernel", K_LIST, F(kernel), 1, 64, NONE, "4", "conv: kernel size, one value or one per stage",
+     FIXED},
+    {"model", "stride", K_LIST, F(stride), 1, 64, NONE, "2", "conv: stride, one value or one per stage",
+     FIXED},
+    {"model", "padding", K_LIST, F(padding), 0, 64, NONE, "1", "conv: padding, one value or one per stage",
+     FIXED},
     {"model", "hidden", K_LIST, F(hidden), 1, 1 << 20, NONE, "400",
-     "fully connected widths, comma-separated, or none (after the conv stages; the decoder mirrors them)"},
-    {"model", "latent", K_INT, F(latent), 1, 1 << 16, NONE, "20", "latent dimension Z"},
-    {"model", "activation", K_ENUM, F(activation), 0, 0, act_names, "relu", "hidden activation"},
-    {"model", "likelihood", K_ENUM, F(likelihood), 0, 0, lik_names, "bernoulli", "decoder likelihood p(x|z)"},
+     "fully connected widths, comma-separated, or none (after the conv stages; the decoder mirrors them)",
+     FIXED},
+    {"model", "latent", K_INT, F(latent), 1, 1 << 16, NONE, "20", "latent dimension Z", FIXED},
+    {"model", "activation", K_ENUM, F(activation), 0, 0, act_names, "relu", "hidden activation", FIXED},
+    {"model", "likelihood", K_ENUM, F(likelihood), 0, 0, lik_names, "bernoulli", "decoder likelihood p(x|z)",
+     FIXED},
     {"model", "obs_logvar", K_FLOAT, F(obs_logvar), -20, 20, NONE, "0",
-     "Gaussian likelihood log variance (fixed, or initial value when learned)"},
-    {"optim", "name", K_ENUM, F(optim), 0, 0, optim_names, "adam", "optimizer"},
-    {"optim", "lr", K_FLOAT, F(lr), 0, 1e6, NONE, "0.001", "learning rate (epsilon in the notes)"},
-    {"optim", "momentum", K_UNIT, F(momentum), 0, 1, NONE, "0", "momentum (sgd; rmsprop with nesterov)"},
-    {"optim", "nesterov", K_BOOL, F(nesterov), 0, 0, NONE, "false", "Nesterov momentum (sgd, rmsprop)"},
-    {"optim", "rho", K_UNIT, F(rho), 0, 1, NONE, "0.9", "rmsprop decay rate"},
-    {"optim", "beta1", K_UNIT, F(beta1), 0, 1, NONE, "0.9", "adam first-moment decay"},
-    {"optim", "beta2", K_UNIT, F(beta2), 0, 1, NONE, "0.999", "adam second-moment decay"},
-    {"optim", "eps", K_FLOAT, F(eps), 0, 1, NONE, "1e-8", "adam denominator constant"},
+     "Gaussian likelihood log variance (fixed, or initial value when learned)", FIXED},
+    {"optim", "name", K_ENUM, F(optim), 0, 0, optim_names, "adam", "optimizer", FIXED},
+    {"optim", "lr", K_FLOAT, F(lr), 0, 1e6, NONE, "0.001", "learning rate (epsilon in the notes)", 0},
+    {"optim", "momentum", K_UNIT, F(momentum), 0, 1, NONE, "0", "momentum (sgd; rmsprop with nesterov)", 0},
+    {"optim", "nesterov", K_BOOL, F(nesterov), 0, 0, NONE, "false", "Nesterov momentum (sgd, rmsprop)", 0},
+    {"optim", "rho", K_UNIT, F(rho), 0, 1, NONE, "0.9", "rmsprop decay rate", 0},
+    {"optim", "beta1", K_UNIT, F(beta1), 0, 1, NONE, "0.9", "adam first-moment decay", 0},
+    {"optim", "beta2", K_UNIT, F(beta2), 0, 1, NONE, "0.999", "adam second-moment decay", 0},
+    {"optim", "eps", K_FLOAT, F(eps), 0, 1, NONE, "1e-8", "adam denominator constant", 0},
     {"optim", "delta", K_FLOAT, F(delta), 0, 1, NONE, "0",
-     "adagrad/rmsprop constant; 0 picks the notes' 1e-7 (adagrad) or 1e-6 (rmsprop)"},
-    {"optim", "weight_decay", K_FLOAT, F(weight_decay), 0, 1e3, NONE, "0",
-     "L2 penalty (decoupled for adamw)"},
-    {"optim", "schedule", K_ENUM, F(schedule), 0, 0, sched_names, "constant", "learning-rate schedule"},
+     "adagrad/rmsprop constant; 0 picks the notes' 1e-7 (adagrad) or 1e-6 (rmsprop)", 0},
+    {"optim", "weight_decay", K_FLOAT, F(weight_decay), 0, 1e3, NONE, "0", "L2 penalty (decoupled for adamw)",
+     0},
+    {"optim", "schedule", K_ENUM, F(schedule), 0, 0, sched_names, "constant", "learning-rate schedule", 0},
     {"optim", "warmup_steps", K_INT, F(warmup_steps), 0, 1e12, NONE, "0",
-     "linear warm-up steps (warmup, cosine)"},
-    {"optim", "min_lr", K_FLOAT, F(min_lr), 0, 1e6, NONE, "0", "final learning rate of cosine"},
-    {"train", "epochs", K_INT, F(epochs), 1, 1e9, NONE, "10", "epochs"},
+     "linear warm-up steps (warmup, cosine)", 0},
+    {"optim", "min_lr", K_FLOAT, F(min_lr), 0, 1e6, NONE, "0", "final learning rate of cosine", 0},
+    {"train", "epochs", K_INT, F(epochs), 1, 1e9, NONE, "10", "epochs", 0},
     {"train", "batch_size", K_INT, F(batch_size), 1, 1 << 24, NONE, "128",
-     "global batch B (each of P ranks takes B/P)"},
+     "global batch B (each of P ranks takes B/P)", FIXED},
     {"train", "micro_batch", K_INT, F(micro_batch), 1, 1 << 24, NONE, "16",
-     "reproducible mode: fixed micro-batch whose gradient is summed exactly"},
-    {"train", "seed", K_U64, F(seed), 0, 0, NONE, "1", "seed of all randomness"},
+     "reproducible mode: fixed micro-batch whose gradient is summed exactly", FIXED},
+    {"train", "seed", K_U64, F(seed), 0, 0, NONE, "1", "seed of all randomness", FIXED},
     {"train", "reproducible", K_BOOL, F(reproducible), 0, 0, NONE, "false",
-     "exact int64 gradient reduction: bit-identical for any P"},
-    {"train", "beta", K_FLOAT, F(beta), 0, 1e6, NONE, "1", "KL weight"},
+     "exact int64 gradient reduction: bit-identical for any P", FIXED},
+    {"train", "beta", K_FLOAT, F(beta), 0, 1e6, NONE, "1", "KL weight", 0},
     {"train", "kl_warmup_steps", K_INT, F(kl_warmup_steps), 0, 1e12, NONE, "0",
-     "steps over which the KL weight rises linearly from 0 to beta"},
+     "steps over which the KL weight rises linearly from 0 to beta", 0},
     {"train", "clip_norm", K_FLOAT, F(clip_norm), 0, 1e12, NONE, "0",
-     "clip gradients to this global norm (0: off)"},
-    {"train", "log_every", K_INT, F(log_every), 1, 1e9, NONE, "100", "steps between progress lines"},
+     "clip gradients to this global norm (0: off)", 0},
+    {"train", "log_every", K_INT, F(log_every), 1, 1e9, NONE, "100", "steps between progress lines", 0},
     {"train", "max_skipped", K_INT, F(max_skipped), 1, 1e9, NONE, "10",
-     "consecutive non-finite steps before the run aborts"},
+     "consecutive non-finite steps before the run aborts", 0},
     {"train", "replica_check_every", K_INT, F(replica_check_every), 0, 1e12, NONE, "1000",
-     "steps between parameter-hash checks across ranks (0: off)"},
+     "steps between parameter-hash checks across ranks (0: off)", 0},
     {"train", "max_steps", K_INT, F(max_steps), 0, 1e15, NONE, "0",
-     "stop after this many steps (0: all epochs)"},
+     "stop after this many steps (0: all epochs)", 0},
     {"ckpt", "every_steps", K_INT, F(ckpt_every_steps), 0, 1e15, NONE, "0",
-     "checkpoint every N steps (0: off)"},
+     "checkpoint every N steps (0: off)", 0},
     {"ckpt", "every_seconds", K_FLOAT, F(ckpt_every_seconds), 0, 1e9, NONE, "600",
-     "checkpoint every T seconds (0: off)"},
-    {"ckpt", "keep", K_INT, F(ckpt_keep), 1, 1e6, NONE, "3", "checkpoints kept"},
+     "checkpoint every T seconds (0: off)", 0},
+    {"ckpt", "keep", K_INT, F(ckpt_keep), 1, 1e6, NONE, "3", "checkpoints kept", 0},
     {"ckpt", "direct_io", K_BOOL, F(ckpt_direct_io), 0, 0, NONE, "true",
      "write and read checkpoints with O_DIRECT, past the page cache, where the file system allows it; "
-     "false: through the page cache (see docs/performance.md)"},
+     "false: through the page cache (see docs/performance.md)",
+     0},
     {"comm", "bucket_mb", K_FLOAT, F(bucket_mb), 0.001, 1e5, NONE, "4",
-     "gradient bucket size (MiB) for overlapped allreduce"},
+     "gradient bucket size (MiB) for overlapped allreduce", 0},
     {"comm", "overlap", K_BOOL, F(overlap), 0, 0, NONE, "false",
      "start each bucket's MPI_Iallreduce while backward runs; false: one blocking allreduce "
-     "(faster on shared memory, see docs/performance.md)"},
+     "(faster on shared memory, see docs/performance.md)",
+     0},
     {"comm", "shared_memory", K_BOOL, F(shared_memory), 0, 0, NONE, "true",
      "within a node, reduce gradients through an MPI-3 shared-memory window and let each rank run the "
      "optimizer on its slice of the parameters (float mode without overlap); false: one MPI_Allreduce "
-     "and the whole optimizer step on every rank"},
+     "and the whole optimizer step on every rank",
+     0},
     {"comm", "sliced_gradients", K_ENUM, F(sliced_gradients), 0, 0, sliced_names, "auto",
      "with comm.shared_memory, each rank computes only its slice's parameter gradients, from the layer "
      "inputs and output gradients of every rank of the node (fully connected models); auto: where those "
      "activations of the node's batch are no more values than the parameters, so that they move less "
-     "than whole gradients would; false: each rank computes all of them and the node sums them"},
+     "than whole gradients would; false: each rank computes all of them and the node sums them",
+     0},
     {"comm", "timeout_s", K_FLOAT, F(timeout_s), 0, 1e7, NONE, "600",
      "end the job when a rank waits longer than this (seconds) in one collective or collective "
-     "checkpoint I/O: a dead node or a cut link (0: off)"},
+     "checkpoint I/O: a dead node or a cut link (0: off)",
+     0},
     {"run", "dir", K_STR, F(run_dir), 0, 0, NONE, "runs/default",
-     "run directory: config.ini, metrics.jsonl, ckpt/"},
+     "run directory: config.ini, metrics.jsonl, ckpt/", 0},
 };
 #undef F
 #define N_KEYS (sizeof keys / sizeof keys[0])
-
-static int is_fixed_on_resume(const struct key *k);
 
 static const struct key *find_key(const char *section, const char *name)
 {
@@ -707,31 +723,8 @@ void config_write_reference(FILE *f)
         fprintf(f, "| `%s.%s` | `%s` | ", k->section, k->name, k->def);
         for (const char *c = allowed; *c; c++) /* '|' would end the markdown cell */
             fputs(*c == '|' ? "\\|" : (char[2]){*c, 0}, f);
-        fprintf(f, " | %s%s |\n", k->doc, is_fixed_on_resume(k) ? " (fixed on resume)" : "");
+        fprintf(f, " | %s%s |\n", k->doc, k->fixed ? " (fixed on resume)" : "");
     }
-}
-
-/*
- * Keys a resumed run must share with its checkpoint: they change the model,
- * the order of the data or the noise, so a run resumed with another value
- * would not continue the one that was checkpointed. Every other key (lr and
- * its schedule, epochs, max_steps, logging, checkpointing, comm) may change.
- */
-static const char *const fixed_on_resume[] = {
-    "data.shuffle",     "model.arch",        "model.channels",   "model.kernel",
-    "model.stride",     "model.padding",     "model.hidden",     "model.latent",
-    "model.activation", "model.likelihood",  "model.obs_logvar", "optim.name",
-    "train.batch_size", "train.micro_batch", "train.seed",       "train.reproducible",
-};
-
-static int is_fixed_on_resume(const struct key *k)
-{
-    char name[96];
-    snprintf(name, sizeof name, "%s.%s", k->section, k->name);
-    for (size_t i = 0; i < sizeof fixed_on_resume / sizeof fixed_on_resume[0]; i++)
-        if (!strcmp(fixed_on_resume[i], name))
-            return 1;
-    return 0;
 }
 
 /* A key's value as text (into a caller's buffer). */
@@ -754,7 +747,7 @@ int config_diff(const struct config *was, const struct config *now, int fixed, c
     size_t used = 0;
     out[0] = 0;
     for (size_t i = 0; i < N_KEYS; i++) {
-        if (is_fixed_on_resume(&keys[i]) != fixed)
+        if (keys[i].fixed != fixed)
             continue;
         char a[CONFIG_STR_MAX], b[CONFIG_STR_MAX];
         value_text(was, &keys[i], a, sizeof a);

@@ -29,6 +29,89 @@
 #include "data/h5util.h"
 
 #define PATH_BYTES (CONFIG_STR_MAX + 64)
+#define MAX_STEP   1000000000000000LL /* train.max_steps' limit */
+
+/*
+ * The header's numeric fields, one row each: this table drives the write,
+ * the read with its range checks, and `vae_dist info` (ckpt_header_*).
+ * `format`, `version` and `config` are not numbers and stand apart; the
+ * checks that relate fields to each other are in check_header.
+ */
+enum field_type { FT_I64, FT_LONG, FT_U64, FT_SIZE };
+struct header_field {
+    const char *name;
+    size_t offset; /* in struct ckpt_meta */
+    enum field_type type;
+    long long lo, hi; /* the range a read accepts (lo > hi: any value) */
+    int optional;     /* may be missing (checkpoints before it): then `absent` */
+    long absent;
+};
+#define M(field) offsetof(struct ckpt_meta, field)
+static const struct header_field header[] = {
+    {"step", M(step), FT_I64, 0, MAX_STEP, 0, 0},
+    {"epoch", M(epoch), FT_LONG, 0, MAX_STEP, 0, 0},
+    {"seed", M(seed), FT_U64, 1, 0, 0, 0},
+    {"world_size", M(world_size), FT_LONG, 1, 1LL << 24, 0, 0},
+    {"n_params", M(n_params), FT_SIZE, 1, 1LL << 34, 0, 0},
+    {"optim", M(optim), FT_LONG, 0, N_OPTIMS - 1, 0, 0},
+    {"optim_t", M(optim_t), FT_I64, 0, MAX_STEP, 0, 0},
+    {"steps_skipped", M(steps_skipped), FT_I64, 0, MAX_STEP, 1, -1},
+    {"data_n_train", M(data_n_train), FT_LONG, 1, UINT32_MAX, 0, 0},
+    {"data_n_dim", M(data_n_dim), FT_LONG, 1, 1LL << 30, 0, 0},
+    {"image_channels", M(image_channels), FT_LONG, 0, 1 << 24, 1, 0},
+    {"image_rows", M(image_rows), FT_LONG, 0, 1 << 24, 0, 0},
+    {"image_cols", M(image_cols), FT_LONG, 0, 1 << 24, 0, 0},
+    {"data_crc32", M(data_crc32), FT_LONG, 0, UINT32_MAX, 1, -1},
+};
+#undef M
+#define N_HEADER (sizeof header / sizeof header[0])
+
+static long field_get(const struct ckpt_meta *m, const struct header_field *h)
+{
+    const char *p = (const char *)m + h->offset;
+    switch (h->type) {
+    case FT_I64:
+        return (long)*(const int64_t *)p;
+    case FT_LONG:
+        return *(const long *)p;
+    case FT_U64:
+        return (long)*(const uint64_t *)p;
+    case FT_SIZE:
+        return (long)*(const size_t *)p;
+    }
+    return 0;
+}
+
+static void field_set(struct ckpt_meta *m, const struct header_field *h, long v)
+{
+    char *p = (char *)m + h->offset;
+    switch (h->type) {
+    case FT_I64:
+        *(int64_t *)p = v;
+        break;
+    case FT_LONG:
+        *(long *)p = v;
+        break;
+    case FT_U64:
+        *(uint64_t *)p = (uint64_t)v;
+        break;
+    case FT_SIZE:
+        *(size_t *)p = (size_t)v;
+        break;
+    }
+}
+
+size_t ckpt_header_count(void)
+{
+    return N_HEADER;
+}
+
+const char *ckpt_header_field(const struct ckpt_meta *m, size_t i, double *value)
+{
+    long v = field_get(m, &header[i]);
+    *value = header[i].optional && v == header[i].absent && v < 0 ? NAN : (double)v;
+    return header[i].name;
+}
 
 static uint32_t crc_of(const float *p, size_t n)
 {
@@ -369,28 +452,20 @@ static int write_group(hid_t f, const char *name)
     return 0;
 }
 
-/* The header attributes of meta, on the root group. */
-static int write_meta(const struct comm *c, hid_t f, const struct ckpt_meta *m)
+/* The header attributes of meta, on the root group: 0, or -1 naming the first that failed. */
+static int write_meta(const struct comm *c, hid_t f, const char *tmp, const struct ckpt_meta *m)
 {
-    int rc = 0;
-    rc |= h5_attr_put_string(f, "format", CKPT_FORMAT);
-    rc |= h5_attr_put_long(f, "version", CKPT_VERSION);
-    rc |= h5_attr_put_long(f, "step", (long)m->step);
-    rc |= h5_attr_put_long(f, "epoch", m->epoch);
-    rc |= h5_attr_put_long(f, "seed", (long)m->seed);
-    rc |= h5_attr_put_long(f, "world_size", comm_size(c));
-    rc |= h5_attr_put_long(f, "n_params", (long)m->n_params);
-    rc |= h5_attr_put_long(f, "optim", m->optim);
-    rc |= h5_attr_put_long(f, "optim_t", (long)m->optim_t);
-    rc |= h5_attr_put_long(f, "steps_skipped", (long)m->steps_skipped);
-    rc |= h5_attr_put_string(f, "config", m->config ? m->config : "");
-    rc |= h5_attr_put_long(f, "data_n_train", m->data_n_train);
-    rc |= h5_attr_put_long(f, "data_n_dim", m->data_n_dim);
-    rc |= h5_attr_put_long(f, "image_channels", m->image_channels);
-    rc |= h5_attr_put_long(f, "image_rows", m->image_rows);
-    rc |= h5_attr_put_long(f, "image_cols", m->image_cols);
-    rc |= h5_attr_put_long(f, "data_crc32", m->data_crc32);
-    return rc;
+    struct ckpt_meta own = *m;
+    own.world_size = comm_size(c);
+    int rc = h5_attr_put_string(f, "format", CKPT_FORMAT) | h5_attr_put_long(f, "version", CKPT_VERSION) |
+             h5_attr_put_string(f, "config", m->config ? m->config : "");
+    for (size_t i = 0; rc == 0 && i < N_HEADER; i++) {
+        if (h5_attr_put_long(f, header[i].name, (long)field_get(&own, &header[i]))) {
+            log_error("%s: cannot write attribute '%s'", tmp, header[i].name);
+            rc = -1;
+        }
+    }
+    return rc ? -1 : 0;
 }
 
 /* Create tmp and write everything into it, collectively; *direct_bytes: this
@@ -432,7 +507,8 @@ static int write_file(const struct comm *c, const char *tmp, const struct ckpt_m
         return h5_close_written(c, f, tmp, 0);
     /* Each part agreed before the next: after a failure every rank stops
      * together instead of waiting in different collectives. */
-    ok = comm_agree(c, (write_meta(c, f, meta) | write_group(f, "/model") | write_group(f, "/optim")) == 0);
+    ok = comm_agree(c,
+                    (write_meta(c, f, tmp, meta) | write_group(f, "/model") | write_group(f, "/optim")) == 0);
     struct comm *node = comm_split_node(c); /* its ranks write in turns */
     for (size_t i = 0; ok && i < ct->n_buf; i++) {
         const struct ckpt_buffer *b = &ct->buf[i];
@@ -500,13 +576,10 @@ static int out_of_range(const char *path, const char *name, long long lo, long l
     return -1;
 }
 
-/* Every header number within what vae_dist writes: nothing downstream trusts them unchecked. */
-static int check_header(const char *path, const struct ckpt_meta *m, long n_params)
+/* What relates header fields to each other (each is already within its own range). */
+static int check_header(const char *path, const struct ckpt_meta *m)
 {
-    const long long max_step = 1000000000000000LL; /* train.max_steps' limit */
-    if (m->step < 0 || m->step > max_step)
-        return out_of_range(path, "step", 0, max_step, (long long)m->step);
-    if (m->optim_t < 0 || m->optim_t > m->step)
+    if (m->optim_t > m->step)
         return out_of_range(path, "optim_t", 0, (long long)m->step, (long long)m->optim_t);
     /* Every step is either taken (counted by optim_t, which Adam's bias
      * correction and the schedules read) or skipped: a checkpoint that says
@@ -517,21 +590,10 @@ static int check_header(const char *path, const struct ckpt_meta *m, long n_para
                   path, (long long)m->optim_t, (long long)m->steps_skipped, (long long)m->step);
         return -1;
     }
-    if (m->epoch < 0 || m->epoch > m->step)
+    if (m->epoch > m->step)
         return out_of_range(path, "epoch", 0, (long long)m->step, m->epoch);
-    if (m->world_size < 1 || m->world_size > (1L << 24))
-        return out_of_range(path, "world_size", 1, 1LL << 24, m->world_size);
-    if (m->optim < 0 || m->optim > OPT_ADAMW)
-        return out_of_range(path, "optim", 0, OPT_ADAMW, m->optim);
-    if (n_params < 1 || n_params > (1L << 34))
-        return out_of_range(path, "n_params", 1, 1LL << 34, n_params);
-    if (m->data_n_train < 1 || m->data_n_train > UINT32_MAX)
-        return out_of_range(path, "data_n_train", 1, UINT32_MAX, m->data_n_train);
-    if (m->data_n_dim < 1 || m->data_n_dim > (1L << 30))
-        return out_of_range(path, "data_n_dim", 1, 1LL << 30, m->data_n_dim);
     long ch = m->image_channels, r = m->image_rows, c = m->image_cols;
-    if (ch < 0 || r < 0 || c < 0 || ch > (1 << 24) || r > (1 << 24) || c > (1 << 24) ||
-        (r == 0) != (c == 0) || (r == 0) != (ch == 0) || (r && ch * r * c != m->data_n_dim)) {
+    if ((r == 0) != (c == 0) || (r == 0) != (ch == 0) || (r && ch * r * c != m->data_n_dim)) {
         log_error("%s: checkpoint attributes image_channels x image_rows x image_cols = %ld x %ld x %ld; "
                   "expected 0 x 0 x 0 or three sizes whose product is data_n_dim = %ld",
                   path, ch, r, c, m->data_n_dim);
@@ -540,54 +602,22 @@ static int check_header(const char *path, const struct ckpt_meta *m, long n_para
     return 0;
 }
 
-/* The integer attributes of the header, read alike. */
-static int read_longs(hid_t f, const char *path, struct ckpt_meta *meta)
+/* The numeric header fields, each read and range-checked by its row of header[]. */
+static int read_fields(hid_t f, const char *path, struct ckpt_meta *meta)
 {
-    long step, seed, n_params, optim_t;
-    struct {
-        const char *name;
-        long *dst;
-    } const attrs[] = {
-        {"step", &step},
-        {"epoch", &meta->epoch},
-        {"world_size", &meta->world_size},
-        {"optim", &meta->optim},
-        {"seed", &seed},
-        {"n_params", &n_params},
-        {"optim_t", &optim_t},
-        {"data_n_train", &meta->data_n_train},
-        {"data_n_dim", &meta->data_n_dim},
-        {"image_rows", &meta->image_rows},
-        {"image_cols", &meta->image_cols},
-    };
-    for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++)
-        if (h5_attr_get_long(f, path, attrs[i].name, attrs[i].dst))
+    for (size_t i = 0; i < N_HEADER; i++) {
+        const struct header_field *h = &header[i];
+        long v = h->absent;
+        if (!(h->optional && H5Aexists(f, h->name) <= 0) && h5_attr_get_long(f, path, h->name, &v))
             return -1;
-    meta->step = step;
-    meta->seed = (uint64_t)seed;
-    meta->n_params = (size_t)n_params;
-    meta->optim_t = optim_t;
-    /* Optional: checkpoints before it say -1. */
-    long skipped = -1;
-    if (H5Aexists(f, "steps_skipped") > 0 && h5_attr_get_long(f, path, "steps_skipped", &skipped))
-        return -1;
-    if (skipped < -1 || skipped > step)
-        return out_of_range(path, "steps_skipped", 0, step, skipped);
-    meta->steps_skipped = skipped;
-    /* Optional: checkpoints before it, and data without a checksum, say -1. */
-    meta->data_crc32 = -1;
-    if (H5Aexists(f, "data_crc32") > 0 && h5_attr_get_long(f, path, "data_crc32", &meta->data_crc32))
-        return -1;
-    if (meta->data_crc32 < -1 || meta->data_crc32 > (long)UINT32_MAX)
-        return out_of_range(path, "data_crc32", -1, UINT32_MAX, meta->data_crc32);
-    /* Optional: checkpoints before it hold one channel (or none without an image shape). */
-    meta->image_channels = 0;
-    if (H5Aexists(f, "image_channels") > 0 &&
-        h5_attr_get_long(f, path, "image_channels", &meta->image_channels))
-        return -1;
+        if (h->lo <= h->hi && (v < h->lo || v > h->hi) && !(h->optional && v == h->absent))
+            return out_of_range(path, h->name, h->lo, h->hi, v);
+        field_set(meta, h, v);
+    }
+    /* Checkpoints before image_channels held one channel (or none without an image shape). */
     if (meta->image_channels == 0 && meta->image_rows > 0)
         meta->image_channels = 1;
-    return check_header(path, meta, n_params);
+    return check_header(path, meta);
 }
 
 /* The config text attribute (malloc'd into meta->config): one string of at most 1 MiB. */
@@ -614,7 +644,7 @@ static int read_meta(hid_t f, const char *path, struct ckpt_meta *meta)
                   meta->version, CKPT_VERSION);
         return -1;
     }
-    if (read_longs(f, path, meta))
+    if (read_fields(f, path, meta))
         return -1;
     hid_t d = H5Dopen2(f, "/model/params", H5P_DEFAULT);
     int bad = d < 0 || h5_attr_get_long(d, path, "crc32", &meta->params_crc32);

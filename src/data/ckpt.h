@@ -110,6 +110,13 @@ int ckpt_load(const struct comm *c, const char *path, const struct ckpt_meta *wa
 int ckpt_inspect(const struct comm *c, const char *path, struct ckpt_meta *meta);
 void ckpt_meta_free(struct ckpt_meta *meta);
 
+/* The header's numeric fields, in file order, for display: the name of field
+ * i < ckpt_header_count() and its value in m (NAN: an optional field the
+ * checkpoint does not hold). One table in ckpt.c drives these, the write and
+ * the read. */
+size_t ckpt_header_count(void);
+const char *ckpt_header_field(const struct ckpt_meta *m, size_t i, double *value);
+
 /*
  * Resume with `--resume auto`: ckpt_load every step-*.h5 of run_dir/ckpt
  * from the newest step to the oldest until one loads, warning for each one
