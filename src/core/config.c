@@ -136,7 +136,10 @@ static const struct key keys[] = {
      "checkpoint I/O: a dead node or a cut link (0: off)",
      0},
     {"run", "dir", K_STR, F(run_dir), 0, 0, NONE, "runs/default",
-     "run directory: config.ini, metrics.jsonl, ckpt/", 0},
+     "run directory: config.ini, metrics.jsonl, ckpt/. Must be new, empty (job files `*.out *.err *.log "
+     "*.ini "
+     "*.sh *.sbatch` aside) or an earlier run's; `/` and a directory of other files are refused",
+     0},
 };
 #undef F
 #define N_KEYS (sizeof keys / sizeof keys[0])
@@ -717,8 +720,10 @@ void config_write_reference(FILE *f)
         case K_UNIT:
             strcpy(allowed, "number in [0, 1)");
             break;
-        default:
-            strcpy(allowed, "text");
+        case K_U64:
+        case K_STR:
+            strcpy(allowed, k->type == K_U64 ? "non-negative integer" : "text");
+            break;
         }
         fprintf(f, "| `%s.%s` | `%s` | ", k->section, k->name, k->def);
         for (const char *c = allowed; *c; c++) /* '|' would end the markdown cell */

@@ -266,8 +266,9 @@ static void layer_forward(struct vae *m, const struct vae_layer *ly, float *out,
     case LAYER_CONV:
         conv2d_forward(out, ly->keep, m->conv_tmp, in, w, b, n_b, &ly->g);
         break;
-    default:
+    case LAYER_CONVT:
         conv_transpose2d_forward(out, ly->keep, m->conv_tmp, in, w, b, n_b, &ly->g);
+        break;
     }
 }
 
@@ -287,8 +288,9 @@ static void layer_backward(struct vae *m, const struct vae_layer *ly, float *dx,
     case LAYER_CONV:
         conv2d_backward(dx, dw, db, ly->keep, m->conv_tmp, dy, w, n_b, &ly->g);
         break;
-    default:
+    case LAYER_CONVT:
         conv_transpose2d_backward(dx, dw, db, ly->keep, m->conv_tmp, dy, w, n_b, &ly->g);
+        break;
     }
 }
 

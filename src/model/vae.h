@@ -37,7 +37,7 @@
 enum layer_kind { LAYER_LINEAR, LAYER_CONV, LAYER_CONVT };
 
 struct vae_layer {
-    int kind;            /* enum layer_kind */
+    enum layer_kind kind;
     size_t w_off, b_off; /* offsets into params/grads: w (O, I) or (O, C, k, k); b */
     size_t b_len;        /* values in b */
     size_t n_in, n_out;  /* values per sample in and out (C·H·W for images) */

@@ -36,7 +36,8 @@ int optim_init_slice(struct optim *o, const struct config *cfg, size_t n, size_t
     o->n = n;
     o->lo = lo;
     o->hi = hi;
-    switch (o->kind) {
+    /* Every kind has its arm and none a default: -Wswitch names this site for a new one. */
+    switch ((enum optim_kind)o->kind) {
     case OPT_SGD:
         o->n_states = o->momentum > 0 ? 1 : 0;
         break;
@@ -46,8 +47,10 @@ int optim_init_slice(struct optim *o, const struct config *cfg, size_t n, size_t
     case OPT_RMSPROP:
         o->n_states = o->nesterov ? 2 : 1;
         break;
-    default:
+    case OPT_ADAM:
+    case OPT_ADAMW:
         o->n_states = 2;
+        break;
     }
     for (size_t s = 0; s < o->n_states; s++) {
         o->state[s] = mem_calloc(hi - lo ? hi - lo : 1, sizeof(float));
@@ -69,16 +72,17 @@ void optim_free(struct optim *o)
 
 int optim_state_nonneg(const struct optim *o, size_t s)
 {
-    switch (o->kind) {
+    switch ((enum optim_kind)o->kind) {
+    case OPT_SGD:
+        return 0;
     case OPT_ADAGRAD:
     case OPT_RMSPROP:
         return s == 0;
     case OPT_ADAM:
     case OPT_ADAMW:
         return s == 1;
-    default:
-        return 0;
     }
+    return 0;
 }
 
 double optim_lr(const struct optim *o, int64_t t)
@@ -177,7 +181,7 @@ static void update(const struct optim *o, float *p, const float *g, size_t i0, s
     VAE_ASSERT(o->lo <= i0 && n <= o->hi - i0);
     float *s0 = o->state[0] ? o->state[0] + (i0 - o->lo) : NULL;
     float *s1 = o->state[1] ? o->state[1] + (i0 - o->lo) : NULL;
-    switch (o->kind) {
+    switch ((enum optim_kind)o->kind) {
     case OPT_SGD:
         sgd_block(o, p, g, s0, n, o->step_lr);
         break;
