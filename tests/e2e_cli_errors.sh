@@ -43,10 +43,15 @@ expect_error "train: negative learning rate in a config file" "neg.ini:2: [optim
     run_np 2 train --config "$WORK/neg.ini" "${T[@]}" --set data.path="$WORK/good.h5"
 expect_error "train: batch not divisible by ranks" "not divisible by the 3 ranks" \
     run_np 3 train "${T[@]}" --set data.path="$WORK/good.h5"
-expect_error "train: checkpoint of another model shape" "in the configured model" \
+# Another model: refused by the config comparison, before any tensor is read;
+# with --resume-override, by the layout check, which names the tensor.
+expect_error "train: checkpoint of another model shape" "[model] hidden: checkpoint 8, now 9" \
     bash -c "timeout 120 mpirun -np 2 '$VAE' train ${T[*]} --set data.path='$WORK/good.h5' --set train.max_steps=3 >/dev/null &&
              timeout 120 mpirun -np 2 '$VAE' train ${T[*]} --set data.path='$WORK/good.h5' --set model.hidden=9 \
                  --resume '$WORK/run/ckpt/step-00000003.h5'"
+expect_error "train: checkpoint of another model shape, --resume-override" "in the configured model" \
+    run_np 2 train "${T[@]}" --set data.path="$WORK/good.h5" --set model.hidden=9 --resume-override \
+    --resume "$WORK/run/ckpt/step-00000003.h5"
 expect_error "train: a dataset file given as checkpoint" "attribute 'format' is 'vae_dist-dataset'" \
     run_np 2 train "${T[@]/none/$WORK/good.h5}" --set data.path="$WORK/good.h5"
 expect_error "unknown command" "unknown command 'trian'" "$VAE" trian

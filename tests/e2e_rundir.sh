@@ -7,7 +7,11 @@
 #     epochs are named; rerunning a finished run says so;
 #   - a dataset altered after prep fails its checksum, naming the dataset;
 #   - run.dir/ckpt that is a file fails before training;
-#   - paths of 1000 bytes train, checkpoint, resume and evaluate.
+#   - paths of 1000 bytes train, checkpoint, resume and evaluate;
+#   - --resume none where an earlier run left checkpoints moves them aside,
+#     so that the next resume continues the new run, not the old one;
+#   - a changed model.latent on resume is refused with the list of
+#     differences before any tensor is read, not taken for damage.
 . "$(dirname "$0")/e2e_lib.sh"
 
 "$VAE" synth --out "$WORK/d.h5" --n-train 512 --n-test 64 --dim 16 >/dev/null
@@ -72,4 +76,23 @@ check "... resumes from its stored config" \
     bash -c "timeout 120 mpirun -np 2 '$VAE' train --config '$long/run/config.ini' --set train.max_steps=10 >/dev/null 2>&1"
 check "... and evaluates" \
     bash -c "timeout 120 mpirun -np 2 '$VAE' eval --checkpoint '$long/run/ckpt/step-00000010.h5' >/dev/null 2>&1"
+# --resume none over an earlier run (issue 34, trap 1): the earlier run reached
+# step 40; the new one stops at 20; a plain resume must continue the new one.
+N=("${T[@]}" --set run.dir="$WORK/again" --set train.epochs=100)
+run_np 2 train --resume none "${N[@]}" --set train.max_steps=40 >/dev/null 2>&1
+out=$(run_np 2 train --resume none "${N[@]}" --set train.max_steps=20 2>&1)
+check "--resume none over an earlier run: its checkpoints are moved aside, and it says so" \
+    bash -c "echo \"\$1\" | grep -q 'held checkpoints of an earlier run: moved to .*ckpt.before-' &&
+             ls '$WORK'/again/ckpt.before-*/step-00000040.h5 >/dev/null" _ "$out"
+out=$(run_np 2 train "${N[@]}" --set train.max_steps=30 2>&1); rc=$?
+check "... the next resume continues the new run from step 20 (exit $rc)" \
+    bash -c "[ $rc -eq 0 ] && echo \"\$1\" | grep -q 'resuming at step 20'" _ "$out"
+
+# A changed latent size on resume (trap 3): the refusal lists it; no tensor
+# shape error, no "skipping checkpoint", no fallback.
+out=$(run_np 2 train "${N[@]}" --set train.max_steps=40 --set model.latent=3 2>&1); rc=$?
+check "changed model.latent on resume: refused with the list of differences (exit $rc)" \
+    bash -c "[ $rc -eq 1 ] && echo \"\$1\" | grep -q 'refusing to resume step 30' &&
+             echo \"\$1\" | grep -q '\\[model\\] latent: checkpoint 2, now 3' &&
+             ! echo \"\$1\" | grep -q 'skipping checkpoint\\|tensor [0-9]* is'" _ "$out"
 finish

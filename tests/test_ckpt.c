@@ -274,7 +274,8 @@ static void saved_init(struct saved *s)
     s->buf[0] = (struct ckpt_buffer){"/model/params", s->m.params, s->m.n_params, 0, 0, 0};
     s->buf[1] = (struct ckpt_buffer){"/optim/state0", s->o.state[0], s->o.n, 0, 0, 0};
     s->buf[2] = (struct ckpt_buffer){"/optim/state1", s->o.state[1], s->o.n, 0, 0, 1};
-    s->ct = (struct ckpt_content){s->m.tensor, s->m.n_tensors, s->buf, 1 + s->o.n_states, 0, 0, 0};
+    s->ct =
+        (struct ckpt_content){s->m.tensor, s->m.n_tensors, s->buf, 1 + s->o.n_states, 0, 0, 0, NULL, NULL};
 }
 
 /* ckpt_save of the buffers as step `step` into run. */
@@ -359,7 +360,8 @@ static void test_every_optimizer_round_trip(void **state)
             sv.buf[1 + s] =
                 (struct ckpt_buffer){s ? "/optim/state1" : "/optim/state0", sv.o.state[s], sv.o.n, 0, 0,
                                      optim_state_nonneg(&sv.o, s)};
-        sv.ct = (struct ckpt_content){sv.m.tensor, sv.m.n_tensors, sv.buf, 1 + sv.o.n_states, 0, 0, 0};
+        sv.ct = (struct ckpt_content){sv.m.tensor, sv.m.n_tensors, sv.buf, 1 + sv.o.n_states, 0, 0,
+                                      0,           NULL,           NULL};
         struct ckpt_meta meta = {.step = 5,
                                  .optim = kind,
                                  .optim_t = 5,
@@ -529,7 +531,7 @@ static void test_sliced_state_roundtrip(void **state)
             mine[i - lo] = bad && i == n - 2 ? NAN : (float)i * 0.25f - 3.0f;
         struct ckpt_buffer buf[2] = {{"/model/params", params, n, 0, 0, 0},
                                      {"/optim/state0", mine, n, lo, hi, 0}};
-        struct ckpt_content ct = {&layout, 1, buf, 2, lo, hi, 0};
+        struct ckpt_content ct = {&layout, 1, buf, 2, lo, hi, 0, NULL, NULL};
         assert_int_equal(ckpt_save(g_world, run, &meta, &ct, 3), bad ? -1 : 0);
         free(mine);
 

@@ -362,7 +362,7 @@ static const char *write_checkpoint(void)
     float params[6] = {0.5f, -1, 2, 0, 0.25f, 3};
     struct tensor_view layout = {"w", 0, 2, 3, {2, 3, 0, 0}};
     struct ckpt_buffer buf = {"/model/params", params, 6, 0, 0, 0};
-    struct ckpt_content ct = {&layout, 1, &buf, 1, 0, 0, 0};
+    struct ckpt_content ct = {&layout, 1, &buf, 1, 0, 0, 0, NULL, NULL};
     struct ckpt_meta meta = {.step = 7,
                              .epoch = 1,
                              .seed = 1,
@@ -445,7 +445,7 @@ static void test_checkpoint_non_finite_refused(void **state)
     float params[6];
     struct tensor_view layout = {"w", 0, 2, 3, {2, 3, 0, 0}};
     struct ckpt_buffer buf = {"/model/params", params, 6, 0, 0, 0};
-    struct ckpt_content ct = {&layout, 1, &buf, 1, 0, 0, 0};
+    struct ckpt_content ct = {&layout, 1, &buf, 1, 0, 0, 0, NULL, NULL};
     struct ckpt_meta want = {.optim = -1};
     struct capture cap;
     capture_begin(&cap);

@@ -223,7 +223,7 @@ static void test_epoch_eval_equals_eval_of_checkpoint(void **state)
     snprintf(path, sizeof path, "%s/ckpt/step-00000016.h5", cfg.run_dir);
     struct ckpt_meta want = {.optim = -1};
     struct ckpt_buffer params = {"/model/params", m.params, m.n_params, 0, 0, 0};
-    struct ckpt_content ct = {m.tensor, m.n_tensors, &params, 1, 0, 0, 0};
+    struct ckpt_content ct = {m.tensor, m.n_tensors, &params, 1, 0, 0, 0, NULL, NULL};
     assert_int_equal(ckpt_load(g_world, path, &want, &ct, NULL), 0);
     const struct comm *comms[2] = {g_world, comm_self()};
     for (int i = 0; i < 2; i++) {

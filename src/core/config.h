@@ -22,8 +22,9 @@ enum sliced_kind { SLICED_AUTO, SLICED_TRUE, SLICED_FALSE };
 enum act_kind { ACT_RELU, ACT_TANH, ACT_SIGMOID };
 enum likelihood_kind { LIK_BERNOULLI, LIK_GAUSSIAN, LIK_GAUSSIAN_LEARNED };
 enum optim_kind { OPT_SGD, OPT_ADAGRAD, OPT_RMSPROP, OPT_ADAM, OPT_ADAMW };
-#define N_OPTIMS (OPT_ADAMW + 1) /* the count, beside the enum (not a member: switches need no arm for it)   \
-                                  */
+#define N_OPTIMS                                                                                             \
+    (OPT_ADAMW + 1) /* the count, beside the enum (not a member: switches need no arm for it)                \
+                     */
 enum sched_kind { SCHED_CONSTANT, SCHED_WARMUP, SCHED_COSINE };
 
 /* A list key's values (model.hidden, model.channels, ...); n = 0 is "none". */

@@ -12,7 +12,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -365,6 +367,36 @@ static size_t list_ckpts(const char *dir, char (*names)[64], size_t max)
             strcpy(names[j - 1], tmp);
         }
     return n;
+}
+
+int ckpt_archive(const char *run_dir)
+{
+    char dir[PATH_BYTES], names[1][64];
+    snprintf(dir, sizeof dir, "%s/ckpt", run_dir);
+    if (list_ckpts(dir, names, 1) == 0)
+        return 0;
+    char stamp[32], moved[PATH_BYTES + 48];
+    time_t now = time(NULL);
+    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", gmtime(&now));
+    for (int k = 0; k < 100; k++) {
+        snprintf(moved, sizeof moved, "%s/ckpt.before-%s%s%.0d", run_dir, stamp, k ? "-" : "", k);
+        if (rename(dir, moved) == 0) {
+            if (mkdir(dir, 0777)) {
+                log_error("%s: cannot make a new checkpoint directory: %s", dir, strerror(errno));
+                return -1;
+            }
+            log_note("%s held checkpoints of an earlier run: moved to %s (kept, never loaded); --resume none "
+                     "starts this run at step 0",
+                     dir, moved);
+            return 0;
+        }
+        if (errno != EEXIST && errno != ENOTEMPTY)
+            break;
+    }
+    log_error("%s: cannot move the earlier run's checkpoints aside: %s (HINT: move them yourself, or use "
+              "another run.dir)",
+              dir, strerror(errno));
+    return -1;
 }
 
 /* Rank 0: rename into place, fsync, update latest, prune. Returns 0 or -1. */
@@ -753,7 +785,9 @@ int ckpt_load(const struct comm *c, const char *path, const struct ckpt_meta *wa
         comm_watch_end();
         return -1;
     }
-    int ok = read_meta(f, path, &meta) == 0;
+    int ok = read_meta(f, path, &meta) == 0, refused = 0;
+    if (ok && ct->accept && ct->accept(&meta, ct->accept_arg))
+        ok = 0, refused = 1;
     ok = ok && check_layout(f, path, ct->layout, ct->n_layout) == 0;
     ok = ok && check_meta(path, &meta, want, ct) == 0;
     /* Reads below are collective: agree on the header first. */
@@ -780,6 +814,8 @@ int ckpt_load(const struct comm *c, const char *path, const struct ckpt_meta *wa
         *got = meta;
     else
         ckpt_meta_free(&meta);
+    if (!comm_agree(c, !refused))
+        return -2;
     return ok ? 0 : -1;
 }
 
@@ -803,8 +839,11 @@ int ckpt_resume_auto(const struct comm *c, const char *run_dir, const struct ckp
     for (int i = 0; i < n; i++) {
         char path[PATH_BYTES + 64];
         snprintf(path, sizeof path, "%s/ckpt/%s", run_dir, names[i]);
-        if (ckpt_load(c, path, want, ct, got) == 0)
+        int rc = ckpt_load(c, path, want, ct, got);
+        if (rc == 0)
             return 1;
+        if (rc == -2) /* not this run's: an older one would not be either */
+            return -1;
         log_info("warning: skipping checkpoint %s (see the error above); trying an older one", path);
     }
     if (n > 0) {

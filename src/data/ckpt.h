@@ -86,6 +86,12 @@ struct ckpt_content {
     size_t n_buf;
     size_t lo, hi;
     int buffered;
+    /* Optional: called with the header (config included) before any tensor
+     * is read; nonzero refuses the checkpoint as not this run's (a changed
+     * model, say), and ckpt_resume_auto then tries no older one: the caller
+     * has said why. Every rank must decide alike from the header. */
+    int (*accept)(const struct ckpt_meta *got, const void *arg);
+    const void *accept_arg;
 };
 
 /*
@@ -101,7 +107,8 @@ int ckpt_save(const struct comm *c, const char *run_dir, const struct ckpt_meta 
  * same length; the stored layout must equal ct's, tensor by tensor). `want`
  * names what else must match: optim (>= 0) and the training data's
  * data_n_train and data_n_dim (> 0); mismatches are named. The header goes to
- * got when not NULL (free with ckpt_meta_free). Collective; returns 0 or -1 (agreed).
+ * got when not NULL (free with ckpt_meta_free). Collective; returns 0, -1, or
+ * -2 when ct->accept refused it (agreed).
  */
 int ckpt_load(const struct comm *c, const char *path, const struct ckpt_meta *want,
               const struct ckpt_content *ct, struct ckpt_meta *got);
@@ -109,6 +116,16 @@ int ckpt_load(const struct comm *c, const char *path, const struct ckpt_meta *wa
 /* Read and validate the header only (collective when c is not NULL). */
 int ckpt_inspect(const struct comm *c, const char *path, struct ckpt_meta *meta);
 void ckpt_meta_free(struct ckpt_meta *meta);
+
+/*
+ * For a run that starts over in run_dir (--resume none): when run_dir/ckpt
+ * holds committed checkpoints of an earlier run, move that directory to
+ * run_dir/ckpt.before-YYYYmmddTHHMMSSZ (kept, never loaded) and make a new
+ * empty ckpt/, so that a later resume can never take the earlier run's
+ * newer steps for this run's. Local (rank 0, holding the run lock); 0, or
+ * -1 with a message.
+ */
+int ckpt_archive(const char *run_dir);
 
 /* The header's numeric fields, in file order, for display: the name of field
  * i < ckpt_header_count() and its value in m (NAN: an optional field the

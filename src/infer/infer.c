@@ -52,7 +52,7 @@ static int trained_load(const struct comm *c, const struct infer_args *a, struct
     ok = ok && vae_init(&l->m, &l->cfg, (size_t)l->meta.data_n_dim, image, EVAL_CHUNK) == 0;
     struct ckpt_meta want = {.optim = -1};
     struct ckpt_buffer params = {"/model/params", l->m.params, l->m.n_params, 0, 0, 0};
-    struct ckpt_content ct = {l->m.tensor, l->m.n_tensors, &params, 1, 0, 0, 0};
+    struct ckpt_content ct = {l->m.tensor, l->m.n_tensors, &params, 1, 0, 0, 0, NULL, NULL};
     if (!comm_agree(c, ok) || ckpt_load(c, a->checkpoint, &want, &ct, NULL)) {
         vae_free(&l->m);
         ckpt_meta_free(&l->meta);

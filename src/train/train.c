@@ -25,6 +25,7 @@
 #include "core/runlock.h"
 #include "core/timer.h"
 #include "model/linear.h"
+#include "data/ckpt.h"
 #include "train/report.h"
 #include "train/trainer.h"
 
@@ -142,9 +143,10 @@ static int check_run_dir(const char *dir)
 
 /*
  * Rank 0 makes run.dir and run.dir/ckpt and takes the run lock, before
- * anything reads a checkpoint. Collective; 0 or -1 (agreed).
+ * anything reads a checkpoint; with --resume none it moves an earlier run's
+ * checkpoints aside (ckpt_archive). Collective; 0 or -1 (agreed).
  */
-static int open_run_dir(struct run *r, const struct config *cfg, const struct comm *c)
+static int open_run_dir(struct run *r, const struct config *cfg, const struct comm *c, const char *resume)
 {
     int ok = 1;
     if (comm_rank(c) == 0) {
@@ -167,6 +169,8 @@ static int open_run_dir(struct run *r, const struct config *cfg, const struct co
             snprintf(status, sizeof status, "%s/status", cfg->run_dir);
             if (ok)
                 unlink(status); /* the last run's; this run writes its own at the end */
+            if (ok && !strcmp(resume, "none"))
+                ok = ckpt_archive(cfg->run_dir) == 0;
         }
     }
     return comm_agree(c, ok) ? 0 : -1;
@@ -198,7 +202,7 @@ static int run_init(struct run *r, const struct config *cfg, const struct comm *
     struct trainer *t = &r->t;
     if (comm_watchdog_start(cfg->timeout_s))
         log_warn("cannot start the collective watchdog thread; comm.timeout_s is not enforced");
-    if (open_run_dir(r, cfg, c) || trainer_init(t, cfg, c) || trainer_resume(t, resume, &r->step))
+    if (open_run_dir(r, cfg, c, resume) || trainer_init(t, cfg, c) || trainer_resume(t, resume, &r->step))
         return -1;
     trainer_check_replicas(t, r->step);
     if (write_config(cfg, c) || report_init(&r->rp, c, cfg->run_dir, r->step))

@@ -158,7 +158,7 @@ static struct ckpt_content content_of(struct trainer *t, struct ckpt_buffer buf[
         buf[1 + s] =
             (struct ckpt_buffer){state_names[s],       t->opt.state[s],      t->opt.n,
                                  part ? t->opt.lo : 0, part ? t->opt.hi : 0, optim_state_nonneg(&t->opt, s)};
-    struct ckpt_content ct = {t->m.tensor, t->m.n_tensors, buf, 1 + t->opt.n_states, 0, 0, 0};
+    struct ckpt_content ct = {t->m.tensor, t->m.n_tensors, buf, 1 + t->opt.n_states, 0, 0, 0, NULL, NULL};
     reduction_write_range(&t->red, &ct.lo, &ct.hi);
     return ct;
 }
@@ -205,10 +205,18 @@ static int check_resumed_config(const struct trainer *t, const struct ckpt_meta 
     return 0;
 }
 
+/* ckpt_content.accept: the resumed run's config against the checkpoint's, before any tensor is read. */
+static int accept_config(const struct ckpt_meta *got, const void *arg)
+{
+    return check_resumed_config(arg, got);
+}
+
 int trainer_resume(struct trainer *t, const char *resume, int64_t *step)
 {
     struct ckpt_buffer buf[3];
     struct ckpt_content ct = content_of(t, buf);
+    ct.accept = accept_config;
+    ct.accept_arg = t;
     struct ckpt_meta got, want = {
                               .optim = t->opt.kind,
                               .data_n_train = (long)t->info.n_train,
@@ -225,12 +233,11 @@ int trainer_resume(struct trainer *t, const char *resume, int64_t *step)
         return -1;
     }
     reduction_params_ready(&t->red); /* every rank loaded its slice */
-    int rc = check_resumed_config(t, &got);
     t->opt.t = got.optim_t;
     t->skipped = got.steps_skipped >= 0 ? got.steps_skipped : got.step - got.optim_t;
     *step = got.step;
     ckpt_meta_free(&got);
-    return rc;
+    return 0;
 }
 
 int trainer_save(struct trainer *t, int64_t step)
