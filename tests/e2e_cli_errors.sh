@@ -57,4 +57,25 @@ expect_error "train: a dataset file given as checkpoint" "attribute 'format' is 
 expect_error "unknown command" "unknown command 'trian'" "$VAE" trian
 check "--help exits 0" "$VAE" --help
 check "--version prints the version" bash -c "'$VAE' --version | grep -q '^vae_dist [0-9]'"
+# Float data outside [0, 1] under the Bernoulli likelihood (issue 34, trap 4):
+# refused before training with the scaling hint, not ten non-finite steps and
+# a hint about the learning rate.
+"$VAE" synth --out "$WORK/tab.h5" --tabular --dim 16 --n-train 256 --n-test 32 >/dev/null
+expect_error "bernoulli on float data in [-1.5, 1.5]: refused before training" \
+    "but model.likelihood = bernoulli models values in [0, 1]: training would diverge (HINT: scale the data" \
+    run_np 2 train "${T[@]}" --set data.path="$WORK/tab.h5"
+for p in python3 /usr/bin/python3; do
+    if "$p" -c "import h5py, numpy" 2>/dev/null; then
+        "$p" -c "
+import h5py, numpy as np, sys
+with h5py.File(sys.argv[1], 'w') as f:
+    f.attrs['format'] = 'vae_dist-dataset'
+    f['train/x'] = np.random.default_rng(1).integers(0, 256, (256, 16)).astype(np.float32)
+" "$WORK/pix255.h5"
+        out=$(run_np 2 train "${T[@]}" --set data.path="$WORK/pix255.h5" 2>&1)
+        check "float pixels in 0..255: refused, the hint says divide by 255, no non-finite steps" \
+            bash -c "echo \"\$1\" | grep -q 'divide them by 255' && ! echo \"\$1\" | grep -q 'non-finite'" _ "$out"
+        break
+    fi
+done
 finish

@@ -64,6 +64,7 @@ static const struct header_field header[] = {
     {"image_rows", M(image_rows), FT_LONG, 0, 1 << 24, 0, 0},
     {"image_cols", M(image_cols), FT_LONG, 0, 1 << 24, 0, 0},
     {"data_crc32", M(data_crc32), FT_LONG, 0, UINT32_MAX, 1, -1},
+    {"data_labels_crc32", M(data_labels_crc32), FT_LONG, 0, UINT32_MAX, 1, -1},
 };
 #undef M
 #define N_HEADER (sizeof header / sizeof header[0])

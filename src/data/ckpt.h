@@ -53,6 +53,7 @@ struct ckpt_meta {
     long data_n_train, data_n_dim; /* the training data's shape */
     long image_channels, image_rows, image_cols; /* C, H, W; 0s: not images */
     long data_crc32;                             /* its /train/x crc32, -1: unknown */
+    long data_labels_crc32;                      /* its /train/y crc32, -1: none or unknown */
     char *config;                                /* resolved config text (read: malloc'd) */
 };
 

@@ -132,6 +132,29 @@ static uint32_t crc_bytes(const unsigned char *p, size_t len)
     return (uint32_t)crc32_z(crc32_z(0, NULL, 0), p, len);
 }
 
+/* The CRC-32 of every rank's len bytes at p, joined in rank order: the
+ * split's CRC when the ranks hold its blocks in order. Collective. */
+static uint32_t combined_crc(const struct comm *c, const unsigned char *p, size_t len)
+{
+    int n = comm_size(c);
+    uint64_t *crc = malloc(2 * (size_t)n * sizeof *crc);
+    VAE_ASSERT(crc);
+    comm_allgather_u64(c, crc_bytes(p, len), crc);
+    comm_allgather_u64(c, len, crc + n);
+    uLong total = (uLong)crc[0];
+    for (int r = 1; r < n; r++)
+        total = crc32_combine(total, (uLong)crc[r], (z_off_t)crc[n + r]);
+    free(crc);
+    return (uint32_t)total;
+}
+
+void shard_checksums(const struct comm *c, const struct shard *s, long *rows_crc, long *labels_crc)
+{
+    *rows_crc = (long)combined_crc(c, s->rows, s->n_rows * s->row_bytes);
+    int labels = comm_agree(c, s->labels != NULL);
+    *labels_crc = labels ? (long)combined_crc(c, s->labels, s->n_rows) : -1;
+}
+
 /*
  * Every rank's shard CRC, combined in rank order into the split's CRC and
  * compared with the file's. Collective; 0, or -1 on every rank (rank 0 says why).
@@ -139,16 +162,7 @@ static uint32_t crc_bytes(const unsigned char *p, size_t len)
 static int verify_crc(const struct comm *c, const char *path, const char *name, long want,
                       const struct shard *s)
 {
-    int p = comm_size(c);
-    uint64_t *crc = malloc(2 * (size_t)p * sizeof *crc);
-    VAE_ASSERT(crc);
-    size_t len = s->n_rows * s->row_bytes;
-    comm_allgather_u64(c, crc_bytes(s->rows, len), crc);
-    comm_allgather_u64(c, len, crc + p);
-    uLong total = (uLong)crc[0];
-    for (int r = 1; r < p; r++)
-        total = crc32_combine(total, (uLong)crc[r], (z_off_t)crc[p + r]);
-    free(crc);
+    uint32_t total = combined_crc(c, s->rows, s->n_rows * s->row_bytes);
     if (total == (uLong)want)
         return 0;
     if (comm_rank(c) == 0)
@@ -201,6 +215,7 @@ static int image_shape(const char *path, struct dataset_info *info, const long s
 int dataset_open(const struct comm *c, const char *path, struct dataset_info *info)
 {
     memset(info, 0, sizeof *info);
+    info->crc32_labels = -1;
     int ok = 0;
     hid_t f = h5_open_read(c, path);
     if (f < 0)

@@ -30,7 +30,8 @@ struct dataset_info {
     int is_u8;              /* uint8 pixels (else float32) */
     int has_labels;
     long image_channels, image_rows, image_cols; /* C, H, W; 0s: not images */
-    long crc32_train;                            /* attribute crc32 of /train/x; -1: the file has none */
+    long crc32_train;  /* attribute crc32 of /train/x; -1: the file has none (trainer: shard_checksums') */
+    long crc32_labels; /* -1 (trainer: shard_checksums' of /train/y, -1 without labels) */
 };
 
 /* Rows of one split held by this rank (a shard, or an epoch buffer). */
@@ -61,6 +62,14 @@ int dataset_open(const struct comm *c, const char *path, struct dataset_info *in
  */
 int dataset_read_shard(const struct comm *c, const char *path, const struct dataset_info *info,
                        const char *split, size_t limit, size_t unit, struct shard *out);
+
+/*
+ * The CRC-32 of a split held in blocks, rank r the r-th (as
+ * dataset_read_shard reads a whole split): of its x rows as read, and of
+ * its labels (-1 without). Computed whether or not the file stores one, so
+ * that a resume on other data is caught for any file. Collective.
+ */
+void shard_checksums(const struct comm *c, const struct shard *s, long *rows_crc, long *labels_crc);
 
 /* Allocate a shard of n_rows (rows, ids, and labels if with_labels). */
 int shard_alloc(struct shard *s, size_t n_rows, size_t n_dim, int is_u8, int with_labels);

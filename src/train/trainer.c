@@ -44,10 +44,10 @@ static int check_batch(const struct trainer *t)
 
 /* Float data outside [0, 1] under the Bernoulli likelihood trains, but not on
  * what the user meant: say so (rank 0, once). Collective. */
-static void warn_range(const struct trainer *t)
+static int check_range(const struct trainer *t)
 {
     if (t->info.is_u8 || t->cfg->likelihood != LIK_BERNOULLI)
-        return;
+        return 0;
     const float *x = (const float *)t->train.rows;
     double r[2] = {-INFINITY, -INFINITY}; /* max, -min */
     for (size_t i = 0; i < t->train.n_rows * t->train.n_dim; i++) {
@@ -55,10 +55,24 @@ static void warn_range(const struct trainer *t)
         r[1] = -x[i] > r[1] ? -x[i] : r[1];
     }
     comm_allreduce_max_f64(t->c, r, 2);
-    if (t->rank == 0 && (r[0] > 1 || r[1] > 0))
-        log_warn("%s: the training data range over [%g, %g], but model.likelihood = bernoulli models values "
-                 "in [0, 1] (HINT: scale the data to [0, 1], or set model.likelihood = gaussian)",
-                 t->cfg->data_path, -r[1], r[0]);
+    /* Rounding just past the ends (a normalisation's -1e-7) trains; more
+     * makes the Bernoulli loss unbounded below, and the run would end in
+     * non-finite gradients whose hint (lr, clipping) names the wrong cause. */
+    int refuse = r[0] > 1.001 || r[1] > 0.001;
+    if (t->rank == 0 && refuse)
+        log_error("%s: the training data range over [%g, %g], but model.likelihood = bernoulli models values "
+                  "in [0, 1]: training would diverge (HINT: %s, or set model.likelihood = gaussian)",
+                  t->cfg->data_path, -r[1], r[0],
+                  r[0] <= 255 && r[1] <= 0
+                      ? "pixels in 0..255? divide them by 255 (x / 255.0), or store them as "
+                        "uint8, which vae_dist scales itself"
+                      : "scale the data to [0, 1]");
+    else if (t->rank == 0 && (r[0] > 1 || r[1] > 0))
+        log_warn(
+            "%s: the training data range over [%g, %g], a little outside [0, 1] where model.likelihood = "
+            "bernoulli models them",
+            t->cfg->data_path, -r[1], r[0]);
+    return refuse ? -1 : 0;
 }
 
 /* Validate the dataset and read this rank's block of each split. Collective. */
@@ -76,10 +90,11 @@ static int read_data(struct trainer *t)
     t->steps_per_epoch = t->info.n_train / (size_t)cfg->batch_size;
     if (dataset_read_shard(t->c, cfg->data_path, &t->info, "train", 0, 1, &t->train))
         return -1;
+    /* The training data's identity for resumes, of any file: the stored crc32 was checked above. */
+    shard_checksums(t->c, &t->train, &t->info.crc32_train, &t->info.crc32_labels);
     if (t->info.n_test && dataset_read_shard(t->c, cfg->data_path, &t->info, "test", 0, EVAL_CHUNK, &t->test))
         return -1;
-    warn_range(t);
-    return 0;
+    return check_range(t);
 }
 
 int trainer_init(struct trainer *t, const struct config *cfg, const struct comm *c)
@@ -188,6 +203,14 @@ static int check_resumed_config(const struct trainer *t, const struct ckpt_meta 
                  (unsigned long)got->data_crc32, (unsigned long)crc, t->cfg->data_path);
         n_fixed++;
     }
+    long ycrc = t->info.crc32_labels;
+    if (got->data_labels_crc32 >= 0 && ycrc >= 0 && got->data_labels_crc32 != ycrc) {
+        size_t used = strlen(fixed);
+        snprintf(fixed + used, sizeof fixed - used,
+                 "\n  training labels: checkpoint /train/y crc32 %08lx, now %08lx (%s)",
+                 (unsigned long)got->data_labels_crc32, (unsigned long)ycrc, t->cfg->data_path);
+        n_fixed++;
+    }
     if (n_fixed && !t->cfg->resume_override) {
         if (t->rank == 0)
             log_error("refusing to resume step %lld: this run differs from the checkpoint's in what a resume "
@@ -261,6 +284,7 @@ int trainer_save(struct trainer *t, int64_t step)
         .image_rows = t->info.image_rows,
         .image_cols = t->info.image_cols,
         .data_crc32 = t->info.crc32_train,
+        .data_labels_crc32 = t->info.crc32_labels,
     };
     int rc = ckpt_save(t->c, t->cfg->run_dir, &meta, &ct, t->cfg->ckpt_keep);
     free(meta.config);
