@@ -132,4 +132,15 @@ expect_error "conv stage that the stride cannot invert names the stage" "conv st
     --set model.kernel=4,3,4 --set model.stride=2,2,2 --set model.padding=1,0,1
 expect_error "kernel list neither one value nor one per stage" "expected one value or one per stage (2), found 3" \
     run_np 1 train --resume none "${CONV[@]}" --set run.dir="$WORK/c8" --set model.kernel=4,4,4
+# --checkpoint takes a run directory (its newest committed checkpoint) and the
+# latest pointer (issue 34, trap 6), not only a file.
+newest=$(ls "$WORK"/tab/ckpt/step-*.h5 | tail -1)
+check "info --checkpoint RUN_DIR: the newest committed checkpoint" \
+    bash -c "timeout 60 mpirun -np 1 '$VAE' info --checkpoint '$WORK/tab' 2>/dev/null | grep -q '\"checkpoint\": \"$newest\"'"
+check "eval --checkpoint RUN_DIR/ckpt/latest: the file it names" \
+    bash -c "timeout 60 mpirun -np 2 '$VAE' eval --checkpoint '$WORK/tab/ckpt/latest' 2>/dev/null |
+             grep -q '\"checkpoint\": \"$WORK/tab/ckpt/$(cat "$WORK/tab/ckpt/latest")\"'"
+mkdir -p "$WORK/nockpt"
+expect_error "--checkpoint a directory without checkpoints: said so" "a directory without committed checkpoints" \
+    run_np 1 info --checkpoint "$WORK/nockpt"
 finish

@@ -496,6 +496,15 @@ static int cmd_tool(const struct comm *c, const char *cmd, int argc, char **argv
     int rc = agree_args(c, tool_args(c, cmd, argc, argv, &a), VAE_EXIT_USAGE);
     if (rc >= 0)
         return rc;
+    static char resolved[CONFIG_STR_MAX + 80];
+    if (!comm_agree(c, ckpt_resolve(a.checkpoint, resolved, sizeof resolved) == 0))
+        return VAE_EXIT_ERROR;
+    if (a.out && path_same_file(a.out, resolved)) { /* the run directory's newest checkpoint */
+        log_error("%s: --out %s is the checkpoint %s names: writing would replace it", cmd, a.out,
+                  a.checkpoint);
+        return VAE_EXIT_USAGE;
+    }
+    a.checkpoint = resolved;
     if (!strcmp(cmd, "eval"))
         return infer_eval(c, &a);
     if (!strcmp(cmd, "sample"))
@@ -524,6 +533,10 @@ static int cmd_info(const struct comm *c, int argc, char **argv)
         log_error("info: expected --checkpoint PATH\n%s", usage_info);
         return VAE_EXIT_USAGE;
     }
+    static char resolved[CONFIG_STR_MAX + 80];
+    if (!comm_agree(c, ckpt_resolve(path, resolved, sizeof resolved) == 0))
+        return VAE_EXIT_ERROR;
+    path = resolved;
     struct ckpt_meta meta;
     if (ckpt_inspect(c, path, &meta))
         return VAE_EXIT_ERROR;

@@ -370,6 +370,48 @@ static size_t list_ckpts(const char *dir, char (*names)[64], size_t max)
     return n;
 }
 
+int ckpt_resolve(const char *arg, char *out, size_t out_bytes)
+{
+    struct stat st;
+    char dir[PATH_BYTES], names[1][64];
+    size_t n = strlen(arg);
+    const char *base = strrchr(arg, '/') ? strrchr(arg, '/') + 1 : arg;
+    if (stat(arg, &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(dir, sizeof dir, "%s/ckpt", arg);
+        if (stat(dir, &st) || !S_ISDIR(st.st_mode))
+            snprintf(dir, sizeof dir, "%s", arg);
+        if (list_ckpts(dir, names, 1) == 0) {
+            log_error(
+                "%s: a directory without committed checkpoints (step-NNNNNNNN.h5); expected a checkpoint "
+                "file, a run directory or its ckpt/latest",
+                arg);
+            return -1;
+        }
+        snprintf(out, out_bytes, "%s/%s", dir, names[0]);
+        return 0;
+    }
+    if (!strcmp(base, "latest") && stat(arg, &st) == 0 && S_ISREG(st.st_mode) && st.st_size < 64) {
+        FILE *f = fopen(arg, "r");
+        char name[64] = "";
+        int got = f && fgets(name, sizeof name, f) != NULL;
+        if (f)
+            fclose(f);
+        name[strcspn(name, "\r\n")] = 0;
+        unsigned long long step;
+        char tail[4];
+        if (!got || strchr(name, '/') || sscanf(name, "step-%llu.h%3s", &step, tail) != 2 ||
+            strcmp(tail, "5")) {
+            log_error("%s: a `latest` pointer should hold one checkpoint name (step-NNNNNNNN.h5), found '%s'",
+                      arg, name);
+            return -1;
+        }
+        snprintf(out, out_bytes, "%.*s%s", (int)(base - arg), arg, name);
+        return 0;
+    }
+    snprintf(out, out_bytes, "%s", arg);
+    return n < out_bytes ? 0 : -1;
+}
+
 int ckpt_archive(const char *run_dir)
 {
     char dir[PATH_BYTES], names[1][64];
@@ -808,8 +850,9 @@ int ckpt_load(const struct comm *c, const char *path, const struct ckpt_meta *wa
     comm_watch_end();
     if (ok) {
         double dt = timer_now() - t0, mb = content_bytes(ct) / 1e6;
-        log_note("loaded checkpoint %s (step %lld, written by %ld ranks): %.1f MB in %.3f s, %.0f MB/s", path,
-                 (long long)meta.step, meta.world_size, mb, dt, mb / dt);
+        log_note("loaded checkpoint %s (step %lld, written by %ld rank%s): %.1f MB in %.3f s, %.0f MB/s",
+                 path, (long long)meta.step, meta.world_size, meta.world_size == 1 ? "" : "s", mb, dt,
+                 mb / dt);
     }
     if (ok && got)
         *got = meta;

@@ -128,6 +128,15 @@ void ckpt_meta_free(struct ckpt_meta *meta);
  */
 int ckpt_archive(const char *run_dir);
 
+/*
+ * What a --checkpoint argument names, as a checkpoint file into out: a run
+ * directory (or its ckpt/) gives its newest committed checkpoint, the
+ * `latest` pointer the file it names, anything else itself. Local; 0, or -1
+ * with a message (a directory without checkpoints, a pointer that names
+ * none).
+ */
+int ckpt_resolve(const char *arg, char *out, size_t out_bytes);
+
 /* The header's numeric fields, in file order, for display: the name of field
  * i < ckpt_header_count() and its value in m (NAN: an optional field the
  * checkpoint does not hold). One table in ckpt.c drives these, the write and
