@@ -646,6 +646,11 @@ int main(int argc, char **argv)
         return VAE_EXIT_OK;
     }
     if (!strcmp(cmd, "config")) {
+        if (argc == first + 1 && (!strcmp(argv[first], "--help") || !strcmp(argv[first], "-h"))) {
+            puts("usage: vae_dist config\n\nprints every config key with its default, allowed values and "
+                 "meaning, as a markdown table (docs/config.md)");
+            return VAE_EXIT_OK;
+        }
         if (argc > first) {
             log_error("config: takes no options, found '%s' (it prints every key as a markdown table)",
                       argv[first]);

@@ -153,9 +153,7 @@ static int open_run_dir(struct run *r, const struct config *cfg, const struct co
         char ckpt[CONFIG_STR_MAX + 8];
         struct stat st;
         snprintf(ckpt, sizeof ckpt, "%s/ckpt", cfg->run_dir);
-        if (check_run_dir(cfg->run_dir)) {
-            ok = 0;
-        } else if (make_dirs(cfg->run_dir) || make_dirs(ckpt)) {
+        if (make_dirs(cfg->run_dir) || make_dirs(ckpt)) {
             log_error("%s: cannot make the run directory and its ckpt/ subdirectory: %s", cfg->run_dir,
                       strerror(errno));
             ok = 0;
@@ -202,7 +200,9 @@ static int run_init(struct run *r, const struct config *cfg, const struct comm *
     struct trainer *t = &r->t;
     if (comm_watchdog_start(cfg->timeout_s))
         log_warn("cannot start the collective watchdog thread; comm.timeout_s is not enforced");
-    if (open_run_dir(r, cfg, c, resume) || trainer_init(t, cfg, c) || trainer_resume(t, resume, &r->step))
+    /* The data before the run directory is made: a run that cannot start leaves none behind. */
+    if (!comm_agree(c, comm_rank(c) || check_run_dir(cfg->run_dir) == 0) || trainer_init(t, cfg, c) ||
+        open_run_dir(r, cfg, c, resume) || trainer_resume(t, resume, &r->step))
         return -1;
     trainer_check_replicas(t, r->step);
     if (write_config(cfg, c) || report_init(&r->rp, c, cfg->run_dir, r->step))
