@@ -75,6 +75,16 @@ with h5py.File(sys.argv[1], 'w') as f:
         out=$(run_np 2 train "${T[@]}" --set data.path="$WORK/pix255.h5" 2>&1)
         check "float pixels in 0..255: refused, the hint says divide by 255, no non-finite steps" \
             bash -c "echo \"\$1\" | grep -q 'divide them by 255' && ! echo \"\$1\" | grep -q 'non-finite'" _ "$out"
+        # Channels last (trap 5): (N, 16, 16, 3) uint8 pictures are named as such.
+        "$p" -c "
+import h5py, numpy as np, sys
+with h5py.File(sys.argv[1], 'w') as f:
+    f.attrs['format'] = 'vae_dist-dataset'
+    f['train/x'] = np.random.default_rng(1).integers(0, 256, (256, 16, 16, 3)).astype(np.uint8)
+" "$WORK/nhwc.h5"
+        out=$(run_np 2 train "${T[@]}" --set data.path="$WORK/nhwc.h5" --set train.max_steps=2 2>&1)
+        check "(N, H, W, C) pictures: a warning names the channel order and the transpose" \
+            bash -c "echo \"\$1\" | grep -q 'is (N, 16, 16, 3): vae_dist reads pictures as (N, C, H, W).*transpose(0, 3, 1, 2)'" _ "$out"
         break
     fi
 done

@@ -69,6 +69,9 @@ static int check_x(hid_t f, const char *path, const char *name, struct dataset_i
     }
     for (int k = 0; k < 3; k++)
         shape[k] = rank == 4 ? (long)dims[k + 1] : rank == 3 ? (k ? (long)dims[k] : 1) : 0;
+    /* (N, H, W, C) as NumPy and PIL keep pictures: a few channels last, wide dims before them. */
+    if (first && rank == 4 && dims[3] <= 4 && dims[1] > 4 && dims[2] > 4)
+        info->channels_last = 1;
     if (first) {
         info->n_dim = d;
         info->is_u8 = u8;
@@ -253,6 +256,13 @@ out_close:
     H5_CHECK(H5Fclose(f));
     int first = comm_first_failure(c, ok);
     log_release(first == comm_rank(c));
+    if (first < 0 && info->channels_last && comm_rank(c) == 0)
+        log_warn(
+            "%s: /train/x is (N, %ld, %ld, %ld): vae_dist reads pictures as (N, C, H, W), so these are %ld "
+            "channels of %ld x %ld; if the last dimension holds the channels (NumPy/PIL order), "
+            "reconstructions will be noise (HINT: store x.transpose(0, 3, 1, 2))",
+            path, info->image_channels, info->image_rows, info->image_cols, info->image_channels,
+            info->image_rows, info->image_cols);
     return first < 0 ? 0 : -1;
 out_agree:
     return -1; /* h5_open_read agreed and said why */

@@ -32,6 +32,7 @@ struct dataset_info {
     long image_channels, image_rows, image_cols; /* C, H, W; 0s: not images */
     long crc32_train;  /* attribute crc32 of /train/x; -1: the file has none (trainer: shard_checksums') */
     long crc32_labels; /* -1 (trainer: shard_checksums' of /train/y, -1 without labels) */
+    int channels_last; /* /train/x looks (N, H, W, C) with C <= 4: said in a warning */
 };
 
 /* Rows of one split held by this rank (a shard, or an epoch buffer). */
