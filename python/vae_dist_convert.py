@@ -49,6 +49,11 @@ def load(spec):
 def as_images(x, what):
     if x.ndim < 2 or x.ndim > 4:
         sys.exit(f"{what}: shape {x.shape}; expected (N, D), (N, H, W) or (N, C, H, W)")
+    if x.ndim == 4 and x.shape[3] <= 4 and x.shape[1] > 4 and x.shape[2] > 4:
+        print(f"warning: {what}: shape {x.shape} looks channels-last (NumPy/PIL order); vae_dist reads "
+              f"(N, C, H, W): writing x.transpose(0, 3, 1, 2), shape {x.transpose(0, 3, 1, 2).shape}",
+              file=sys.stderr)
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
     if x.dtype == np.uint8:
         return x
     if np.issubdtype(x.dtype, np.floating):
