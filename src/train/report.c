@@ -73,10 +73,17 @@ void report_bar(struct report *rp, const struct trainer *t, int64_t step, int64_
     for (int i = 0; i < 30; i++)
         bar[i] = i < fill ? '=' : (i == fill ? '>' : ' ');
     bar[30] = 0;
-    double eta = sps > 0 ? (double)(end - step) * (double)t->cfg->batch_size / sps : 0;
-    printf("\r\033[Kepoch %lld/%ld [%s] %lld/%lld | %.0f samples/s | -ELBO %.3f | ETA %dm%02ds",
-           (long long)((step - 1) / spe + 1), t->cfg->epochs, bar, (long long)in_epoch, (long long)spe, sps,
-           loss, (int)(eta / 60), (int)eta % 60);
+    /* No ETA from the first steps, whose warm-up (page faults, first GEMMs) would make it minutes. */
+    if (rp->bar_steps++ < 10) {
+        printf("\r\033[Kepoch %lld/%ld [%s] %lld/%lld | -ELBO %.3f | ETA --",
+               (long long)((step - 1) / spe + 1), t->cfg->epochs, bar, (long long)in_epoch, (long long)spe,
+               loss);
+    } else {
+        double eta = sps > 0 ? (double)(end - step) * (double)t->cfg->batch_size / sps : 0;
+        printf("\r\033[Kepoch %lld/%ld [%s] %lld/%lld | %.0f samples/s | -ELBO %.3f | ETA %dm%02ds",
+               (long long)((step - 1) / spe + 1), t->cfg->epochs, bar, (long long)in_epoch, (long long)spe,
+               sps, loss, (int)(eta / 60), (int)eta % 60);
+    }
     fflush(stdout);
     rp->t_bar = timer_now();
 }
@@ -119,8 +126,14 @@ void report_epoch(struct report *rp, const struct trainer *t, long epoch, int64_
                   const struct eval_result *r)
 {
     double test = r ? r->neg_elbo : NAN, rec = r ? r->rec : NAN, kl = r ? r->kl : NAN;
-    log_info("epoch %ld/%ld done | train -ELBO %.3f | test -ELBO %.3f (rec %.3f, KL %.3f)", epoch + 1,
-             t->cfg->epochs, train_neg_elbo, test, rec, kl);
+    if (rp->bar) /* the bar's line, cleared: the epoch line starts a line of its own */
+        printf("\r\033[K");
+    if (r)
+        log_info("epoch %ld/%ld done | train -ELBO %.3f | test -ELBO %.3f (rec %.3f, KL %.3f)", epoch + 1,
+                 t->cfg->epochs, train_neg_elbo, test, rec, kl);
+    else
+        log_info("epoch %ld/%ld done | train -ELBO %.3f (no test split)", epoch + 1, t->cfg->epochs,
+                 train_neg_elbo);
     metrics_write(&rp->mt, "epoch", "epoch", (double)(epoch + 1), "step", (double)step, "train_neg_elbo",
                   train_neg_elbo, "test_neg_elbo", test, "test_rec", rec, "test_kl", kl, NULL);
 }

@@ -28,8 +28,9 @@ struct interval {
 
 struct report {
     struct metrics mt;
-    int bar;      /* rank 0 draws a progress bar */
-    double t_bar; /* when it was last drawn */
+    int bar;        /* rank 0 draws a progress bar */
+    double t_bar;   /* when it was last drawn */
+    long bar_steps; /* times it was drawn (no ETA before 10) */
 };
 
 /*
