@@ -178,6 +178,17 @@ static struct ckpt_content content_of(struct trainer *t, struct ckpt_buffer buf[
     return ct;
 }
 
+/* 1, with a line appended to list, when both CRCs are known and differ; else 0. */
+static int crc_differs(char *list, size_t list_bytes, const char *what, long was, long now, const char *path)
+{
+    if (was < 0 || now < 0 || was == now)
+        return 0;
+    size_t used = strlen(list);
+    snprintf(list + used, list_bytes - used, "\n  %s crc32 %08lx, now %08lx (%s)", what, (unsigned long)was,
+             (unsigned long)now, path);
+    return 1;
+}
+
 /*
  * A resume continues the checkpointed run only with the same keys fixed on
  * resume and the same training data: otherwise it is refused with the list
@@ -195,22 +206,10 @@ static int check_resumed_config(const struct trainer *t, const struct ckpt_meta 
     }
     int n_fixed = config_diff(&was, t->cfg, 1, fixed, sizeof fixed);
     int n_other = config_diff(&was, t->cfg, 0, other, sizeof other);
-    long crc = t->info.crc32_train;
-    if (got->data_crc32 >= 0 && crc >= 0 && got->data_crc32 != crc) {
-        size_t used = strlen(fixed);
-        snprintf(fixed + used, sizeof fixed - used,
-                 "\n  training data: checkpoint /train/x crc32 %08lx, now %08lx (%s)",
-                 (unsigned long)got->data_crc32, (unsigned long)crc, t->cfg->data_path);
-        n_fixed++;
-    }
-    long ycrc = t->info.crc32_labels;
-    if (got->data_labels_crc32 >= 0 && ycrc >= 0 && got->data_labels_crc32 != ycrc) {
-        size_t used = strlen(fixed);
-        snprintf(fixed + used, sizeof fixed - used,
-                 "\n  training labels: checkpoint /train/y crc32 %08lx, now %08lx (%s)",
-                 (unsigned long)got->data_labels_crc32, (unsigned long)ycrc, t->cfg->data_path);
-        n_fixed++;
-    }
+    n_fixed += crc_differs(fixed, sizeof fixed, "training data: checkpoint /train/x", got->data_crc32,
+                           t->info.crc32_train, t->cfg->data_path);
+    n_fixed += crc_differs(fixed, sizeof fixed, "training labels: checkpoint /train/y",
+                           got->data_labels_crc32, t->info.crc32_labels, t->cfg->data_path);
     if (n_fixed && !t->cfg->resume_override) {
         if (t->rank == 0)
             log_error("refusing to resume step %lld: this run differs from the checkpoint's in what a resume "
