@@ -36,6 +36,7 @@
 #include "optim/optim.h"
 #include "train/reduction.h"
 #include "train/train.h"
+#include "train/trainer.h"
 
 /* 512 rows: not a multiple of 3, so on P = 3 shard boundaries fall inside
  * the id range (the shuffle's owner lookup); 48 is divisible by 1, 2, 3, 4, 8. */
@@ -389,6 +390,41 @@ static void test_node_params_published_whole(void **state)
     vae_free(&m);
 }
 
+/*
+ * What the trainer sets up, as properties: each epoch a new permutation of
+ * the rank's samples (a fixed order every epoch would train on the same
+ * batches), and the schedule's length in steps, epochs x steps per epoch
+ * (in epochs, a cosine schedule would reach its floor after a few steps).
+ */
+static void test_trainer_epochs_and_schedule(void **state)
+{
+    (void)state;
+    struct config cfg;
+    small_config(&cfg, "trainer-props");
+    cfg.epochs = 3;
+    struct trainer t;
+    assert_int_equal(trainer_init(&t, &cfg, g_world), 0);
+    assert_int_equal(t.opt.total_steps, 3 * (long)t.steps_per_epoch);
+    assert_int_equal(trainer_epoch(&t, 0), 0);
+    size_t n = t.epoch_buf.n_rows;
+    uint32_t *first = malloc((n + 1) * sizeof *first);
+    assert_non_null(first);
+    memcpy(first, t.epoch_buf.ids, n * sizeof *first);
+    assert_int_equal(trainer_epoch(&t, 1), 0);
+    assert_int_equal(t.epoch_buf.n_rows, n);
+    size_t same = 0;
+    for (size_t i = 0; i < n; i++)
+        same += t.epoch_buf.ids[i] == first[i];
+    double s = (double)same, m = (double)n;
+    comm_allreduce_sum_f64(g_world, &s, 1);
+    comm_allreduce_sum_f64(g_world, &m, 1);
+    if (s > 0.5 * m)
+        fail_msg("epochs 0 and 1 put %.0f of %.0f samples at the same place: the shuffle does not change", s,
+                 m);
+    free(first);
+    trainer_free(&t);
+}
+
 int main(int argc, char **argv)
 {
     g_world = comm_init(&argc, &argv);
@@ -403,6 +439,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_overlap_and_blocking_agree),
         cmocka_unit_test(test_node_shared_and_allreduce_agree),
         cmocka_unit_test(test_node_params_published_whole),
+        cmocka_unit_test(test_trainer_epochs_and_schedule),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     /* A failure on any rank fails the job. */
