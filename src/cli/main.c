@@ -552,8 +552,15 @@ static int cmd_info(const struct comm *c, int argc, char **argv)
     for (size_t i = 0; i < ckpt_header_count(); i++) {
         double v;
         const char *name = ckpt_header_field(&meta, i, &v);
-        if (strcmp(name, "optim")) /* shown by name above */
+        size_t len = strlen(name);
+        if (!strcmp(name, "optim")) /* shown by name above */
+            continue;
+        if (len > 6 && !strcmp(name + len - 6, "_crc32") && v >= 0) { /* CRCs in hex, as params_crc32 */
+            snprintf(crc, sizeof crc, "%08lx", (unsigned long)v);
+            metrics_str(&out, name, crc);
+        } else {
             metrics_num(&out, name, v);
+        }
     }
     metrics_str(&out, "config", meta.config);
     metrics_end(&out);
