@@ -352,8 +352,9 @@ static int after_step(struct run *r, const struct step_result *s, int stop)
     if (r->step % (int64_t)r->t.steps_per_epoch == 0)
         epoch_end(r);
     int last = stop || r->step == r->end;
-    if (last && r->skipped_total == r->steps_taken) {
-        /* Nothing trained: a checkpoint would only relabel the resumed model. */
+    if (last && !stop && r->skipped_total == r->steps_taken) {
+        /* Nothing trained: a checkpoint would only relabel the resumed model.
+         * (Stopped by a signal, it is still written: the job must requeue.) */
         log_error("all %lld steps of this run were skipped (non-finite gradients): the model did not train; "
                   "no checkpoint written (HINT: the resumed checkpoint or the data may hold bad values: try "
                   "an older checkpoint with --resume PATH)",
