@@ -13,8 +13,9 @@
  *                enum, a compound, an opaque value, an array type or a
  *                variable-length sequence; scalar, null, or 1-D/2-D of 0-40;
  *     dataset    one of the file's, replaced: any of those types, 1-5 dims,
- *                contiguous, compact, chunked (gzip, shuffle, fletcher32,
- *                scale-offset) or with external storage; values from input;
+ *                contiguous, compact, chunked (gzip, shuffle, fletcher32) or
+ *                with external storage; values from input (no scale-offset:
+ *                libhdf5 1.10's own writer crashes with it, in the builder);
  *     link       an object replaced by a soft link, an external link or a
  *                second hard link to another object, or a group;
  *     delete     an object or attribute removed.
@@ -227,8 +228,6 @@ static void edit_dataset(hid_t f, struct bytes *b)
                 H5Pset_deflate(dcpl, filters % 9);
             if (filters & 4)
                 H5Pset_fletcher32(dcpl);
-            if (filters & 8)
-                H5Pset_scaleoffset(dcpl, H5Z_SO_INT, H5Z_SO_INT_MINBITS_DEFAULT);
         }
         break;
     case 4:
